@@ -1,0 +1,237 @@
+//! What a series is: its name, kind, unit and description.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The kind of a series, which fixes how its readings are read.
+///
+/// See `spec/sampler-api.md`, "Kinds".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Kind {
+    /// A monotonic cumulative total (`u64`) since the series' start time.
+    Counter,
+    /// An instantaneous value (`f64`).
+    Gauge,
+    /// A cumulative distribution of observed values (usually durations in seconds).
+    Timing,
+}
+
+impl Kind {
+    /// The lower-case name used in the spec and in JSON output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Timing => "timing",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Describes a metric: name, kind, unit (UCUM-style: `s`, `By`, `1`) and description.
+///
+/// Descriptors are built once, usually in a `static`, so recording never formats strings.
+///
+/// ```
+/// use sampler_api::{Descriptor, Kind};
+/// static REQUESTS: Descriptor = Descriptor::counter("http.server.requests", "1", "requests served");
+/// assert_eq!(REQUESTS.kind(), Kind::Counter);
+/// assert!(REQUESTS.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Descriptor {
+    name: Cow<'static, str>,
+    kind: Kind,
+    unit: Cow<'static, str>,
+    description: Cow<'static, str>,
+}
+
+impl Descriptor {
+    /// A descriptor from static strings; usable in a `static`.
+    pub const fn new(
+        name: &'static str,
+        kind: Kind,
+        unit: &'static str,
+        description: &'static str,
+    ) -> Self {
+        Descriptor {
+            name: Cow::Borrowed(name),
+            kind,
+            unit: Cow::Borrowed(unit),
+            description: Cow::Borrowed(description),
+        }
+    }
+
+    /// A counter descriptor from static strings.
+    pub const fn counter(name: &'static str, unit: &'static str, description: &'static str) -> Self {
+        Self::new(name, Kind::Counter, unit, description)
+    }
+
+    /// A gauge descriptor from static strings.
+    pub const fn gauge(name: &'static str, unit: &'static str, description: &'static str) -> Self {
+        Self::new(name, Kind::Gauge, unit, description)
+    }
+
+    /// A timing descriptor from static strings.
+    pub const fn timing(name: &'static str, unit: &'static str, description: &'static str) -> Self {
+        Self::new(name, Kind::Timing, unit, description)
+    }
+
+    /// A descriptor built at run time (names read from a file, a foreign process, a config).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Kind};
+    /// let d = Descriptor::owned(format!("queue.{}.depth", "mail"), Kind::Gauge, "1", "");
+    /// assert_eq!(d.name(), "queue.mail.depth");
+    /// ```
+    pub fn owned(
+        name: impl Into<Cow<'static, str>>,
+        kind: Kind,
+        unit: impl Into<Cow<'static, str>>,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Descriptor {
+            name: name.into(),
+            kind,
+            unit: unit.into(),
+            description: description.into(),
+        }
+    }
+
+    /// The dotted metric name, such as `http.server.duration`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kind of the series.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The UCUM-style unit (`s`, `By`, `1`, or empty when unknown).
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    /// The human description (may be empty).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Checks the name and unit against the naming rules of `spec/sampler-api.md`.
+    pub fn validate(&self) -> Result<(), NameError> {
+        validate_name(&self.name)?;
+        if !self
+            .unit
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(NameError::new(&self.unit, "unit must be printable ASCII without quotes or backslashes"));
+        }
+        Ok(())
+    }
+}
+
+/// A name or label key that breaks the naming rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameError {
+    name: String,
+    why: &'static str,
+}
+
+impl NameError {
+    fn new(name: &str, why: &'static str) -> Self {
+        NameError {
+            name: name.to_owned(),
+            why,
+        }
+    }
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid name {:?}: {}", self.name, self.why)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Checks a metric name: dotted segments of `[a-z][a-z0-9_]*`, 1 to 255 bytes.
+///
+/// ```
+/// use sampler_api::validate_name;
+/// assert!(validate_name("http.server.duration").is_ok());
+/// assert!(validate_name("Http..duration").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(NameError::new(name, "must be 1 to 255 bytes long"));
+    }
+    for segment in name.split('.') {
+        let mut bytes = segment.bytes();
+        match bytes.next() {
+            Some(b'a'..=b'z') => {}
+            Some(_) => return Err(NameError::new(name, "each dotted segment must start with a-z")),
+            None => return Err(NameError::new(name, "empty segment (two dots, or a dot at an end)")),
+        }
+        if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+            return Err(NameError::new(name, "segments may hold only a-z, 0-9 and _"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a label key: `[a-z_][a-z0-9_]*`, 1 to 128 bytes, not starting with `__`.
+///
+/// ```
+/// use sampler_api::validate_label_key;
+/// assert!(validate_label_key("route").is_ok());
+/// assert!(validate_label_key("Route").is_err());
+/// ```
+pub fn validate_label_key(key: &str) -> Result<(), NameError> {
+    let mut bytes = key.bytes();
+    match bytes.next() {
+        Some(b'a'..=b'z' | b'_') => {}
+        _ => return Err(NameError::new(key, "a label key must start with a-z or _")),
+    }
+    if key.len() > 128 {
+        return Err(NameError::new(key, "a label key may be at most 128 bytes"));
+    }
+    if key.starts_with("__") {
+        return Err(NameError::new(key, "label keys starting with __ are reserved"));
+    }
+    if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+        return Err(NameError::new(key, "a label key may hold only a-z, 0-9 and _"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "a.b", "http.server.request_duration", "x9.y_z"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_keys() {
+        assert!(validate_label_key("_x").is_ok());
+        assert!(validate_label_key("__x").is_err());
+        assert!(validate_label_key("x.y").is_err());
+        assert!(validate_label_key("").is_err());
+    }
+}

@@ -1,0 +1,651 @@
+//! The harvest loop: polls every sampler on an interval aligned to the wall clock, builds one
+//! immutable snapshot and hands it to each exporter's own worker over a bounded queue.
+//!
+//! Invariants (see `spec/sampler-api.md`, "Harvest"):
+//! - a sampler that panics loses only its own readings for that harvest and is counted;
+//! - a sampler over its time budget is reported, and the others still run;
+//! - the harvest never waits on an exporter: when an exporter's queue is full, its oldest
+//!   snapshot is dropped and counted;
+//! - `shutdown` runs one last harvest and lets every exporter flush it before a deadline.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::descriptor::Descriptor;
+use crate::exporter::{ExportError, Exporter};
+use crate::local::lock;
+use crate::registry::{Held, Registry};
+use crate::sampler::{Sampler, SamplerState, Writer};
+use crate::snapshot::{Series, Snapshot};
+
+/// The default harvest interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// The default number of snapshots an exporter's queue holds.
+pub const DEFAULT_QUEUE: usize = 4;
+
+static HARVEST_DURATION: Descriptor =
+    Descriptor::gauge("sampler.harvest.duration", "s", "time the last harvest took to poll every sampler");
+static HARVEST_COUNT: Descriptor = Descriptor::counter("sampler.harvest.count", "1", "harvests run");
+static HARVEST_SERIES: Descriptor =
+    Descriptor::gauge("sampler.harvest.series", "1", "series in the last snapshot, self-metrics aside");
+static HARVEST_SKIPPED: Descriptor = Descriptor::counter(
+    "sampler.harvest.skipped",
+    "1",
+    "interval ticks skipped because a harvest ran past them",
+);
+static SAMPLER_ERRORS: Descriptor = Descriptor::counter(
+    "sampler.sampler.errors",
+    "1",
+    "sampler failures by reason: panic, budget (over its time budget), rejected (bad reading)",
+);
+static SAMPLER_DURATION: Descriptor =
+    Descriptor::gauge("sampler.sampler.duration", "s", "time each sampler took in the last harvest");
+static EXPORTER_DROPPED: Descriptor = Descriptor::counter(
+    "sampler.exporter.dropped",
+    "1",
+    "snapshots dropped because the exporter's queue was full",
+);
+static EXPORTER_QUEUE: Descriptor =
+    Descriptor::gauge("sampler.exporter.queue_depth", "1", "snapshots waiting in the exporter's queue");
+static EXPORTER_ERRORS: Descriptor =
+    Descriptor::counter("sampler.exporter.errors", "1", "failed exports");
+static EXPORTER_EXPORTED: Descriptor =
+    Descriptor::counter("sampler.exporter.exported", "1", "snapshots exported");
+static EXPORTER_DURATION: Descriptor =
+    Descriptor::gauge("sampler.exporter.duration", "s", "time the last export took");
+
+/// Configures and starts a [`Harvester`].
+///
+/// ```
+/// use sampler_api::{Descriptor, Harvester, Registry};
+/// use std::time::Duration;
+/// static JOBS: Descriptor = Descriptor::counter("jobs.done", "1", "jobs done");
+/// let registry = Registry::new();
+/// let jobs = registry.counter(&JOBS);
+/// let harvester = Harvester::builder()
+///     .registry(registry)
+///     .interval(Duration::from_secs(10))
+///     .build();
+/// jobs.inc();
+/// let snapshot = harvester.harvest_now();
+/// assert!(snapshot.find("jobs.done", &[]).is_some());
+/// harvester.shutdown(Duration::from_secs(1)).unwrap();
+/// ```
+pub struct HarvesterBuilder {
+    registry: Registry,
+    interval: Duration,
+    exporters: Vec<Box<dyn Exporter>>,
+    queue: usize,
+    budget: Option<Duration>,
+    harvest_at_start: bool,
+    self_metrics: bool,
+}
+
+impl fmt::Debug for HarvesterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HarvesterBuilder")
+            .field("interval", &self.interval)
+            .field("exporters", &self.exporters.len())
+            .finish()
+    }
+}
+
+impl HarvesterBuilder {
+    /// The registry to poll (default: [`Registry::global`]).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The interval between harvests (default 10 s; at least 1 ms). Harvests fall on multiples
+    /// of the interval since the Unix epoch.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Adds an exporter, run on its own thread.
+    pub fn exporter(mut self, exporter: impl Exporter + 'static) -> Self {
+        self.exporters.push(Box::new(exporter));
+        self
+    }
+
+    /// Adds a boxed exporter (as built from a config file).
+    pub fn boxed_exporter(mut self, exporter: Box<dyn Exporter>) -> Self {
+        self.exporters.push(exporter);
+        self
+    }
+
+    /// Snapshots each exporter's queue holds before the oldest is dropped (default 4).
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// The time one sampler may take per harvest before it is reported (default: a quarter
+    /// of the interval, at most 1 s).
+    pub fn sampler_budget(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Harvests once at start instead of waiting for the first aligned tick.
+    pub fn harvest_at_start(mut self, yes: bool) -> Self {
+        self.harvest_at_start = yes;
+        self
+    }
+
+    /// Whether snapshots carry the `sampler.*` self-metrics (default yes).
+    pub fn self_metrics(mut self, yes: bool) -> Self {
+        self.self_metrics = yes;
+        self
+    }
+
+    /// Builds the harvester and starts the exporter workers, without the periodic thread:
+    /// harvest with [`Harvester::harvest_now`], or call [`Harvester::start`].
+    pub fn build(self) -> Harvester {
+        let budget = self
+            .budget
+            .unwrap_or_else(|| (self.interval / 4).min(Duration::from_secs(1)));
+        let mut extra = Vec::new();
+        let mut links = Vec::new();
+        let mut workers = Vec::new();
+        for exporter in &self.exporters {
+            if let Some(s) = exporter.sampler() {
+                extra.push(s);
+            }
+        }
+        let core = Arc::new(Core {
+            registry: self.registry,
+            interval: self.interval,
+            budget,
+            self_metrics: self.self_metrics,
+            state: Mutex::new(State::default()),
+            sequence: AtomicU64::new(0),
+            links: Mutex::new(Vec::new()),
+            extra,
+        });
+        for mut exporter in self.exporters {
+            exporter.attach(HarvestHandle { core: Arc::downgrade(&core) });
+            let (tx, rx) = bounded::<Msg>(self.queue);
+            let link = Arc::new(Link {
+                name: exporter.name().to_owned(),
+                tx,
+                rx: rx.clone(),
+                stats: LinkStats::default(),
+            });
+            let stats_link = link.clone();
+            let name = link.name.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("sampler-export-{name}"))
+                .spawn(move || worker(exporter, rx, stats_link))
+                .expect("spawn exporter worker thread");
+            links.push(link);
+            workers.push(handle);
+        }
+        *lock(&core.links) = links;
+        Harvester {
+            core,
+            thread: None,
+            stop: None,
+            workers,
+            harvest_at_start: self.harvest_at_start,
+            done: false,
+        }
+    }
+
+    /// Builds the harvester and starts its periodic thread.
+    pub fn start(self) -> Harvester {
+        let mut h = self.build();
+        h.start();
+        h
+    }
+}
+
+/// Lets an exporter ask for a fresh snapshot of its own (for scrape-time freshness), without
+/// sending it to the other exporters.
+#[derive(Clone)]
+pub struct HarvestHandle {
+    core: std::sync::Weak<Core>,
+}
+
+impl fmt::Debug for HarvestHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HarvestHandle").finish()
+    }
+}
+
+impl HarvestHandle {
+    /// Harvests now and returns the snapshot; `None` once the harvester is gone.
+    pub fn harvest(&self) -> Option<Arc<Snapshot>> {
+        let core = self.core.upgrade()?;
+        Some(core.harvest(SystemTime::now(), false))
+    }
+}
+
+enum Msg {
+    Snapshot(Arc<Snapshot>),
+    Shutdown(Instant, Sender<Result<(), ExportError>>),
+}
+
+#[derive(Default)]
+struct LinkStats {
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    exported: AtomicU64,
+    last_nanos: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Link {
+    name: String,
+    tx: Sender<Msg>,
+    /// A receiver kept by the harvest side, to drop the oldest snapshot when the queue is full.
+    rx: Receiver<Msg>,
+    stats: LinkStats,
+}
+
+impl Link {
+    /// Queues `msg`, dropping the oldest snapshot while the queue is full. Never blocks.
+    fn send(&self, mut msg: Msg) {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(m)) => {
+                    msg = m;
+                    if let Ok(Msg::Snapshot(_)) = self.rx.try_recv() {
+                        self.stats.dropped.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Snapshot(s) => {
+                let t = Instant::now();
+                let r = catch_unwind(AssertUnwindSafe(|| exporter.export(s)));
+                link.stats.last_nanos.store(t.elapsed().as_nanos() as u64, Relaxed);
+                match r {
+                    Ok(Ok(())) => {
+                        link.stats.exported.fetch_add(1, Relaxed);
+                    }
+                    Ok(Err(e)) => {
+                        link.stats.errors.fetch_add(1, Relaxed);
+                        *lock(&link.stats.last_error) = Some(e.to_string());
+                    }
+                    Err(_) => {
+                        link.stats.errors.fetch_add(1, Relaxed);
+                        *lock(&link.stats.last_error) =
+                            Some(format!("exporter {} panicked during export", link.name));
+                    }
+                }
+            }
+            Msg::Shutdown(deadline, reply) => {
+                let r = catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline))).unwrap_or_else(
+                    |_| Err(ExportError::new(format!("exporter {} panicked during shutdown", link.name))),
+                );
+                let _ = reply.send(r);
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    samplers: HashMap<u64, (SamplerState, Held)>,
+    extra: Vec<SamplerState>,
+    own: SamplerState,
+    errors: HashMap<(String, &'static str), u64>,
+    durations: Vec<(String, f64)>,
+    harvests: u64,
+    skipped: u64,
+}
+
+struct Core {
+    registry: Registry,
+    interval: Duration,
+    budget: Duration,
+    self_metrics: bool,
+    state: Mutex<State>,
+    sequence: AtomicU64,
+    links: Mutex<Vec<Arc<Link>>>,
+    extra: Vec<Arc<dyn Sampler>>,
+}
+
+impl Core {
+    fn harvest(&self, time: SystemTime, publish: bool) -> Arc<Snapshot> {
+        let started = Instant::now();
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let registered = self.registry.snapshot();
+        let mut series = Vec::with_capacity(state.own_hint());
+        state.durations.clear();
+
+        // Stop hooks for samplers that went away.
+        let live: std::collections::HashSet<u64> = registered.iter().map(|r| r.id).collect();
+        let gone: Vec<u64> = state.samplers.keys().filter(|id| !live.contains(id)).copied().collect();
+        for id in gone {
+            if let Some((_, held)) = state.samplers.remove(&id) {
+                let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+            }
+        }
+
+        for r in registered {
+            let (sampler_state, held) = state.samplers.entry(r.id).or_insert_with(|| {
+                let _ = catch_unwind(AssertUnwindSafe(|| r.sampler.get().start()));
+                (SamplerState::default(), r.sampler)
+            });
+            let sampler = held.get();
+            run_one(
+                sampler,
+                sampler_state,
+                &mut series,
+                time,
+                self.interval,
+                self.budget,
+                &mut state.errors,
+                &mut state.durations,
+            );
+        }
+        state.extra.resize_with(self.extra.len(), SamplerState::default);
+        for (s, st) in self.extra.iter().zip(state.extra.iter_mut()) {
+            run_one(
+                &**s,
+                st,
+                &mut series,
+                time,
+                self.interval,
+                self.budget,
+                &mut state.errors,
+                &mut state.durations,
+            );
+        }
+        state.harvests += 1;
+        let polled = started.elapsed();
+        let user_series = series.len();
+
+        if self.self_metrics {
+            let links = lock(&self.links).clone();
+            let own = &mut state.own;
+            own.begin();
+            let mut w = Writer::new(own, &mut series, time, self.interval);
+            w.gauge(&HARVEST_DURATION, &[], polled.as_secs_f64());
+            w.counter(&HARVEST_COUNT, &[], state.harvests);
+            w.gauge(&HARVEST_SERIES, &[], user_series as f64);
+            w.counter(&HARVEST_SKIPPED, &[], state.skipped);
+            for ((sampler, reason), n) in &state.errors {
+                w.counter(&SAMPLER_ERRORS, &[("sampler", sampler), ("reason", reason)], *n);
+            }
+            for (sampler, secs) in &state.durations {
+                w.gauge(&SAMPLER_DURATION, &[("sampler", sampler)], *secs);
+            }
+            for l in &links {
+                let e = [("exporter", l.name.as_str())];
+                w.counter(&EXPORTER_DROPPED, &e, l.stats.dropped.load(Relaxed));
+                w.gauge(&EXPORTER_QUEUE, &e, l.tx.len() as f64);
+                w.counter(&EXPORTER_ERRORS, &e, l.stats.errors.load(Relaxed));
+                w.counter(&EXPORTER_EXPORTED, &e, l.stats.exported.load(Relaxed));
+                w.gauge(&EXPORTER_DURATION, &e, l.stats.last_nanos.load(Relaxed) as f64 / 1e9);
+            }
+            own.end();
+        }
+        drop(guard);
+
+        let snapshot = Arc::new(Snapshot {
+            time,
+            interval: self.interval,
+            sequence: self.sequence.fetch_add(1, Relaxed) + 1,
+            series,
+        });
+        if publish {
+            for l in lock(&self.links).iter() {
+                l.send(Msg::Snapshot(snapshot.clone()));
+            }
+        }
+        snapshot
+    }
+}
+
+impl State {
+    fn own_hint(&self) -> usize {
+        64
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    sampler: &dyn Sampler,
+    st: &mut SamplerState,
+    series: &mut Vec<Series>,
+    time: SystemTime,
+    interval: Duration,
+    budget: Duration,
+    errors: &mut HashMap<(String, &'static str), u64>,
+    durations: &mut Vec<(String, f64)>,
+) {
+    let before = series.len();
+    let t = Instant::now();
+    st.begin();
+    let mut rejected = 0;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let mut w = Writer::new(st, series, time, interval);
+        sampler.sample(&mut w);
+        rejected = w.rejected();
+    }));
+    let took = t.elapsed();
+    let name = sampler.name().to_owned();
+    match r {
+        Ok(()) => st.end(),
+        Err(_) => {
+            // Its partial output is dropped; its identities stay, so the next good harvest
+            // continues the same series.
+            series.truncate(before);
+            *errors.entry((name.clone(), "panic")).or_default() += 1;
+        }
+    }
+    if rejected > 0 {
+        *errors.entry((name.clone(), "rejected")).or_default() += rejected;
+    }
+    if took > budget {
+        *errors.entry((name.clone(), "budget")).or_default() += 1;
+    }
+    durations.push((name, took.as_secs_f64()));
+}
+
+/// Runs the harvest loop and owns the exporter workers.
+///
+/// Dropping a harvester shuts it down with a 5 s deadline; call [`shutdown`](Self::shutdown)
+/// to choose the deadline and see what failed.
+pub struct Harvester {
+    core: Arc<Core>,
+    thread: Option<JoinHandle<()>>,
+    stop: Option<Sender<()>>,
+    workers: Vec<JoinHandle<()>>,
+    harvest_at_start: bool,
+    done: bool,
+}
+
+impl fmt::Debug for Harvester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Harvester")
+            .field("interval", &self.core.interval)
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl Harvester {
+    /// A builder with the defaults: global registry, 10 s interval, no exporters.
+    pub fn builder() -> HarvesterBuilder {
+        HarvesterBuilder {
+            registry: Registry::global().clone(),
+            interval: DEFAULT_INTERVAL,
+            exporters: Vec::new(),
+            queue: DEFAULT_QUEUE,
+            budget: None,
+            harvest_at_start: false,
+            self_metrics: true,
+        }
+    }
+
+    /// Harvests now, sends the snapshot to every exporter and returns it.
+    pub fn harvest_now(&self) -> Arc<Snapshot> {
+        self.core.harvest(SystemTime::now(), true)
+    }
+
+    /// A handle that can harvest on demand (see [`Exporter::attach`]).
+    pub fn handle(&self) -> HarvestHandle {
+        HarvestHandle {
+            core: Arc::downgrade(&self.core),
+        }
+    }
+
+    /// Starts the periodic harvest thread (once; later calls do nothing).
+    pub fn start(&mut self) {
+        if self.thread.is_some() || self.done {
+            return;
+        }
+        let (tx, rx) = bounded::<()>(1);
+        let core = self.core.clone();
+        let at_start = self.harvest_at_start;
+        self.stop = Some(tx);
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name("sampler-harvest".into())
+                .spawn(move || run_loop(core, rx, at_start))
+                .expect("spawn harvest thread"),
+        );
+    }
+
+    /// The last error each exporter reported, by exporter name.
+    pub fn exporter_errors(&self) -> Vec<(String, String)> {
+        lock(&self.core.links)
+            .iter()
+            .filter_map(|l| lock(&l.stats.last_error).clone().map(|e| (l.name.clone(), e)))
+            .collect()
+    }
+
+    /// Stops the loop, runs a last harvest, and has every exporter export it, flush and shut
+    /// down within `timeout`. Exporters still busy at the deadline are left behind and named in
+    /// the error.
+    pub fn shutdown(mut self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.shutdown_inner(timeout)
+    }
+
+    fn shutdown_inner(&mut self, timeout: Duration) -> Result<(), ShutdownError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let deadline = Instant::now() + timeout;
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.core.harvest(SystemTime::now(), true);
+        let links = lock(&self.core.links).clone();
+        let mut replies = Vec::new();
+        for l in &links {
+            let (tx, rx) = bounded(1);
+            l.send(Msg::Shutdown(deadline, tx));
+            replies.push((l.name.clone(), rx));
+        }
+        let mut failures = Vec::new();
+        for (name, rx) in replies {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("exporter {name}: {e}")),
+                Err(_) => failures.push(format!("exporter {name}: did not finish before the shutdown deadline")),
+            }
+        }
+        // Workers that answered have returned; the others are left to finish on their own.
+        for w in self.workers.drain(..) {
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+        let mut state = lock(&self.core.state);
+        for (_, (_, held)) in state.samplers.drain() {
+            let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { failures })
+        }
+    }
+}
+
+impl Drop for Harvester {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner(Duration::from_secs(5));
+    }
+}
+
+/// The next multiple of `interval` since the Unix epoch strictly after `now`.
+fn next_tick(now: SystemTime, interval: Duration) -> SystemTime {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let step = interval.as_nanos().max(1);
+    let next = (since / step + 1) * step;
+    UNIX_EPOCH + Duration::from_nanos(next as u64)
+}
+
+fn run_loop(core: Arc<Core>, stop: Receiver<()>, at_start: bool) {
+    if at_start {
+        core.harvest(SystemTime::now(), true);
+    }
+    let mut tick = next_tick(SystemTime::now(), core.interval);
+    loop {
+        let wait = tick.duration_since(SystemTime::now()).unwrap_or_default();
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        // The clock may wake us a hair early: never harvest before the tick.
+        let now = SystemTime::now();
+        if now < tick {
+            continue;
+        }
+        core.harvest(tick, true);
+        let next = next_tick(SystemTime::now(), core.interval);
+        let missed = next
+            .duration_since(tick)
+            .unwrap_or_default()
+            .as_nanos()
+            .saturating_div(core.interval.as_nanos().max(1))
+            .saturating_sub(1) as u64;
+        if missed > 0 {
+            lock(&core.state).skipped += missed;
+        }
+        tick = next;
+    }
+}
+
+/// Which exporters failed to shut down in time, and why.
+#[derive(Debug, Clone)]
+pub struct ShutdownError {
+    /// One message per failed exporter.
+    pub failures: Vec<String>,
+}
+
+impl fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shutdown incomplete: {}", self.failures.join("; "))
+    }
+}
+
+impl std::error::Error for ShutdownError {}

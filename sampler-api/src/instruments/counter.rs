@@ -1,0 +1,114 @@
+use std::fmt;
+use std::sync::Arc;
+
+use super::{FamilyInner, FamilyOptions, Handle};
+use crate::descriptor::{Descriptor, Kind};
+use crate::local;
+use crate::registry::Registry;
+
+/// A monotonic counter handle; clone it freely, every clone adds to the same series.
+///
+/// Each thread adds into a cell of its own, so many threads hitting one counter never fight
+/// over a cache line; the harvest sums the cells and reads the exact total.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// static SENT: Descriptor = Descriptor::counter("mail.sent", "1", "mails sent");
+/// let registry = Registry::new();
+/// let sent = registry.counter(&SENT);
+/// sent.inc();
+/// sent.add(2);
+/// assert_eq!(sent.value(), 3);
+/// ```
+#[derive(Clone)]
+pub struct Counter {
+    handle: Handle,
+}
+
+impl Counter {
+    pub(crate) fn from_family(family: Arc<FamilyInner>, values: &[&str]) -> Self {
+        Counter {
+            handle: Handle::new(family, values),
+        }
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        local::counter_add(self.handle.slot, 1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        local::counter_add(self.handle.slot, n);
+    }
+
+    /// The current total over all threads (reads every thread's cell: not for hot paths).
+    pub fn value(&self) -> u64 {
+        local::Reader::new().counter(self.handle.slot)
+    }
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter").field("handle", &self.handle).finish()
+    }
+}
+
+/// Counters told apart by label values, such as `method` and `route`.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// static REQ: Descriptor = Descriptor::counter("http.server.requests", "1", "requests");
+/// let registry = Registry::new();
+/// let requests = registry.counter_family(&REQ, &["method", "route"]);
+/// // Look up once, keep the handle: recording through it hashes nothing.
+/// let get_home = requests.get(&["GET", "/"]);
+/// get_home.inc();
+/// // Or look up per call (a per-thread cache makes repeats cheap).
+/// requests.inc(&["POST", "/login"]);
+/// ```
+#[derive(Clone)]
+pub struct CounterFamily {
+    inner: Arc<FamilyInner>,
+}
+
+impl CounterFamily {
+    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+        let inner = Arc::new(FamilyInner::new(d, Kind::Counter, keys, o));
+        registry.register_weak(inner.clone());
+        CounterFamily { inner }
+    }
+
+    /// The handle for these label values (in key order), created on first use.
+    pub fn get(&self, values: &[&str]) -> Counter {
+        Counter::from_family(self.inner.clone(), values)
+    }
+
+    /// Adds one to the series for these label values.
+    #[inline]
+    pub fn inc(&self, values: &[&str]) {
+        self.add(values, 1)
+    }
+
+    /// Adds `n` to the series for these label values.
+    #[inline]
+    pub fn add(&self, values: &[&str], n: u64) {
+        let (_, slot, _) = self.inner.lookup(values);
+        local::counter_add(slot, n);
+    }
+
+    /// Removes a series; `false` when a handle to it is still alive (it stays).
+    pub fn remove(&self, values: &[&str]) -> bool {
+        self.inner.remove(values)
+    }
+}
+
+impl fmt::Debug for CounterFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CounterFamily")
+            .field("metric", &crate::Sampler::name(&*self.inner))
+            .finish()
+    }
+}

@@ -1,0 +1,128 @@
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::{FamilyInner, FamilyOptions, Handle};
+use crate::descriptor::{Descriptor, Kind};
+use crate::local;
+use crate::registry::Registry;
+
+/// A gauge handle: set it, or add to it; the harvest reads the latest value.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// static DEPTH: Descriptor = Descriptor::gauge("queue.depth", "1", "jobs waiting");
+/// let registry = Registry::new();
+/// let depth = registry.gauge(&DEPTH);
+/// depth.set(10.0);
+/// depth.add(-3.0);
+/// assert_eq!(depth.value(), 7.0);
+/// ```
+#[derive(Clone)]
+pub struct Gauge {
+    handle: Handle,
+}
+
+impl Gauge {
+    pub(crate) fn from_family(family: Arc<FamilyInner>, values: &[&str]) -> Self {
+        Gauge {
+            handle: Handle::new(family, values),
+        }
+    }
+
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, value: f64) {
+        local::gauge_cell(self.handle.slot).store(value.to_bits(), Relaxed);
+    }
+
+    /// Adds `delta` (may be negative).
+    #[inline]
+    pub fn add(&self, delta: f64) {
+        add(self.handle.slot, delta);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1.0)
+    }
+
+    /// Subtracts one.
+    #[inline]
+    pub fn dec(&self) {
+        self.add(-1.0)
+    }
+
+    /// The current value.
+    pub fn value(&self) -> f64 {
+        f64::from_bits(local::gauge_cell(self.handle.slot).load(Relaxed))
+    }
+}
+
+#[inline]
+fn add(slot: u32, delta: f64) {
+    let cell = local::gauge_cell(slot);
+    let _ = cell.fetch_update(Relaxed, Relaxed, |b| Some((f64::from_bits(b) + delta).to_bits()));
+}
+
+impl fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gauge").field("handle", &self.handle).finish()
+    }
+}
+
+/// Gauges told apart by label values.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// static CONNS: Descriptor = Descriptor::gauge("pool.connections", "1", "connections by state");
+/// let registry = Registry::new();
+/// let conns = registry.gauge_family(&CONNS, &["state"]);
+/// conns.set(&["idle"], 4.0);
+/// conns.get(&["busy"]).set(2.0);
+/// ```
+#[derive(Clone)]
+pub struct GaugeFamily {
+    inner: Arc<FamilyInner>,
+}
+
+impl GaugeFamily {
+    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+        let inner = Arc::new(FamilyInner::new(d, Kind::Gauge, keys, o));
+        registry.register_weak(inner.clone());
+        GaugeFamily { inner }
+    }
+
+    /// The handle for these label values, created on first use.
+    pub fn get(&self, values: &[&str]) -> Gauge {
+        Gauge::from_family(self.inner.clone(), values)
+    }
+
+    /// Sets the series for these label values.
+    #[inline]
+    pub fn set(&self, values: &[&str], value: f64) {
+        let (_, slot, _) = self.inner.lookup(values);
+        local::gauge_cell(slot).store(value.to_bits(), Relaxed);
+    }
+
+    /// Adds to the series for these label values.
+    #[inline]
+    pub fn add(&self, values: &[&str], delta: f64) {
+        let (_, slot, _) = self.inner.lookup(values);
+        add(slot, delta);
+    }
+
+    /// Removes a series; `false` when a handle to it is still alive (it stays).
+    pub fn remove(&self, values: &[&str]) -> bool {
+        self.inner.remove(values)
+    }
+}
+
+impl fmt::Debug for GaugeFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GaugeFamily")
+            .field("metric", &crate::Sampler::name(&*self.inner))
+            .finish()
+    }
+}

@@ -1,0 +1,143 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{FamilyInner, FamilyOptions, Handle};
+use crate::descriptor::{Descriptor, Kind};
+use crate::distribution::Distribution;
+use crate::local;
+use crate::registry::Registry;
+
+/// A timing handle: records durations (as seconds) or plain values into an exponential
+/// histogram.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// use std::time::Duration;
+/// static LATENCY: Descriptor = Descriptor::timing("db.query.duration", "s", "query time");
+/// let registry = Registry::new();
+/// let latency = registry.timing(&LATENCY);
+/// latency.record_duration(Duration::from_millis(12));
+/// latency.record(0.030);
+/// {
+///     let _t = latency.start(); // records the elapsed time when dropped
+/// }
+/// let d = latency.distribution();
+/// assert_eq!(d.count(), 3);
+/// ```
+#[derive(Clone)]
+pub struct Timing {
+    handle: Handle,
+    scale: i8,
+}
+
+impl Timing {
+    pub(crate) fn from_family(family: Arc<FamilyInner>, values: &[&str]) -> Self {
+        let scale = family.scale();
+        Timing {
+            handle: Handle::new(family, values),
+            scale,
+        }
+    }
+
+    /// Records one value. NaN is ignored; values below zero count as zero.
+    #[inline]
+    pub fn record(&self, value: f64) {
+        local::timing_record(self.handle.slot, self.scale, value);
+    }
+
+    /// Records a duration, in seconds.
+    #[inline]
+    pub fn record_duration(&self, d: Duration) {
+        self.record(d.as_secs_f64());
+    }
+
+    /// Starts a timer that records the elapsed time when dropped.
+    pub fn start(&self) -> TimingGuard<'_> {
+        TimingGuard {
+            timing: self,
+            start: Instant::now(),
+        }
+    }
+
+    /// The merged distribution so far (reads every thread's histogram: not for hot paths).
+    pub fn distribution(&self) -> Distribution {
+        let g = local::timing_lock();
+        local::Reader::new().timing(self.handle.slot, self.scale, &g)
+    }
+}
+
+impl fmt::Debug for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timing")
+            .field("handle", &self.handle)
+            .field("scale", &self.scale)
+            .finish()
+    }
+}
+
+/// Records the time since [`Timing::start`] when dropped.
+#[derive(Debug)]
+pub struct TimingGuard<'a> {
+    timing: &'a Timing,
+    start: Instant,
+}
+
+impl Drop for TimingGuard<'_> {
+    fn drop(&mut self) {
+        self.timing.record_duration(self.start.elapsed());
+    }
+}
+
+/// Timings told apart by label values.
+///
+/// ```
+/// use sampler_api::{Descriptor, Registry};
+/// static DUR: Descriptor = Descriptor::timing("http.server.duration", "s", "request time");
+/// let registry = Registry::new();
+/// let dur = registry.timing_family(&DUR, &["route"]);
+/// dur.record(&["/"], 0.004);
+/// ```
+#[derive(Clone)]
+pub struct TimingFamily {
+    inner: Arc<FamilyInner>,
+}
+
+impl TimingFamily {
+    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+        let inner = Arc::new(FamilyInner::new(d, Kind::Timing, keys, o));
+        registry.register_weak(inner.clone());
+        TimingFamily { inner }
+    }
+
+    /// The handle for these label values, created on first use.
+    pub fn get(&self, values: &[&str]) -> Timing {
+        Timing::from_family(self.inner.clone(), values)
+    }
+
+    /// Records a value into the series for these label values.
+    #[inline]
+    pub fn record(&self, values: &[&str], value: f64) {
+        let (_, slot, _) = self.inner.lookup(values);
+        local::timing_record(slot, self.inner.scale(), value);
+    }
+
+    /// Records a duration (seconds) into the series for these label values.
+    #[inline]
+    pub fn record_duration(&self, values: &[&str], d: Duration) {
+        self.record(values, d.as_secs_f64())
+    }
+
+    /// Removes a series; `false` when a handle to it is still alive (it stays).
+    pub fn remove(&self, values: &[&str]) -> bool {
+        self.inner.remove(values)
+    }
+}
+
+impl fmt::Debug for TimingFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimingFamily")
+            .field("metric", &crate::Sampler::name(&*self.inner))
+            .finish()
+    }
+}

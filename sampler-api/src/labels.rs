@@ -1,0 +1,212 @@
+//! Label sets: the keys and values that tell the series of one metric apart.
+//!
+//! A label set is two shared pieces: the keys (one `Arc` per family, shared by all its series)
+//! and the values packed into one allocation. Cloning a `Labels` costs two reference-count
+//! increments and never copies strings.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::descriptor::{validate_label_key, NameError};
+
+/// Shared label keys, as one family (or one sampler's series) uses them.
+pub type LabelKeys = Arc<[Cow<'static, str>]>;
+
+/// An immutable, cheaply cloned set of `key=value` labels.
+///
+/// Keys follow `[a-z_][a-z0-9_]*`; values are any UTF-8 text.
+///
+/// ```
+/// use sampler_api::Labels;
+/// let labels = Labels::from_pairs(&[("method", "GET"), ("route", "/a\"b")])?;
+/// assert_eq!(labels.get("route"), Some("/a\"b"));
+/// assert_eq!(labels.iter().count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Labels(Option<Inner>);
+
+#[derive(Clone)]
+struct Inner {
+    keys: LabelKeys,
+    values: PackedValues,
+}
+
+impl Labels {
+    /// The empty label set.
+    pub const fn empty() -> Self {
+        Labels(None)
+    }
+
+    /// A label set from `(key, value)` pairs; keys are checked against the naming rules.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, NameError> {
+        if pairs.is_empty() {
+            return Ok(Labels::empty());
+        }
+        let mut keys = Vec::with_capacity(pairs.len());
+        for (k, _) in pairs {
+            validate_label_key(k)?;
+            keys.push(Cow::Owned(k.to_string()));
+        }
+        let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
+        Ok(Labels::with_keys(keys.into(), &values))
+    }
+
+    /// Labels from keys already checked (see [`validate_label_key`]) and values in key order.
+    ///
+    /// # Panics
+    /// When `values.len()` differs from `keys.len()`: that is a programming error.
+    pub fn with_keys(keys: LabelKeys, values: &[&str]) -> Self {
+        assert_eq!(keys.len(), values.len(), "one value per label key");
+        if keys.is_empty() {
+            return Labels::empty();
+        }
+        Labels(Some(Inner {
+            keys,
+            values: PackedValues::new(values),
+        }))
+    }
+
+    pub(crate) fn from_packed(keys: LabelKeys, values: PackedValues) -> Self {
+        if keys.is_empty() {
+            return Labels::empty();
+        }
+        Labels(Some(Inner { keys, values }))
+    }
+
+    /// How many labels there are.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |i| i.keys.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The value for `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The `(key, value)` pairs in their defined order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        let (keys, values): (&[Cow<'static, str>], Option<&PackedValues>) = match &self.0 {
+            Some(inner) => (&inner.keys, Some(&inner.values)),
+            None => (&[], None),
+        };
+        keys.iter()
+            .enumerate()
+            .map(move |(i, k)| (k.as_ref(), values.map_or("", |v| v.get(i))))
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Labels {}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for (k, v) in self.iter() {
+            k.hash(state);
+            v.hash(state);
+        }
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Values packed into one allocation: a little-endian `u32` count `n`, `n` `u32` end offsets,
+/// then the UTF-8 bytes of every value one after another.
+#[derive(Clone)]
+pub(crate) struct PackedValues(Arc<[u8]>);
+
+impl PackedValues {
+    pub(crate) fn new(values: &[&str]) -> Self {
+        let head = 4 + values.len() * 4;
+        let total = head + values.iter().map(|v| v.len()).sum::<usize>();
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        let mut end = 0u32;
+        for v in values {
+            end += u32::try_from(v.len()).expect("label values under 4 GiB");
+            buf.extend_from_slice(&end.to_le_bytes());
+        }
+        for v in values {
+            buf.extend_from_slice(v.as_bytes());
+        }
+        PackedValues(Arc::from(buf))
+    }
+
+    fn word(&self, i: usize) -> usize {
+        let b = &self.0[i * 4..i * 4 + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
+    /// Value `i`; `i` must be below the number of values packed.
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let n = self.word(0);
+        if i >= n {
+            return "";
+        }
+        let head = 4 + n * 4;
+        let start = if i == 0 { 0 } else { self.word(i) };
+        let end = self.word(i + 1);
+        // The bytes were copied whole from `&str` values in `new`, so they are valid UTF-8.
+        std::str::from_utf8(&self.0[head + start..head + end]).unwrap_or("")
+    }
+
+    /// Whether these packed values equal `values`, without allocating.
+    pub(crate) fn matches(&self, values: &[&str]) -> bool {
+        let head = 4 + values.len() * 4;
+        if self.0.len() != head + values.iter().map(|v| v.len()).sum::<usize>()
+            || self.word(0) != values.len()
+        {
+            return false;
+        }
+        let mut start = 0usize;
+        for (i, v) in values.iter().enumerate() {
+            let end = self.word(i + 1);
+            if end - start != v.len() || &self.0[head + start..head + end] != v.as_bytes() {
+                return false;
+            }
+            start = end;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_roundtrip() {
+        let keys: LabelKeys = vec![Cow::Borrowed("a"), Cow::Borrowed("b"), Cow::Borrowed("c")].into();
+        for vals in [["", "", ""], ["x", "", "yz"], ["é\n\"", "\\", "0123456789abcdef"]] {
+            let l = Labels::with_keys(keys.clone(), &vals);
+            let got: Vec<&str> = l.iter().map(|(_, v)| v).collect();
+            assert_eq!(got, vals);
+            let p = PackedValues::new(&vals);
+            assert!(p.matches(&vals));
+            assert!(!p.matches(&["x", "", "y"]));
+        }
+    }
+
+    #[test]
+    fn bad_key_rejected() {
+        assert!(Labels::from_pairs(&[("Bad", "x")]).is_err());
+        assert!(Labels::from_pairs(&[]).unwrap().is_empty());
+    }
+}

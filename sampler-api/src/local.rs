@@ -1,0 +1,520 @@
+//! Where instrument values live: per-thread slabs for counters and timings, one shared array
+//! for gauges, and the slot allocators behind them.
+//!
+//! Every counter and timing series owns a *slot* number. Each recording thread owns a slab: a
+//! lazily filled two-level array with one cell per slot. A thread adds into its own cell with a
+//! plain load and store (no locked instruction, no cache line shared with another thread); the
+//! harvest sums the cells of all slabs. A slab never goes away: when its thread exits it goes
+//! back to a pool and the next new thread takes it over, values and all, so totals stay exact.
+//! Recording that happens while a thread is being torn down (its slab already returned) goes to
+//! one shared slab updated with atomic read-modify-write instead.
+
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::distribution::{bucket_index, Distribution};
+
+/// Cells per chunk.
+const CHUNK: usize = 1024;
+/// Chunks per directory: 1024 × 1024 = 1,048,576 slots of each kind.
+const DIR: usize = 1024;
+/// Slots of each kind a process can hold at once.
+pub(crate) const MAX_SLOTS: u32 = (CHUNK * DIR) as u32;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding one of these locks leaves consistent data behind (every
+    // update under them is a single push, pop or store), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A lazily allocated two-level array whose elements never move.
+struct Stable<T> {
+    dir: Box<[AtomicPtr<[T; CHUNK]>]>,
+}
+
+impl<T: Default> Stable<T> {
+    fn new() -> Self {
+        Stable {
+            dir: (0..DIR).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+        }
+    }
+
+    /// The element at `i`, if its chunk exists.
+    #[inline(always)]
+    fn get(&self, i: u32) -> Option<&T> {
+        let chunk = self.dir[i as usize / CHUNK].load(Acquire);
+        // SAFETY: a non-null chunk pointer came from `Box::into_raw` in `get_or_alloc` and is
+        // freed only in `Drop`, which needs `&mut self`; `i % CHUNK` is in bounds.
+        (!chunk.is_null()).then(|| unsafe { &(*chunk)[i as usize % CHUNK] })
+    }
+
+    /// The element at `i`, allocating its chunk on first use.
+    #[cold]
+    fn get_or_alloc(&self, i: u32) -> &T {
+        if let Some(t) = self.get(i) {
+            return t;
+        }
+        let fresh: Box<[T; CHUNK]> = Box::new(std::array::from_fn(|_| T::default()));
+        let fresh = Box::into_raw(fresh);
+        let slot = &self.dir[i as usize / CHUNK];
+        if let Err(_other) = slot.compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
+            // SAFETY: `fresh` came from `Box::into_raw` just above and was never shared.
+            drop(unsafe { Box::from_raw(fresh) });
+        }
+        self.get(i).expect("chunk present")
+    }
+}
+
+impl<T> Drop for Stable<T> {
+    fn drop(&mut self) {
+        for p in self.dir.iter() {
+            let p = p.load(Acquire);
+            if !p.is_null() {
+                // SAFETY: allocated by `Box::into_raw` in `get_or_alloc`; dropped once, here.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+/// One thread's cells.
+pub(crate) struct Slab {
+    counters: Stable<AtomicU64>,
+    hists: Stable<AtomicPtr<LocalHist>>,
+    /// The shared slab for threads being torn down: updated with atomic RMW by anyone.
+    shared: bool,
+}
+
+impl Slab {
+    fn new(shared: bool) -> Self {
+        Slab {
+            counters: Stable::new(),
+            hists: Stable::new(),
+            shared,
+        }
+    }
+
+    #[inline(always)]
+    fn counter_add(&self, slot: u32, n: u64) {
+        let cell = match self.counters.get(slot) {
+            Some(c) => c,
+            None => self.counters.get_or_alloc(slot),
+        };
+        if self.shared {
+            cell.fetch_add(n, Relaxed);
+        } else {
+            // Only this slab's owner thread writes here (besides zeroing of unused slots), so a
+            // plain load and store cannot lose an update and no locked instruction is needed.
+            cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn timing_record(&self, slot: u32, scale: i8, value: f64) {
+        let cell = match self.hists.get(slot) {
+            Some(c) => c,
+            None => self.hists.get_or_alloc(slot),
+        };
+        let mut h = cell.load(Acquire);
+        if h.is_null() {
+            h = self.alloc_hist(cell, scale);
+        }
+        // SAFETY: a LocalHist pointer is freed only by `free_timing_slot`, under TIMING_LOCK,
+        // for a slot that no handle refers to any more; this call holds a handle to `slot`.
+        let h = unsafe { &*h };
+        h.record(value, self.shared);
+    }
+
+    #[cold]
+    fn alloc_hist(&self, cell: &AtomicPtr<LocalHist>, scale: i8) -> *mut LocalHist {
+        let fresh = Box::into_raw(Box::new(LocalHist::new(scale)));
+        match cell.compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
+            Ok(_) => fresh,
+            Err(other) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                other
+            }
+        }
+    }
+}
+
+/// The pool of slabs: every slab ever made, and the ones whose thread has exited.
+struct Pool {
+    all: Vec<&'static Slab>,
+    free: Vec<&'static Slab>,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    all: Vec::new(),
+    free: Vec::new(),
+});
+
+fn shared_slab() -> &'static Slab {
+    static SHARED: std::sync::OnceLock<&'static Slab> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let slab: &'static Slab = Box::leak(Box::new(Slab::new(true)));
+        lock(&POOL).all.push(slab);
+        slab
+    })
+}
+
+struct Local {
+    slab: std::cell::Cell<*const Slab>,
+}
+
+impl Local {
+    #[cold]
+    fn take(&self) -> &'static Slab {
+        let mut pool = lock(&POOL);
+        let slab = match pool.free.pop() {
+            Some(s) => s,
+            None => {
+                // Slabs are leaked on purpose: the harvest may read any slab at any time, and
+                // a pooled slab is handed to the next new thread, so the count stays at the
+                // peak number of recording threads.
+                let s: &'static Slab = Box::leak(Box::new(Slab::new(false)));
+                pool.all.push(s);
+                s
+            }
+        };
+        self.slab.set(slab);
+        slab
+    }
+
+    #[inline(always)]
+    fn slab(&self) -> &'static Slab {
+        let p = self.slab.get();
+        if p.is_null() {
+            return self.take();
+        }
+        // SAFETY: the pointer was set by `take` from a leaked `&'static Slab`.
+        unsafe { &*p }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let p = self.slab.get();
+        if !p.is_null() {
+            self.slab.set(ptr::null());
+            // SAFETY: as in `slab`, the pointer is a leaked `&'static Slab`.
+            lock(&POOL).free.push(unsafe { &*p });
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = const { Local { slab: std::cell::Cell::new(ptr::null()) } };
+}
+
+/// Adds `n` to counter slot `slot` in this thread's cell.
+#[inline(always)]
+pub(crate) fn counter_add(slot: u32, n: u64) {
+    if LOCAL.try_with(|l| l.slab().counter_add(slot, n)).is_err() {
+        shared_slab().counter_add(slot, n);
+    }
+}
+
+/// Records `value` into timing slot `slot` in this thread's histogram.
+#[inline(always)]
+pub(crate) fn timing_record(slot: u32, scale: i8, value: f64) {
+    if LOCAL
+        .try_with(|l| l.slab().timing_record(slot, scale, value))
+        .is_err()
+    {
+        shared_slab().timing_record(slot, scale, value);
+    }
+}
+
+fn slabs() -> Vec<&'static Slab> {
+    lock(&POOL).all.clone()
+}
+
+/// Every slab, for reading many slots at once.
+pub(crate) struct Reader {
+    slabs: Vec<&'static Slab>,
+}
+
+impl Reader {
+    pub(crate) fn new() -> Self {
+        Reader { slabs: slabs() }
+    }
+
+    /// The exact total of counter slot `slot` over all threads.
+    pub(crate) fn counter(&self, slot: u32) -> u64 {
+        self.slabs.iter().fold(0u64, |acc, s| {
+            acc.wrapping_add(s.counters.get(slot).map_or(0, |c| c.load(Relaxed)))
+        })
+    }
+
+    /// The merged distribution of timing slot `slot`. The caller holds `timing_lock()`.
+    pub(crate) fn timing(&self, slot: u32, scale: i8, _guard: &TimingGuard<'_>) -> Distribution {
+        let mut d = Distribution::new(scale);
+        let (mut sum, mut min, mut max, mut zero) = (0.0, f64::INFINITY, f64::NEG_INFINITY, 0);
+        for s in &self.slabs {
+            let Some(cell) = s.hists.get(slot) else {
+                continue;
+            };
+            let h = cell.load(Acquire);
+            if h.is_null() {
+                continue;
+            }
+            // SAFETY: freed only under TIMING_LOCK, which the caller holds (`_guard`).
+            let h = unsafe { &*h };
+            h.merge_into(&mut d);
+            sum += f64::from_bits(h.sum.load(Relaxed));
+            zero += h.zero.load(Relaxed);
+            let (lo, hi) = (f64::from_bits(h.min.load(Relaxed)), f64::from_bits(h.max.load(Relaxed)));
+            if lo <= hi {
+                min = min.min(lo);
+                max = max.max(hi);
+            }
+        }
+        d.set_totals(sum, min, max, zero);
+        if d.count() == 0 {
+            d.set_totals(0.0, f64::INFINITY, f64::NEG_INFINITY, 0);
+        }
+        d
+    }
+}
+
+/// Bucket groups of 64 cells; at scale `s` the index range `[-64·2^s, 64·2^s)` (values from
+/// 2^-64 to 2^64) is covered by `2^(s+1)` groups, allocated on first use.
+const GROUP: usize = 64;
+
+pub(crate) struct LocalHist {
+    sum: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+    zero: AtomicU64,
+    scale: i8,
+    groups: Box<[AtomicPtr<[AtomicU64; GROUP]>]>,
+}
+
+impl LocalHist {
+    fn new(scale: i8) -> Self {
+        let scale = scale.clamp(0, crate::distribution::MAX_SCALE);
+        let n = 2usize << scale;
+        LocalHist {
+            sum: AtomicU64::new(0f64.to_bits()),
+            min: AtomicU64::new(f64::INFINITY.to_bits()),
+            // Values are never negative, and the bits of non-negative floats order like the
+            // floats themselves, so the integer min/max of the bits is the float min/max.
+            max: AtomicU64::new(0),
+            zero: AtomicU64::new(0),
+            scale,
+            groups: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+        }
+    }
+
+    fn range(&self) -> i32 {
+        64i32 << self.scale
+    }
+
+    #[inline(always)]
+    fn record(&self, value: f64, shared: bool) {
+        if value.is_nan() {
+            return;
+        }
+        let value = if value > 0.0 { value } else { 0.0 };
+        let bits = value.to_bits();
+        let cell = if value == 0.0 {
+            &self.zero
+        } else {
+            let r = self.range();
+            let idx = bucket_index(value, self.scale).clamp(-r, r - 1) + r;
+            let g = &self.groups[idx as usize / GROUP];
+            let mut p = g.load(Acquire);
+            if p.is_null() {
+                p = alloc_group(g);
+            }
+            // SAFETY: groups are freed only with the LocalHist itself (see `timing_record`).
+            unsafe { &(*p)[idx as usize % GROUP] }
+        };
+        if shared {
+            cell.fetch_add(1, Relaxed);
+            let _ = self.sum.fetch_update(Relaxed, Relaxed, |s| {
+                Some((f64::from_bits(s) + value).to_bits())
+            });
+            self.min.fetch_min(bits, Relaxed);
+            self.max.fetch_max(bits, Relaxed);
+        } else {
+            // Owner-only cells: plain load and store (see `Slab::counter_add`).
+            cell.store(cell.load(Relaxed) + 1, Relaxed);
+            self.sum
+                .store((f64::from_bits(self.sum.load(Relaxed)) + value).to_bits(), Relaxed);
+            if bits < self.min.load(Relaxed) {
+                self.min.store(bits, Relaxed);
+            }
+            if bits > self.max.load(Relaxed) {
+                self.max.store(bits, Relaxed);
+            }
+        }
+    }
+
+    fn merge_into(&self, d: &mut Distribution) {
+        let r = self.range();
+        for (gi, g) in self.groups.iter().enumerate() {
+            let p = g.load(Acquire);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: as in `record`.
+            let cells = unsafe { &*p };
+            for (ci, c) in cells.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    d.add_to_bucket((gi * GROUP + ci) as i32 - r, n);
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+fn alloc_group(g: &AtomicPtr<[AtomicU64; GROUP]>) -> *mut [AtomicU64; GROUP] {
+    let fresh = Box::into_raw(Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+    match g.compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
+        Ok(_) => fresh,
+        Err(other) => {
+            // SAFETY: `fresh` was never shared.
+            drop(unsafe { Box::from_raw(fresh) });
+            other
+        }
+    }
+}
+
+impl Drop for LocalHist {
+    fn drop(&mut self) {
+        for g in self.groups.iter() {
+            let p = g.load(Acquire);
+            if !p.is_null() {
+                // SAFETY: allocated by `alloc_group`, dropped once, here.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+/// Serialises reading timing histograms with freeing them.
+static TIMING_LOCK: Mutex<()> = Mutex::new(());
+
+/// Proof that `TIMING_LOCK` is held.
+pub(crate) struct TimingGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+
+pub(crate) fn timing_lock() -> TimingGuard<'static> {
+    TimingGuard(lock(&TIMING_LOCK))
+}
+
+/// Hands out slot numbers of one kind and takes them back.
+pub(crate) struct Slots {
+    inner: Mutex<(u32, Vec<u32>)>,
+}
+
+impl Slots {
+    pub(crate) const fn new() -> Self {
+        Slots {
+            inner: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    pub(crate) fn alloc(&self) -> Option<u32> {
+        let mut g = lock(&self.inner);
+        if let Some(s) = g.1.pop() {
+            return Some(s);
+        }
+        if g.0 >= MAX_SLOTS {
+            return None;
+        }
+        g.0 += 1;
+        Some(g.0 - 1)
+    }
+
+    fn release(&self, slot: u32) {
+        lock(&self.inner).1.push(slot);
+    }
+}
+
+pub(crate) static COUNTER_SLOTS: Slots = Slots::new();
+pub(crate) static GAUGE_SLOTS: Slots = Slots::new();
+pub(crate) static TIMING_SLOTS: Slots = Slots::new();
+
+/// Zeroes a counter slot in every slab and makes it reusable. No handle may refer to it.
+pub(crate) fn free_counter_slot(slot: u32) {
+    for s in slabs() {
+        if let Some(c) = s.counters.get(slot) {
+            c.store(0, Relaxed);
+        }
+    }
+    COUNTER_SLOTS.release(slot);
+}
+
+/// Frees a timing slot's histograms in every slab and makes it reusable. No handle may refer
+/// to it.
+pub(crate) fn free_timing_slot(slot: u32) {
+    let _g = timing_lock();
+    for s in slabs() {
+        if let Some(c) = s.hists.get(slot) {
+            let p = c.swap(ptr::null_mut(), AcqRel);
+            if !p.is_null() {
+                // SAFETY: allocated by `alloc_hist`; swapped out under TIMING_LOCK, so no
+                // reader holds it, and no recorder holds a handle to this slot.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+    TIMING_SLOTS.release(slot);
+}
+
+/// Gauge cells: one shared `f64` per gauge slot (a gauge is last-write-wins, so one cell).
+pub(crate) fn gauge_cell(slot: u32) -> &'static AtomicU64 {
+    static GAUGES: std::sync::OnceLock<Stable<AtomicU64>> = std::sync::OnceLock::new();
+    GAUGES.get_or_init(Stable::new).get_or_alloc(slot)
+}
+
+pub(crate) fn free_gauge_slot(slot: u32) {
+    gauge_cell(slot).store(0f64.to_bits(), Relaxed);
+    GAUGE_SLOTS.release(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_sum_across_threads_and_exits() {
+        let slot = COUNTER_SLOTS.alloc().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        counter_add(slot, 1);
+                    }
+                });
+            }
+        });
+        // Threads have exited; their slabs are pooled, values kept.
+        assert_eq!(Reader::new().counter(slot), 40_000);
+        std::thread::spawn(move || counter_add(slot, 5)).join().unwrap();
+        assert_eq!(Reader::new().counter(slot), 40_005);
+        free_counter_slot(slot);
+    }
+
+    #[test]
+    fn timing_merges() {
+        let slot = TIMING_SLOTS.alloc().unwrap();
+        for v in [0.0, 0.5, 1.0, 2.0, 1e30] {
+            timing_record(slot, 3, v);
+        }
+        let g = timing_lock();
+        let d = Reader::new().timing(slot, 3, &g);
+        drop(g);
+        assert_eq!(d.count(), 5);
+        assert_eq!(d.zero_count(), 1);
+        assert_eq!(d.max(), 1e30);
+        assert_eq!(d.min(), 0.0);
+        free_timing_slot(slot);
+    }
+}
