@@ -305,7 +305,9 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
 
 #[derive(Default)]
 struct State {
-    samplers: HashMap<u64, (SamplerState, Held)>,
+    /// Per sampler: its identities, and (unless it is an instrument, held weakly) the sampler
+    /// itself, for its `stop` hook.
+    samplers: HashMap<u64, (SamplerState, Option<Held>)>,
     extra: Vec<SamplerState>,
     own: SamplerState,
     errors: HashMap<(String, &'static str), u64>,
@@ -338,17 +340,17 @@ impl Core {
         let live: std::collections::HashSet<u64> = registered.iter().map(|r| r.id).collect();
         let gone: Vec<u64> = state.samplers.keys().filter(|id| !live.contains(id)).copied().collect();
         for id in gone {
-            if let Some((_, held)) = state.samplers.remove(&id) {
+            if let Some((_, Some(held))) = state.samplers.remove(&id) {
                 let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
             }
         }
 
         for r in registered {
-            let (sampler_state, held) = state.samplers.entry(r.id).or_insert_with(|| {
+            let (sampler_state, _) = state.samplers.entry(r.id).or_insert_with(|| {
                 let _ = catch_unwind(AssertUnwindSafe(|| r.sampler.get().start()));
-                (SamplerState::default(), r.sampler)
+                (SamplerState::default(), (!r.weak).then(|| r.sampler.clone()))
             });
-            let sampler = held.get();
+            let sampler = r.sampler.get();
             run_one(
                 sampler,
                 sampler_state,
@@ -580,7 +582,9 @@ impl Harvester {
         }
         let mut state = lock(&self.core.state);
         for (_, (_, held)) in state.samplers.drain() {
-            let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+            if let Some(held) = held {
+                let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+            }
         }
         if failures.is_empty() {
             Ok(())

@@ -111,8 +111,11 @@ impl std::fmt::Debug for Registry {
 pub(crate) struct Registered {
     pub(crate) id: u64,
     pub(crate) sampler: Held,
+    /// Held weakly by the registry (an instrument): the harvest must not keep it alive.
+    pub(crate) weak: bool,
 }
 
+#[derive(Clone)]
 pub(crate) enum Held {
     Arc(Arc<dyn Sampler>),
     Static(&'static dyn Sampler),
@@ -191,15 +194,19 @@ impl Registry {
         let mut entries = lock(&self.inner.entries);
         let mut out = Vec::with_capacity(entries.len());
         entries.retain(|e| {
-            let held = match &e.source {
-                Source::Strong(a) => Held::Arc(a.clone()),
-                Source::Static(s) => Held::Static(*s),
+            let (held, weak) = match &e.source {
+                Source::Strong(a) => (Held::Arc(a.clone()), false),
+                Source::Static(s) => (Held::Static(*s), false),
                 Source::Weak(w) => match w.upgrade() {
-                    Some(a) => Held::Arc(a),
+                    Some(a) => (Held::Arc(a), true),
                     None => return false,
                 },
             };
-            out.push(Registered { id: e.id, sampler: held });
+            out.push(Registered {
+                id: e.id,
+                sampler: held,
+                weak,
+            });
             true
         });
         out

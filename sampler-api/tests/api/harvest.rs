@@ -1,0 +1,202 @@
+//! The harvest loop: isolation, the drop policy, shutdown and lifetimes.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sampler_api::{
+    Descriptor, ExportError, Exporter, FnSampler, Harvester, Registry, Snapshot, Value,
+};
+
+static OK: Descriptor = Descriptor::gauge("test.ok", "1", "");
+static HITS: Descriptor = Descriptor::counter("test.hits", "1", "");
+
+fn counter_of(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    match s.find(name, labels)?.value {
+        Value::Counter(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Collects every snapshot it is given.
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Arc<Snapshot>>>>);
+
+impl Exporter for Collect {
+    fn name(&self) -> &str {
+        "collect"
+    }
+    fn export(&mut self, s: Arc<Snapshot>) -> Result<(), ExportError> {
+        self.0.lock().unwrap().push(s);
+        Ok(())
+    }
+}
+
+/// Blocks forever on its first export (a dead backend with no timeout).
+struct Stuck(Arc<AtomicBool>);
+
+impl Exporter for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> {
+        self.0.store(true, Ordering::SeqCst);
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
+
+#[test]
+fn a_panicking_sampler_stops_no_other_and_is_counted() {
+    let registry = Registry::new();
+    let _a = registry.register(FnSampler::new("before", |out| out.gauge(&OK, &[("s", "before")], 1.0)));
+    let _bad = registry.register(FnSampler::new("bomb", |out| {
+        out.gauge(&OK, &[("s", "partial")], 1.0);
+        panic!("sampler bug");
+    }));
+    let _b = registry.register(FnSampler::new("after", |out| out.gauge(&OK, &[("s", "after")], 1.0)));
+    let h = Harvester::builder().registry(registry).build();
+    h.harvest_now();
+    let s = h.harvest_now();
+    assert!(s.find("test.ok", &[("s", "before")]).is_some());
+    assert!(s.find("test.ok", &[("s", "after")]).is_some());
+    assert!(s.find("test.ok", &[("s", "partial")]).is_none(), "a panicking sampler's partial output is dropped");
+    let errors = counter_of(&s, "sampler.sampler.errors", &[("sampler", "bomb"), ("reason", "panic")]);
+    assert_eq!(errors, Some(2));
+}
+
+#[test]
+fn a_sampler_over_budget_is_reported_and_others_run() {
+    let registry = Registry::new();
+    let _slow = registry.register(FnSampler::new("slow", |_| std::thread::sleep(Duration::from_millis(30))));
+    let _b = registry.register(FnSampler::new("fine", |out| out.gauge(&OK, &[], 1.0)));
+    let h = Harvester::builder()
+        .registry(registry)
+        .sampler_budget(Duration::from_millis(5))
+        .build();
+    let s = h.harvest_now();
+    assert!(s.find("test.ok", &[]).is_some());
+    assert_eq!(counter_of(&s, "sampler.sampler.errors", &[("sampler", "slow"), ("reason", "budget")]), Some(1));
+}
+
+#[test]
+fn a_blocked_exporter_delays_neither_harvests_nor_recording_and_drops_are_counted() {
+    let registry = Registry::new();
+    let hits = registry.counter(&HITS);
+    let stuck = Arc::new(AtomicBool::new(false));
+    let collect = Collect::default();
+    let mut h = Harvester::builder()
+        .registry(registry)
+        .interval(Duration::from_millis(20))
+        .queue_capacity(2)
+        .exporter(Stuck(stuck.clone()))
+        .exporter(collect.clone())
+        .build();
+    h.start();
+    assert!(wait_until(Duration::from_secs(5), || stuck.load(Ordering::SeqCst)));
+    // Recording goes on at full speed while the exporter is stuck.
+    let t = Instant::now();
+    for _ in 0..1_000_000 {
+        hits.inc();
+    }
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // Harvests keep coming to the healthy exporter.
+    let seen = collect.0.lock().unwrap().len();
+    assert!(wait_until(Duration::from_secs(5), || collect.0.lock().unwrap().len() >= seen + 10));
+    let last = collect.0.lock().unwrap().last().unwrap().clone();
+    let dropped = counter_of(&last, "sampler.exporter.dropped", &[("exporter", "stuck")]).unwrap();
+    assert!(dropped >= 5, "dropped {dropped}");
+    assert_eq!(counter_of(&last, "sampler.exporter.dropped", &[("exporter", "collect")]), Some(0));
+    let depth = last.find("sampler.exporter.queue_depth", &[("exporter", "stuck")]).unwrap();
+    assert_eq!(depth.value, Value::Gauge(2.0), "the stuck queue stays at its bound");
+    // Shutdown still returns by its deadline, naming the stuck exporter.
+    let t = Instant::now();
+    let err = h.shutdown(Duration::from_millis(300)).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("stuck"), "{err}");
+}
+
+#[test]
+fn shutdown_delivers_the_last_increments() {
+    let registry = Registry::new();
+    let hits = registry.counter(&HITS);
+    let collect = Collect::default();
+    let h = Harvester::builder()
+        .registry(registry)
+        .interval(Duration::from_secs(3600))
+        .exporter(collect.clone())
+        .start();
+    for _ in 0..12_345 {
+        hits.inc();
+    }
+    h.shutdown(Duration::from_secs(5)).unwrap();
+    let all = collect.0.lock().unwrap();
+    let last = all.last().expect("a final snapshot");
+    assert_eq!(counter_of(last, "test.hits", &[]), Some(12_345));
+}
+
+#[test]
+fn dropping_a_handle_removes_its_series() {
+    let registry = Registry::new();
+    let h = Harvester::builder().registry(registry.clone()).self_metrics(false).build();
+    let hits = registry.counter(&HITS);
+    hits.inc();
+    let reg = registry.register(FnSampler::new("ok", |out| out.gauge(&OK, &[], 1.0)));
+    let s = h.harvest_now();
+    assert!(s.find("test.hits", &[]).is_some());
+    assert!(s.find("test.ok", &[]).is_some());
+    drop(hits);
+    drop(reg);
+    let s = h.harvest_now();
+    assert!(s.series.is_empty(), "left behind: {:?}", s.series);
+}
+
+#[test]
+fn a_series_a_sampler_stops_writing_disappears_and_returns_as_new() {
+    let registry = Registry::new();
+    let on = Arc::new(AtomicUsize::new(1));
+    let o = on.clone();
+    let _r = registry.register(FnSampler::new("flaky", move |out| {
+        if o.load(Ordering::SeqCst) == 1 {
+            out.counter(&HITS, &[], 5);
+        }
+    }));
+    let h = Harvester::builder().registry(registry).self_metrics(false).build();
+    let first = h.harvest_now().find("test.hits", &[]).unwrap().clone();
+    on.store(0, Ordering::SeqCst);
+    assert!(h.harvest_now().find("test.hits", &[]).is_none());
+    on.store(1, Ordering::SeqCst);
+    let again = h.harvest_now().find("test.hits", &[]).unwrap().clone();
+    assert_ne!(first.id, again.id);
+    assert!(again.start_time >= first.start_time);
+}
+
+#[test]
+fn harvests_fall_on_interval_boundaries() {
+    let registry = Registry::new();
+    let collect = Collect::default();
+    let h = Harvester::builder()
+        .registry(registry)
+        .interval(Duration::from_millis(50))
+        .exporter(collect.clone())
+        .start();
+    assert!(wait_until(Duration::from_secs(5), || collect.0.lock().unwrap().len() >= 3));
+    h.shutdown(Duration::from_secs(1)).unwrap();
+    let all = collect.0.lock().unwrap();
+    for s in all.iter().take(3) {
+        let ms = s.time.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        assert_eq!(ms % 50_000_000, 0, "harvest time not aligned");
+    }
+}
