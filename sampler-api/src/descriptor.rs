@@ -70,7 +70,11 @@ impl Descriptor {
     }
 
     /// A counter descriptor from static strings.
-    pub const fn counter(name: &'static str, unit: &'static str, description: &'static str) -> Self {
+    pub const fn counter(
+        name: &'static str,
+        unit: &'static str,
+        description: &'static str,
+    ) -> Self {
         Self::new(name, Kind::Counter, unit, description)
     }
 
@@ -133,7 +137,10 @@ impl Descriptor {
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            return Err(NameError::new(&self.unit, "unit must be printable ASCII without quotes or backslashes"));
+            return Err(NameError::new(
+                &self.unit,
+                "unit must be printable ASCII without quotes or backslashes",
+            ));
         }
         Ok(())
     }
@@ -178,11 +185,24 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         let mut bytes = segment.bytes();
         match bytes.next() {
             Some(b'a'..=b'z') => {}
-            Some(_) => return Err(NameError::new(name, "each dotted segment must start with a-z")),
-            None => return Err(NameError::new(name, "empty segment (two dots, or a dot at an end)")),
+            Some(_) => {
+                return Err(NameError::new(
+                    name,
+                    "each dotted segment must start with a-z",
+                ))
+            }
+            None => {
+                return Err(NameError::new(
+                    name,
+                    "empty segment (two dots, or a dot at an end)",
+                ))
+            }
         }
         if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
-            return Err(NameError::new(name, "segments may hold only a-z, 0-9 and _"));
+            return Err(NameError::new(
+                name,
+                "segments may hold only a-z, 0-9 and _",
+            ));
         }
     }
     Ok(())
@@ -205,10 +225,16 @@ pub fn validate_label_key(key: &str) -> Result<(), NameError> {
         return Err(NameError::new(key, "a label key may be at most 128 bytes"));
     }
     if key.starts_with("__") {
-        return Err(NameError::new(key, "label keys starting with __ are reserved"));
+        return Err(NameError::new(
+            key,
+            "label keys starting with __ are reserved",
+        ));
     }
     if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
-        return Err(NameError::new(key, "a label key may hold only a-z, 0-9 and _"));
+        return Err(NameError::new(
+            key,
+            "a label key may hold only a-z, 0-9 and _",
+        ));
     }
     Ok(())
 }

@@ -326,12 +326,12 @@ pub fn bucket_index(value: f64, scale: i8) -> i32 {
         let e = exp - (mant == 0) as i32;
         return e >> (-scale);
     }
-    let sub = index_table(scale).sub_index(mant);
-    (exp << scale) + sub as i32 - (mant == 0) as i32
+    index_table(scale).index_of(exp, mant)
 }
 
 /// Boundary tables for one positive scale.
 pub(crate) struct IndexTable {
+    scale: i8,
     shift: u32,
     /// `bounds[k]` = mantissa bits of `2^(k / 2^scale)`; `bounds[2^scale]` = `2^52`.
     bounds: Box<[u64]>,
@@ -359,16 +359,34 @@ impl IndexTable {
             })
             .collect();
         IndexTable {
+            scale,
             shift,
             bounds: bounds.into(),
             lin,
         }
     }
 
-    #[inline]
-    pub(crate) fn sub_index(&self, mant: u64) -> usize {
+    #[inline(always)]
+    fn sub_index(&self, mant: u64) -> usize {
         let k = self.lin[(mant >> self.shift) as usize] as usize;
         k + (mant >= self.bounds[k + 1]) as usize
+    }
+
+    /// The bucket index of `2^exp · (1 + mant / 2^52)`.
+    #[inline(always)]
+    pub(crate) fn index_of(&self, exp: i32, mant: u64) -> i32 {
+        (exp << self.scale) + self.sub_index(mant) as i32 - (mant == 0) as i32
+    }
+
+    /// The bucket index of a positive normal `value` (subnormals count as the smallest normal).
+    #[inline(always)]
+    pub(crate) fn index(&self, value: f64) -> i32 {
+        let bits = value.to_bits();
+        let raw_exp = ((bits >> MANT_BITS) & 0x7ff) as i32;
+        if raw_exp == 0 {
+            return self.index_of(-1022, 0);
+        }
+        self.index_of(raw_exp - 1023, bits & MANT_MASK)
     }
 }
 
@@ -394,9 +412,18 @@ mod tests {
                 let want = index_by_log(x, scale);
                 let got = bucket_index(x, scale);
                 // The log is itself inexact next to a boundary; away from one they must agree.
-                let (lo, hi) = (bucket_lower_bound(got, scale), bucket_lower_bound(got + 1, scale));
-                assert!(lo < x * (1.0 + 1e-12) && x <= hi * (1.0 + 1e-12), "{x} s{scale} {lo} {hi}");
-                assert!((want - got).abs() <= 1, "{x} scale {scale}: {want} vs {got}");
+                let (lo, hi) = (
+                    bucket_lower_bound(got, scale),
+                    bucket_lower_bound(got + 1, scale),
+                );
+                assert!(
+                    lo < x * (1.0 + 1e-12) && x <= hi * (1.0 + 1e-12),
+                    "{x} s{scale} {lo} {hi}"
+                );
+                assert!(
+                    (want - got).abs() <= 1,
+                    "{x} scale {scale}: {want} vs {got}"
+                );
             }
             x *= 1.0137;
         }
@@ -409,7 +436,10 @@ mod tests {
             for e in (-24..24).filter(|e: &i32| e % step == 0) {
                 let v = (2f64).powi(e);
                 let i = bucket_index(v, scale);
-                let (_, hi) = (bucket_lower_bound(i, scale), bucket_lower_bound(i + 1, scale));
+                let (_, hi) = (
+                    bucket_lower_bound(i, scale),
+                    bucket_lower_bound(i + 1, scale),
+                );
                 assert_eq!(hi, v, "2^{e} at scale {scale}");
             }
         }

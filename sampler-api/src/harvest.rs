@@ -30,11 +30,18 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// The default number of snapshots an exporter's queue holds.
 pub const DEFAULT_QUEUE: usize = 4;
 
-static HARVEST_DURATION: Descriptor =
-    Descriptor::gauge("sampler.harvest.duration", "s", "time the last harvest took to poll every sampler");
-static HARVEST_COUNT: Descriptor = Descriptor::counter("sampler.harvest.count", "1", "harvests run");
-static HARVEST_SERIES: Descriptor =
-    Descriptor::gauge("sampler.harvest.series", "1", "series in the last snapshot, self-metrics aside");
+static HARVEST_DURATION: Descriptor = Descriptor::gauge(
+    "sampler.harvest.duration",
+    "s",
+    "time the last harvest took to poll every sampler",
+);
+static HARVEST_COUNT: Descriptor =
+    Descriptor::counter("sampler.harvest.count", "1", "harvests run");
+static HARVEST_SERIES: Descriptor = Descriptor::gauge(
+    "sampler.harvest.series",
+    "1",
+    "series in the last snapshot, self-metrics aside",
+);
 static HARVEST_SKIPPED: Descriptor = Descriptor::counter(
     "sampler.harvest.skipped",
     "1",
@@ -45,21 +52,30 @@ static SAMPLER_ERRORS: Descriptor = Descriptor::counter(
     "1",
     "sampler failures by reason: panic, budget (over its time budget), rejected (bad reading)",
 );
-static SAMPLER_DURATION: Descriptor =
-    Descriptor::gauge("sampler.sampler.duration", "s", "time each sampler took in the last harvest");
+static SAMPLER_DURATION: Descriptor = Descriptor::gauge(
+    "sampler.sampler.duration",
+    "s",
+    "time each sampler took in the last harvest",
+);
 static EXPORTER_DROPPED: Descriptor = Descriptor::counter(
     "sampler.exporter.dropped",
     "1",
     "snapshots dropped because the exporter's queue was full",
 );
-static EXPORTER_QUEUE: Descriptor =
-    Descriptor::gauge("sampler.exporter.queue_depth", "1", "snapshots waiting in the exporter's queue");
+static EXPORTER_QUEUE: Descriptor = Descriptor::gauge(
+    "sampler.exporter.queue_depth",
+    "1",
+    "snapshots waiting in the exporter's queue",
+);
 static EXPORTER_ERRORS: Descriptor =
     Descriptor::counter("sampler.exporter.errors", "1", "failed exports");
 static EXPORTER_EXPORTED: Descriptor =
     Descriptor::counter("sampler.exporter.exported", "1", "snapshots exported");
-static EXPORTER_DURATION: Descriptor =
-    Descriptor::gauge("sampler.exporter.duration", "s", "time the last export took");
+static EXPORTER_DURATION: Descriptor = Descriptor::gauge(
+    "sampler.exporter.duration",
+    "s",
+    "time the last export took",
+);
 
 /// Configures and starts a [`Harvester`].
 ///
@@ -173,7 +189,9 @@ impl HarvesterBuilder {
             extra,
         });
         for mut exporter in self.exporters {
-            exporter.attach(HarvestHandle { core: Arc::downgrade(&core) });
+            exporter.attach(HarvestHandle {
+                core: Arc::downgrade(&core),
+            });
             let (tx, rx) = bounded::<Msg>(self.queue);
             let link = Arc::new(Link {
                 name: exporter.name().to_owned(),
@@ -276,7 +294,9 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
             Msg::Snapshot(s) => {
                 let t = Instant::now();
                 let r = catch_unwind(AssertUnwindSafe(|| exporter.export(s)));
-                link.stats.last_nanos.store(t.elapsed().as_nanos() as u64, Relaxed);
+                link.stats
+                    .last_nanos
+                    .store(t.elapsed().as_nanos() as u64, Relaxed);
                 match r {
                     Ok(Ok(())) => {
                         link.stats.exported.fetch_add(1, Relaxed);
@@ -293,9 +313,13 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
                 }
             }
             Msg::Shutdown(deadline, reply) => {
-                let r = catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline))).unwrap_or_else(
-                    |_| Err(ExportError::new(format!("exporter {} panicked during shutdown", link.name))),
-                );
+                let r = catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline)))
+                    .unwrap_or_else(|_| {
+                        Err(ExportError::new(format!(
+                            "exporter {} panicked during shutdown",
+                            link.name
+                        )))
+                    });
                 let _ = reply.send(r);
                 return;
             }
@@ -338,7 +362,12 @@ impl Core {
 
         // Stop hooks for samplers that went away.
         let live: std::collections::HashSet<u64> = registered.iter().map(|r| r.id).collect();
-        let gone: Vec<u64> = state.samplers.keys().filter(|id| !live.contains(id)).copied().collect();
+        let gone: Vec<u64> = state
+            .samplers
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
         for id in gone {
             if let Some((_, Some(held))) = state.samplers.remove(&id) {
                 let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
@@ -348,7 +377,10 @@ impl Core {
         for r in registered {
             let (sampler_state, _) = state.samplers.entry(r.id).or_insert_with(|| {
                 let _ = catch_unwind(AssertUnwindSafe(|| r.sampler.get().start()));
-                (SamplerState::default(), (!r.weak).then(|| r.sampler.clone()))
+                (
+                    SamplerState::default(),
+                    (!r.weak).then(|| r.sampler.clone()),
+                )
             });
             let sampler = r.sampler.get();
             run_one(
@@ -362,7 +394,9 @@ impl Core {
                 &mut state.durations,
             );
         }
-        state.extra.resize_with(self.extra.len(), SamplerState::default);
+        state
+            .extra
+            .resize_with(self.extra.len(), SamplerState::default);
         for (s, st) in self.extra.iter().zip(state.extra.iter_mut()) {
             run_one(
                 &**s,
@@ -389,7 +423,11 @@ impl Core {
             w.gauge(&HARVEST_SERIES, &[], user_series as f64);
             w.counter(&HARVEST_SKIPPED, &[], state.skipped);
             for ((sampler, reason), n) in &state.errors {
-                w.counter(&SAMPLER_ERRORS, &[("sampler", sampler), ("reason", reason)], *n);
+                w.counter(
+                    &SAMPLER_ERRORS,
+                    &[("sampler", sampler), ("reason", reason)],
+                    *n,
+                );
             }
             for (sampler, secs) in &state.durations {
                 w.gauge(&SAMPLER_DURATION, &[("sampler", sampler)], *secs);
@@ -400,7 +438,11 @@ impl Core {
                 w.gauge(&EXPORTER_QUEUE, &e, l.tx.len() as f64);
                 w.counter(&EXPORTER_ERRORS, &e, l.stats.errors.load(Relaxed));
                 w.counter(&EXPORTER_EXPORTED, &e, l.stats.exported.load(Relaxed));
-                w.gauge(&EXPORTER_DURATION, &e, l.stats.last_nanos.load(Relaxed) as f64 / 1e9);
+                w.gauge(
+                    &EXPORTER_DURATION,
+                    &e,
+                    l.stats.last_nanos.load(Relaxed) as f64 / 1e9,
+                );
             }
             own.end();
         }
@@ -536,7 +578,11 @@ impl Harvester {
     pub fn exporter_errors(&self) -> Vec<(String, String)> {
         lock(&self.core.links)
             .iter()
-            .filter_map(|l| lock(&l.stats.last_error).clone().map(|e| (l.name.clone(), e)))
+            .filter_map(|l| {
+                lock(&l.stats.last_error)
+                    .clone()
+                    .map(|e| (l.name.clone(), e))
+            })
             .collect()
     }
 
@@ -571,7 +617,9 @@ impl Harvester {
             match rx.recv_timeout(left) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failures.push(format!("exporter {name}: {e}")),
-                Err(_) => failures.push(format!("exporter {name}: did not finish before the shutdown deadline")),
+                Err(_) => failures.push(format!(
+                    "exporter {name}: did not finish before the shutdown deadline"
+                )),
             }
         }
         // Workers that answered have returned; the others are left to finish on their own.
@@ -602,7 +650,10 @@ impl Drop for Harvester {
 
 /// The next multiple of `interval` since the Unix epoch strictly after `now`.
 fn next_tick(now: SystemTime, interval: Duration) -> SystemTime {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let since = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let step = interval.as_nanos().max(1);
     let next = (since / step + 1) * step;
     UNIX_EPOCH + Duration::from_nanos(next as u64)

@@ -168,22 +168,59 @@ impl PackedValues {
     }
 
     /// Whether these packed values equal `values`, without allocating.
+    #[inline]
     pub(crate) fn matches(&self, values: &[&str]) -> bool {
+        let buf: &[u8] = &self.0;
         let head = 4 + values.len() * 4;
-        if self.0.len() != head + values.iter().map(|v| v.len()).sum::<usize>()
-            || self.word(0) != values.len()
-        {
+        if buf.len() < head {
+            return false;
+        }
+        let (hdr, bytes) = buf.split_at(head);
+        if read_u32(hdr, 0) != values.len() {
             return false;
         }
         let mut start = 0usize;
         for (i, v) in values.iter().enumerate() {
-            let end = self.word(i + 1);
-            if end - start != v.len() || &self.0[head + start..head + end] != v.as_bytes() {
+            let end = read_u32(hdr, i + 1);
+            match bytes.get(start..end) {
+                Some(b) if short_eq(b, v.as_bytes()) => start = end,
+                _ => return false,
+            }
+        }
+        start == bytes.len()
+    }
+}
+
+#[inline(always)]
+fn read_u32(hdr: &[u8], i: usize) -> usize {
+    let b = &hdr[i * 4..i * 4 + 4];
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// Equality of short byte strings by (overlapping) words, without a call to `memcmp`: label
+/// values are short, and the call dominated the family lookup.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let w4 = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            if w8(a, i) != w8(b, i) {
                 return false;
             }
-            start = end;
+            i += 8;
         }
-        true
+        // The last word overlaps the one before it when `n` is not a multiple of 8.
+        w8(a, n - 8) == w8(b, n - 8)
+    } else if n >= 4 {
+        w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 
@@ -193,8 +230,13 @@ mod tests {
 
     #[test]
     fn pack_roundtrip() {
-        let keys: LabelKeys = vec![Cow::Borrowed("a"), Cow::Borrowed("b"), Cow::Borrowed("c")].into();
-        for vals in [["", "", ""], ["x", "", "yz"], ["é\n\"", "\\", "0123456789abcdef"]] {
+        let keys: LabelKeys =
+            vec![Cow::Borrowed("a"), Cow::Borrowed("b"), Cow::Borrowed("c")].into();
+        for vals in [
+            ["", "", ""],
+            ["x", "", "yz"],
+            ["é\n\"", "\\", "0123456789abcdef"],
+        ] {
             let l = Labels::with_keys(keys.clone(), &vals);
             let got: Vec<&str> = l.iter().map(|(_, v)| v).collect();
             assert_eq!(got, vals);

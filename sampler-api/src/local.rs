@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::distribution::{bucket_index, Distribution};
+use crate::distribution::{bucket_index, index_table, Distribution, IndexTable};
 
 /// Cells per chunk.
 const CHUNK: usize = 1024;
@@ -28,36 +28,43 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A lazily allocated two-level array whose elements never move.
+/// A lazily allocated two-level array whose elements never move. The directory is inline, so
+/// reaching a cell costs one load for the chunk pointer and one for the cell.
 struct Stable<T> {
-    dir: Box<[AtomicPtr<[T; CHUNK]>]>,
+    dir: [AtomicPtr<[T; CHUNK]>; DIR],
 }
 
 impl<T: Default> Stable<T> {
     fn new() -> Self {
         Stable {
-            dir: (0..DIR).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            dir: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
+    }
+
+    fn boxed() -> Box<Self> {
+        Box::new(Self::new())
     }
 
     /// The element at `i`, if its chunk exists.
     #[inline(always)]
     fn get(&self, i: u32) -> Option<&T> {
-        let chunk = self.dir[i as usize / CHUNK].load(Acquire);
+        let i = i as usize;
+        let chunk = self.dir[(i / CHUNK) % DIR].load(Acquire);
         // SAFETY: a non-null chunk pointer came from `Box::into_raw` in `get_or_alloc` and is
         // freed only in `Drop`, which needs `&mut self`; `i % CHUNK` is in bounds.
-        (!chunk.is_null()).then(|| unsafe { &(*chunk)[i as usize % CHUNK] })
+        (!chunk.is_null()).then(|| unsafe { &(*chunk)[i % CHUNK] })
     }
 
     /// The element at `i`, allocating its chunk on first use.
     #[cold]
+    #[inline(never)]
     fn get_or_alloc(&self, i: u32) -> &T {
         if let Some(t) = self.get(i) {
             return t;
         }
         let fresh: Box<[T; CHUNK]> = Box::new(std::array::from_fn(|_| T::default()));
         let fresh = Box::into_raw(fresh);
-        let slot = &self.dir[i as usize / CHUNK];
+        let slot = &self.dir[(i as usize / CHUNK) % DIR];
         if let Err(_other) = slot.compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
             // SAFETY: `fresh` came from `Box::into_raw` just above and was never shared.
             drop(unsafe { Box::from_raw(fresh) });
@@ -160,72 +167,77 @@ fn shared_slab() -> &'static Slab {
     })
 }
 
-struct Local {
-    slab: std::cell::Cell<*const Slab>,
+thread_local! {
+    /// This thread's slab; null until the first record. It has no destructor, so reading it
+    /// costs one thread-local load with no state check, even while the thread is exiting.
+    static SLAB: std::cell::Cell<*const Slab> = const { std::cell::Cell::new(ptr::null()) };
+    /// Returns the slab to the pool when the thread exits.
+    static GUARD: Guard = const { Guard };
 }
 
-impl Local {
-    #[cold]
-    fn take(&self) -> &'static Slab {
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Records made after this point (from other thread-local destructors) go to the shared
+        // slab, which adds atomically.
+        let _ = SLAB.try_with(|cell| {
+            let p = cell.replace(shared_slab());
+            if !p.is_null() && !std::ptr::eq(p, shared_slab()) {
+                // SAFETY: set by `take` from a leaked `&'static Slab`.
+                lock(&POOL).free.push(unsafe { &*p });
+            }
+        });
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take() -> &'static Slab {
+    // Register the guard first; if this thread is already tearing down, use the shared slab.
+    if GUARD.try_with(|_| ()).is_err() {
+        let shared = shared_slab();
+        let _ = SLAB.try_with(|c| c.set(shared));
+        return shared;
+    }
+    let slab = {
         let mut pool = lock(&POOL);
-        let slab = match pool.free.pop() {
+        match pool.free.pop() {
             Some(s) => s,
             None => {
                 // Slabs are leaked on purpose: the harvest may read any slab at any time, and
-                // a pooled slab is handed to the next new thread, so the count stays at the
-                // peak number of recording threads.
+                // a pooled slab is handed to the next new thread, so their number stays at the
+                // peak number of threads that recorded at once.
                 let s: &'static Slab = Box::leak(Box::new(Slab::new(false)));
                 pool.all.push(s);
                 s
             }
-        };
-        self.slab.set(slab);
-        slab
-    }
-
-    #[inline(always)]
-    fn slab(&self) -> &'static Slab {
-        let p = self.slab.get();
-        if p.is_null() {
-            return self.take();
         }
-        // SAFETY: the pointer was set by `take` from a leaked `&'static Slab`.
-        unsafe { &*p }
-    }
+    };
+    let _ = SLAB.try_with(|c| c.set(slab));
+    slab
 }
 
-impl Drop for Local {
-    fn drop(&mut self) {
-        let p = self.slab.get();
-        if !p.is_null() {
-            self.slab.set(ptr::null());
-            // SAFETY: as in `slab`, the pointer is a leaked `&'static Slab`.
-            lock(&POOL).free.push(unsafe { &*p });
-        }
+#[inline(always)]
+fn slab() -> &'static Slab {
+    let p = SLAB.with(|c| c.get());
+    if p.is_null() {
+        return take();
     }
-}
-
-thread_local! {
-    static LOCAL: Local = const { Local { slab: std::cell::Cell::new(ptr::null()) } };
+    // SAFETY: the pointer was set by `take` or `Guard::drop` from a leaked `&'static Slab`.
+    unsafe { &*p }
 }
 
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    if LOCAL.try_with(|l| l.slab().counter_add(slot, n)).is_err() {
-        shared_slab().counter_add(slot, n);
-    }
+    slab().counter_add(slot, n);
 }
 
 /// Records `value` into timing slot `slot` in this thread's histogram.
 #[inline(always)]
 pub(crate) fn timing_record(slot: u32, scale: i8, value: f64) {
-    if LOCAL
-        .try_with(|l| l.slab().timing_record(slot, scale, value))
-        .is_err()
-    {
-        shared_slab().timing_record(slot, scale, value);
-    }
+    slab().timing_record(slot, scale, value);
 }
 
 fn slabs() -> Vec<&'static Slab> {
@@ -266,7 +278,10 @@ impl Reader {
             h.merge_into(&mut d);
             sum += f64::from_bits(h.sum.load(Relaxed));
             zero += h.zero.load(Relaxed);
-            let (lo, hi) = (f64::from_bits(h.min.load(Relaxed)), f64::from_bits(h.max.load(Relaxed)));
+            let (lo, hi) = (
+                f64::from_bits(h.min.load(Relaxed)),
+                f64::from_bits(h.max.load(Relaxed)),
+            );
             if lo <= hi {
                 min = min.min(lo);
                 max = max.max(hi);
@@ -289,7 +304,10 @@ pub(crate) struct LocalHist {
     min: AtomicU64,
     max: AtomicU64,
     zero: AtomicU64,
-    scale: i8,
+    /// `64 << scale`: bucket index `i` lives at position `i + range`.
+    range: i32,
+    /// The boundary table for `scale` (scales 1 and up); scale 0 needs only the exponent.
+    table: Option<&'static IndexTable>,
     groups: Box<[AtomicPtr<[AtomicU64; GROUP]>]>,
 }
 
@@ -304,13 +322,18 @@ impl LocalHist {
             // floats themselves, so the integer min/max of the bits is the float min/max.
             max: AtomicU64::new(0),
             zero: AtomicU64::new(0),
-            scale,
+            range: 64i32 << scale,
+            table: (scale > 0).then(|| index_table(scale)),
             groups: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
         }
     }
 
-    fn range(&self) -> i32 {
-        64i32 << self.scale
+    #[inline(always)]
+    fn index(&self, value: f64) -> i32 {
+        match self.table {
+            Some(t) => t.index(value),
+            None => bucket_index(value, 0),
+        }
     }
 
     #[inline(always)]
@@ -323,8 +346,8 @@ impl LocalHist {
         let cell = if value == 0.0 {
             &self.zero
         } else {
-            let r = self.range();
-            let idx = bucket_index(value, self.scale).clamp(-r, r - 1) + r;
+            let r = self.range;
+            let idx = self.index(value).clamp(-r, r - 1) + r;
             let g = &self.groups[idx as usize / GROUP];
             let mut p = g.load(Acquire);
             if p.is_null() {
@@ -343,8 +366,10 @@ impl LocalHist {
         } else {
             // Owner-only cells: plain load and store (see `Slab::counter_add`).
             cell.store(cell.load(Relaxed) + 1, Relaxed);
-            self.sum
-                .store((f64::from_bits(self.sum.load(Relaxed)) + value).to_bits(), Relaxed);
+            self.sum.store(
+                (f64::from_bits(self.sum.load(Relaxed)) + value).to_bits(),
+                Relaxed,
+            );
             if bits < self.min.load(Relaxed) {
                 self.min.store(bits, Relaxed);
             }
@@ -355,7 +380,7 @@ impl LocalHist {
     }
 
     fn merge_into(&self, d: &mut Distribution) {
-        let r = self.range();
+        let r = self.range;
         for (gi, g) in self.groups.iter().enumerate() {
             let p = g.load(Acquire);
             if p.is_null() {
@@ -470,8 +495,8 @@ pub(crate) fn free_timing_slot(slot: u32) {
 
 /// Gauge cells: one shared `f64` per gauge slot (a gauge is last-write-wins, so one cell).
 pub(crate) fn gauge_cell(slot: u32) -> &'static AtomicU64 {
-    static GAUGES: std::sync::OnceLock<Stable<AtomicU64>> = std::sync::OnceLock::new();
-    GAUGES.get_or_init(Stable::new).get_or_alloc(slot)
+    static GAUGES: std::sync::OnceLock<Box<Stable<AtomicU64>>> = std::sync::OnceLock::new();
+    GAUGES.get_or_init(Stable::boxed).get_or_alloc(slot)
 }
 
 pub(crate) fn free_gauge_slot(slot: u32) {
@@ -497,7 +522,9 @@ mod tests {
         });
         // Threads have exited; their slabs are pooled, values kept.
         assert_eq!(Reader::new().counter(slot), 40_000);
-        std::thread::spawn(move || counter_add(slot, 5)).join().unwrap();
+        std::thread::spawn(move || counter_add(slot, 5))
+            .join()
+            .unwrap();
         assert_eq!(Reader::new().counter(slot), 40_005);
         free_counter_slot(slot);
     }

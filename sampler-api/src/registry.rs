@@ -32,7 +32,9 @@ impl StaticSampler {
 
 impl std::fmt::Debug for StaticSampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticSampler").field("name", &self.name).finish()
+        f.debug_struct("StaticSampler")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -103,7 +105,9 @@ impl Default for Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("samplers", &self.len()).finish()
+        f.debug_struct("Registry")
+            .field("samplers", &self.len())
+            .finish()
     }
 }
 
@@ -246,10 +250,16 @@ impl Registry {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.register(FnSampler::new(descriptor.name(), move |out: &mut Writer<'_>| {
-            let pairs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            out.gauge(descriptor, &pairs, f());
-        }))
+        self.register(FnSampler::new(
+            descriptor.name(),
+            move |out: &mut Writer<'_>| {
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                out.gauge(descriptor, &pairs, f());
+            },
+        ))
     }
 
     /// A counter family with label `keys` and default options.
@@ -258,7 +268,12 @@ impl Registry {
     }
 
     /// A counter family with label `keys` and the given options.
-    pub fn counter_family_with(&self, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> CounterFamily {
+    pub fn counter_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> CounterFamily {
         CounterFamily::new(self, d, keys, o)
     }
 
@@ -268,7 +283,12 @@ impl Registry {
     }
 
     /// A gauge family with label `keys` and the given options.
-    pub fn gauge_family_with(&self, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> GaugeFamily {
+    pub fn gauge_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> GaugeFamily {
         GaugeFamily::new(self, d, keys, o)
     }
 
@@ -278,7 +298,12 @@ impl Registry {
     }
 
     /// A timing family with label `keys` and the given options.
-    pub fn timing_family_with(&self, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> TimingFamily {
+    pub fn timing_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> TimingFamily {
         TimingFamily::new(self, d, keys, o)
     }
 }

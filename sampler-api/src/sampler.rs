@@ -94,7 +94,9 @@ impl<F: Fn(&mut Writer<'_>) + Send + Sync> Sampler for FnSampler<F> {
 
 impl<F> std::fmt::Debug for FnSampler<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnSampler").field("name", &self.name).finish()
+        f.debug_struct("FnSampler")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -192,8 +194,18 @@ impl<'a> Writer<'a> {
     }
 
     /// Reports a timing's cumulative distribution.
-    pub fn timing(&mut self, descriptor: &Descriptor, labels: &[(&str, &str)], value: Distribution) {
-        self.reading(descriptor, Kind::Timing, labels, Value::Timing(Box::new(value)));
+    pub fn timing(
+        &mut self,
+        descriptor: &Descriptor,
+        labels: &[(&str, &str)],
+        value: Distribution,
+    ) {
+        self.reading(
+            descriptor,
+            Kind::Timing,
+            labels,
+            Value::Timing(Box::new(value)),
+        );
     }
 
     /// Appends a series that already carries its identity (instruments and adapters that keep
@@ -206,7 +218,13 @@ impl<'a> Writer<'a> {
         self.out.push(series);
     }
 
-    fn reading(&mut self, descriptor: &Descriptor, kind: Kind, labels: &[(&str, &str)], value: Value) {
+    fn reading(
+        &mut self,
+        descriptor: &Descriptor,
+        kind: Kind,
+        labels: &[(&str, &str)],
+        value: Value,
+    ) {
         if descriptor.kind() != kind {
             self.rejected += 1;
             return;

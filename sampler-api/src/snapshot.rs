@@ -102,6 +102,8 @@ impl Snapshot {
 
     /// Every series with this name.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Series> + 'a {
-        self.series.iter().filter(move |s| s.descriptor.name() == name)
+        self.series
+            .iter()
+            .filter(move |s| s.descriptor.name() == name)
     }
 }

@@ -18,13 +18,26 @@ use std::time::Instant;
 
 use sampler_api::{register_sampler, Descriptor, Registry, Sampler, Timing, Writer};
 
-static SIZE: Descriptor = Descriptor::gauge("pool.connections.max", "1", "connections the pool may hold");
-static IDLE: Descriptor = Descriptor::gauge("pool.connections.idle", "1", "connections waiting to be used");
-static BUSY: Descriptor = Descriptor::gauge("pool.connections.busy", "1", "connections checked out");
+static SIZE: Descriptor =
+    Descriptor::gauge("pool.connections.max", "1", "connections the pool may hold");
+static IDLE: Descriptor = Descriptor::gauge(
+    "pool.connections.idle",
+    "1",
+    "connections waiting to be used",
+);
+static BUSY: Descriptor =
+    Descriptor::gauge("pool.connections.busy", "1", "connections checked out");
 static CHECKOUTS: Descriptor = Descriptor::counter("pool.checkouts", "1", "connections handed out");
-static EXHAUSTED: Descriptor =
-    Descriptor::counter("pool.exhausted", "1", "checkouts refused because every connection was busy");
-static HELD: Descriptor = Descriptor::timing("pool.connection.held", "s", "time a connection stays checked out");
+static EXHAUSTED: Descriptor = Descriptor::counter(
+    "pool.exhausted",
+    "1",
+    "checkouts refused because every connection was busy",
+);
+static HELD: Descriptor = Descriptor::timing(
+    "pool.connection.held",
+    "s",
+    "time a connection stays checked out",
+);
 
 /// Totals of every pool in the process, read at harvest time.
 struct PoolStats {

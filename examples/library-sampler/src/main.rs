@@ -30,7 +30,11 @@ fn main() {
                 d.max()
             ),
         };
-        println!("{:<24} {:<16} {value}", s.descriptor.name(), labels.join(","));
+        println!(
+            "{:<24} {:<16} {value}",
+            s.descriptor.name(),
+            labels.join(",")
+        );
     }
     if let Err(e) = harvester.shutdown(Duration::from_secs(1)) {
         eprintln!("{e}");

@@ -52,7 +52,9 @@ impl Counter {
 
 impl fmt::Debug for Counter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Counter").field("handle", &self.handle).finish()
+        f.debug_struct("Counter")
+            .field("handle", &self.handle)
+            .finish()
     }
 }
 
@@ -75,7 +77,12 @@ pub struct CounterFamily {
 }
 
 impl CounterFamily {
-    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+    pub(crate) fn new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Self {
         let inner = Arc::new(FamilyInner::new(d, Kind::Counter, keys, o));
         registry.register_weak(inner.clone());
         CounterFamily { inner }

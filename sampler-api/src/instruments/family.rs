@@ -151,9 +151,15 @@ fn now_nanos() -> u64 {
 }
 
 impl FamilyInner {
-    pub(crate) fn new(descriptor: &Descriptor, kind: Kind, keys: &[&str], options: FamilyOptions) -> Self {
+    pub(crate) fn new(
+        descriptor: &Descriptor,
+        kind: Kind,
+        keys: &[&str],
+        options: FamilyOptions,
+    ) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        let valid = descriptor.validate().is_ok() && keys.iter().all(|k| validate_label_key(k).is_ok());
+        let valid =
+            descriptor.validate().is_ok() && keys.iter().all(|k| validate_label_key(k).is_ok());
         let descriptor = Arc::new(Descriptor::owned(
             descriptor.name().to_owned(),
             kind,
@@ -163,7 +169,11 @@ impl FamilyInner {
         FamilyInner {
             id: NEXT.fetch_add(1, Relaxed),
             descriptor,
-            keys: keys.iter().map(|k| Cow::Owned(k.to_string())).collect::<Vec<_>>().into(),
+            keys: keys
+                .iter()
+                .map(|k| Cow::Owned(k.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
             overflow_keys: vec![Cow::Borrowed("overflow")].into(),
             options,
             valid,
@@ -249,7 +259,12 @@ impl FamilyInner {
             let c = c.borrow();
             let line = &c.lines[cache_index(self.id, hash)];
             (line.family == self.id && line.hash == hash && line.epoch == epoch)
-                .then(|| line.values.as_ref().filter(|p| p.matches(values)).map(|_| (line.entry, line.slot)))
+                .then(|| {
+                    line.values
+                        .as_ref()
+                        .filter(|p| p.matches(values))
+                        .map(|_| (line.entry, line.slot))
+                })
                 .flatten()
         });
         if let Ok(Some((entry, slot))) = hit {
@@ -267,7 +282,12 @@ impl FamilyInner {
         let found = {
             let t = self.read();
             t.index
-                .find(hash, |&e| t.entry(e).values.as_ref().is_some_and(|p| p.matches(values)))
+                .find(hash, |&e| {
+                    t.entry(e)
+                        .values
+                        .as_ref()
+                        .is_some_and(|p| p.matches(values))
+                })
                 .map(|&e| (e, t.entry(e).slot))
         };
         let (entry, slot, packed) = match found {
@@ -286,7 +306,10 @@ impl FamilyInner {
             if entry == OVERFLOW {
                 PackedValues::new(values)
             } else {
-                t.entry(entry).values.clone().unwrap_or_else(|| PackedValues::new(values))
+                t.entry(entry)
+                    .values
+                    .clone()
+                    .unwrap_or_else(|| PackedValues::new(values))
             }
         });
         let _ = CACHE.try_with(|c| {
@@ -309,10 +332,12 @@ impl FamilyInner {
             return None;
         }
         let mut t = self.write();
-        if let Some(&e) = t
-            .index
-            .find(hash, |&e| t.entry(e).values.as_ref().is_some_and(|p| p.matches(values)))
-        {
+        if let Some(&e) = t.index.find(hash, |&e| {
+            t.entry(e)
+                .values
+                .as_ref()
+                .is_some_and(|p| p.matches(values))
+        }) {
             return Some((e, t.entry(e).slot));
         }
         if t.live >= self.options.limit {
@@ -342,7 +367,12 @@ impl FamilyInner {
         // the family's first series so that nothing panics (the overflow count still shows it).
         let slot = match self.alloc_slot() {
             Some(s) => s,
-            None => return t.iter().find(|(_, e)| e.values.is_some()).map_or(0, |(_, e)| e.slot),
+            None => {
+                return t
+                    .iter()
+                    .find(|(_, e)| e.values.is_some())
+                    .map_or(0, |(_, e)| e.slot)
+            }
         };
         let e = t.push(self.new_entry(None, slot));
         t.overflow = Some(e);
@@ -365,10 +395,12 @@ impl FamilyInner {
     pub(crate) fn remove(&self, values: &[&str]) -> bool {
         let hash = self.hash(values);
         let mut t = self.write();
-        let Some(&e) = t
-            .index
-            .find(hash, |&e| t.entry(e).values.as_ref().is_some_and(|p| p.matches(values)))
-        else {
+        let Some(&e) = t.index.find(hash, |&e| {
+            t.entry(e)
+                .values
+                .as_ref()
+                .is_some_and(|p| p.matches(values))
+        }) else {
             return true;
         };
         if t.entry(e).handles.load(Acquire) > 0 {
@@ -390,11 +422,18 @@ impl FamilyInner {
         lock(&self.retired).push((slot, 2));
     }
 
-    fn read_value(&self, reader: &Reader, slot: u32, timing: Option<&local::TimingGuard<'_>>) -> Value {
+    fn read_value(
+        &self,
+        reader: &Reader,
+        slot: u32,
+        timing: Option<&local::TimingGuard<'_>>,
+    ) -> Value {
         match (self.kind(), timing) {
             (Kind::Counter, _) => Value::Counter(reader.counter(slot)),
             (Kind::Gauge, _) => Value::Gauge(f64::from_bits(local::gauge_cell(slot).load(Relaxed))),
-            (Kind::Timing, Some(g)) => Value::Timing(Box::new(reader.timing(slot, self.scale(), g))),
+            (Kind::Timing, Some(g)) => {
+                Value::Timing(Box::new(reader.timing(slot, self.scale(), g)))
+            }
             (Kind::Timing, None) => unreachable!("timing reads hold the timing lock"),
         }
     }
@@ -498,7 +537,11 @@ impl Sampler for FamilyInner {
                 "1",
                 "lookups of label sets past a family's cardinality limit, folded into its overflow series",
             );
-            out.counter(&OVERFLOW_DESC, &[("metric", self.descriptor.name())], overflow);
+            out.counter(
+                &OVERFLOW_DESC,
+                &[("metric", self.descriptor.name())],
+                overflow,
+            );
         }
     }
 }

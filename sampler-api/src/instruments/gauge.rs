@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::{FamilyInner, FamilyOptions, Handle};
@@ -21,25 +21,27 @@ use crate::registry::Registry;
 #[derive(Clone)]
 pub struct Gauge {
     handle: Handle,
+    /// The gauge's cell, resolved once: cells never move or go away while a handle lives.
+    cell: &'static AtomicU64,
 }
 
 impl Gauge {
     pub(crate) fn from_family(family: Arc<FamilyInner>, values: &[&str]) -> Self {
-        Gauge {
-            handle: Handle::new(family, values),
-        }
+        let handle = Handle::new(family, values);
+        let cell = local::gauge_cell(handle.slot);
+        Gauge { handle, cell }
     }
 
     /// Sets the value.
     #[inline]
     pub fn set(&self, value: f64) {
-        local::gauge_cell(self.handle.slot).store(value.to_bits(), Relaxed);
+        self.cell.store(value.to_bits(), Relaxed);
     }
 
     /// Adds `delta` (may be negative).
     #[inline]
     pub fn add(&self, delta: f64) {
-        add(self.handle.slot, delta);
+        add(self.cell, delta);
     }
 
     /// Adds one.
@@ -56,19 +58,22 @@ impl Gauge {
 
     /// The current value.
     pub fn value(&self) -> f64 {
-        f64::from_bits(local::gauge_cell(self.handle.slot).load(Relaxed))
+        f64::from_bits(self.cell.load(Relaxed))
     }
 }
 
 #[inline]
-fn add(slot: u32, delta: f64) {
-    let cell = local::gauge_cell(slot);
-    let _ = cell.fetch_update(Relaxed, Relaxed, |b| Some((f64::from_bits(b) + delta).to_bits()));
+fn add(cell: &AtomicU64, delta: f64) {
+    let _ = cell.fetch_update(Relaxed, Relaxed, |b| {
+        Some((f64::from_bits(b) + delta).to_bits())
+    });
 }
 
 impl fmt::Debug for Gauge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gauge").field("handle", &self.handle).finish()
+        f.debug_struct("Gauge")
+            .field("handle", &self.handle)
+            .finish()
     }
 }
 
@@ -88,7 +93,12 @@ pub struct GaugeFamily {
 }
 
 impl GaugeFamily {
-    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+    pub(crate) fn new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Self {
         let inner = Arc::new(FamilyInner::new(d, Kind::Gauge, keys, o));
         registry.register_weak(inner.clone());
         GaugeFamily { inner }
@@ -110,7 +120,7 @@ impl GaugeFamily {
     #[inline]
     pub fn add(&self, values: &[&str], delta: f64) {
         let (_, slot, _) = self.inner.lookup(values);
-        add(slot, delta);
+        add(local::gauge_cell(slot), delta);
     }
 
     /// Removes a series; `false` when a handle to it is still alive (it stays).

@@ -35,7 +35,11 @@ impl Handle {
     fn new(family: Arc<FamilyInner>, values: &[&str]) -> Self {
         let (entry, slot, _) = family.lookup(values);
         family.retain(entry);
-        Handle { family, entry, slot }
+        Handle {
+            family,
+            entry,
+            slot,
+        }
     }
 }
 

@@ -104,7 +104,12 @@ pub struct TimingFamily {
 }
 
 impl TimingFamily {
-    pub(crate) fn new(registry: &Registry, d: &Descriptor, keys: &[&str], o: FamilyOptions) -> Self {
+    pub(crate) fn new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Self {
         let inner = Arc::new(FamilyInner::new(d, Kind::Timing, keys, o));
         registry.register_weak(inner.clone());
         TimingFamily { inner }

@@ -61,26 +61,39 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn a_panicking_sampler_stops_no_other_and_is_counted() {
     let registry = Registry::new();
-    let _a = registry.register(FnSampler::new("before", |out| out.gauge(&OK, &[("s", "before")], 1.0)));
+    let _a = registry.register(FnSampler::new("before", |out| {
+        out.gauge(&OK, &[("s", "before")], 1.0)
+    }));
     let _bad = registry.register(FnSampler::new("bomb", |out| {
         out.gauge(&OK, &[("s", "partial")], 1.0);
         panic!("sampler bug");
     }));
-    let _b = registry.register(FnSampler::new("after", |out| out.gauge(&OK, &[("s", "after")], 1.0)));
+    let _b = registry.register(FnSampler::new("after", |out| {
+        out.gauge(&OK, &[("s", "after")], 1.0)
+    }));
     let h = Harvester::builder().registry(registry).build();
     h.harvest_now();
     let s = h.harvest_now();
     assert!(s.find("test.ok", &[("s", "before")]).is_some());
     assert!(s.find("test.ok", &[("s", "after")]).is_some());
-    assert!(s.find("test.ok", &[("s", "partial")]).is_none(), "a panicking sampler's partial output is dropped");
-    let errors = counter_of(&s, "sampler.sampler.errors", &[("sampler", "bomb"), ("reason", "panic")]);
+    assert!(
+        s.find("test.ok", &[("s", "partial")]).is_none(),
+        "a panicking sampler's partial output is dropped"
+    );
+    let errors = counter_of(
+        &s,
+        "sampler.sampler.errors",
+        &[("sampler", "bomb"), ("reason", "panic")],
+    );
     assert_eq!(errors, Some(2));
 }
 
 #[test]
 fn a_sampler_over_budget_is_reported_and_others_run() {
     let registry = Registry::new();
-    let _slow = registry.register(FnSampler::new("slow", |_| std::thread::sleep(Duration::from_millis(30))));
+    let _slow = registry.register(FnSampler::new("slow", |_| {
+        std::thread::sleep(Duration::from_millis(30))
+    }));
     let _b = registry.register(FnSampler::new("fine", |out| out.gauge(&OK, &[], 1.0)));
     let h = Harvester::builder()
         .registry(registry)
@@ -88,7 +101,14 @@ fn a_sampler_over_budget_is_reported_and_others_run() {
         .build();
     let s = h.harvest_now();
     assert!(s.find("test.ok", &[]).is_some());
-    assert_eq!(counter_of(&s, "sampler.sampler.errors", &[("sampler", "slow"), ("reason", "budget")]), Some(1));
+    assert_eq!(
+        counter_of(
+            &s,
+            "sampler.sampler.errors",
+            &[("sampler", "slow"), ("reason", "budget")]
+        ),
+        Some(1)
+    );
 }
 
 #[test]
@@ -114,13 +134,31 @@ fn a_blocked_exporter_delays_neither_harvests_nor_recording_and_drops_are_counte
     assert!(t.elapsed() < Duration::from_secs(2));
     // Harvests keep coming to the healthy exporter.
     let seen = collect.0.lock().unwrap().len();
-    assert!(wait_until(Duration::from_secs(5), || collect.0.lock().unwrap().len() >= seen + 10));
+    assert!(wait_until(Duration::from_secs(5), || collect
+        .0
+        .lock()
+        .unwrap()
+        .len()
+        >= seen + 10));
     let last = collect.0.lock().unwrap().last().unwrap().clone();
     let dropped = counter_of(&last, "sampler.exporter.dropped", &[("exporter", "stuck")]).unwrap();
     assert!(dropped >= 5, "dropped {dropped}");
-    assert_eq!(counter_of(&last, "sampler.exporter.dropped", &[("exporter", "collect")]), Some(0));
-    let depth = last.find("sampler.exporter.queue_depth", &[("exporter", "stuck")]).unwrap();
-    assert_eq!(depth.value, Value::Gauge(2.0), "the stuck queue stays at its bound");
+    assert_eq!(
+        counter_of(
+            &last,
+            "sampler.exporter.dropped",
+            &[("exporter", "collect")]
+        ),
+        Some(0)
+    );
+    let depth = last
+        .find("sampler.exporter.queue_depth", &[("exporter", "stuck")])
+        .unwrap();
+    assert_eq!(
+        depth.value,
+        Value::Gauge(2.0),
+        "the stuck queue stays at its bound"
+    );
     // Shutdown still returns by its deadline, naming the stuck exporter.
     let t = Instant::now();
     let err = h.shutdown(Duration::from_millis(300)).unwrap_err();
@@ -150,7 +188,10 @@ fn shutdown_delivers_the_last_increments() {
 #[test]
 fn dropping_a_handle_removes_its_series() {
     let registry = Registry::new();
-    let h = Harvester::builder().registry(registry.clone()).self_metrics(false).build();
+    let h = Harvester::builder()
+        .registry(registry.clone())
+        .self_metrics(false)
+        .build();
     let hits = registry.counter(&HITS);
     hits.inc();
     let reg = registry.register(FnSampler::new("ok", |out| out.gauge(&OK, &[], 1.0)));
@@ -173,7 +214,10 @@ fn a_series_a_sampler_stops_writing_disappears_and_returns_as_new() {
             out.counter(&HITS, &[], 5);
         }
     }));
-    let h = Harvester::builder().registry(registry).self_metrics(false).build();
+    let h = Harvester::builder()
+        .registry(registry)
+        .self_metrics(false)
+        .build();
     let first = h.harvest_now().find("test.hits", &[]).unwrap().clone();
     on.store(0, Ordering::SeqCst);
     assert!(h.harvest_now().find("test.hits", &[]).is_none());
@@ -192,11 +236,20 @@ fn harvests_fall_on_interval_boundaries() {
         .interval(Duration::from_millis(50))
         .exporter(collect.clone())
         .start();
-    assert!(wait_until(Duration::from_secs(5), || collect.0.lock().unwrap().len() >= 3));
+    assert!(wait_until(Duration::from_secs(5), || collect
+        .0
+        .lock()
+        .unwrap()
+        .len()
+        >= 3));
     h.shutdown(Duration::from_secs(1)).unwrap();
     let all = collect.0.lock().unwrap();
     for s in all.iter().take(3) {
-        let ms = s.time.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let ms = s
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         assert_eq!(ms % 50_000_000, 0, "harvest time not aligned");
     }
 }

@@ -28,10 +28,19 @@ fn increments_from_four_threads_sum_exactly() {
     });
     let h = Harvester::builder().registry(registry).build();
     let snap = h.harvest_now();
-    assert_eq!(snap.find("inst.counter", &[]).unwrap().value, Value::Counter(1_000_000));
+    assert_eq!(
+        snap.find("inst.counter", &[]).unwrap().value,
+        Value::Counter(1_000_000)
+    );
     let even = 125_000 * (1 + 2 + 3 + 4);
-    assert_eq!(snap.find("inst.family", &[("k", "even")]).unwrap().value, Value::Counter(even));
-    assert_eq!(snap.find("inst.family", &[("k", "odd")]).unwrap().value, Value::Counter(even));
+    assert_eq!(
+        snap.find("inst.family", &[("k", "even")]).unwrap().value,
+        Value::Counter(even)
+    );
+    assert_eq!(
+        snap.find("inst.family", &[("k", "odd")]).unwrap().value,
+        Value::Counter(even)
+    );
 }
 
 #[test]
@@ -86,7 +95,10 @@ fn idle_label_sets_expire_unless_held() {
     // Coming back after expiry starts a new series from zero.
     fam.add(&["idle"], 7);
     let snap = h.harvest_now();
-    assert_eq!(snap.find("inst.family", &[("k", "idle")]).unwrap().value, Value::Counter(7));
+    assert_eq!(
+        snap.find("inst.family", &[("k", "idle")]).unwrap().value,
+        Value::Counter(7)
+    );
 }
 
 #[test]

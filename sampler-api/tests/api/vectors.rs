@@ -19,7 +19,11 @@ fn bucket_indexes() {
         let scale = c["scale"].as_i64().unwrap() as i8;
         let value = c["value"].as_f64().unwrap();
         let want = c["index"].as_i64().unwrap() as i32;
-        assert_eq!(bucket_index(value, scale), want, "value {value} at scale {scale}");
+        assert_eq!(
+            bucket_index(value, scale),
+            want,
+            "value {value} at scale {scale}"
+        );
     }
 }
 
@@ -42,7 +46,10 @@ fn quantile_estimates() {
                 q["exact"].as_f64().unwrap(),
             );
             let got = d.quantile(qq).unwrap();
-            assert!((got - est).abs() <= 1e-12 * est.abs(), "scale {scale} q {qq}: {got} vs {est}");
+            assert!(
+                (got - est).abs() <= 1e-12 * est.abs(),
+                "scale {scale} q {qq}: {got} vs {est}"
+            );
             assert!((got - exact).abs() / exact <= bound * (1.0 + 1e-9));
         }
     }
@@ -52,7 +59,11 @@ fn quantile_estimates() {
 fn names_and_label_keys() {
     let v = load("names.json");
     let list = |k: &str| -> Vec<String> {
-        v[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
     };
     for n in list("valid_names") {
         assert!(validate_name(&n).is_ok(), "{n}");
