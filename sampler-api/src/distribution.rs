@@ -329,14 +329,18 @@ pub fn bucket_index(value: f64, scale: i8) -> i32 {
     index_table(scale).index_of(exp, mant)
 }
 
+/// Entries in each boundary table: enough for `2^(MAX_SCALE + 1)` linear slices.
+const TABLE: usize = 2 << MAX_SCALE;
+
 /// Boundary tables for one positive scale.
 pub(crate) struct IndexTable {
     scale: i8,
     shift: u32,
-    /// `bounds[k]` = mantissa bits of `2^(k / 2^scale)`; `bounds[2^scale]` = `2^52`.
-    bounds: Box<[u64]>,
+    /// `bounds[k]` = mantissa bits of `2^(k / 2^scale)`; `bounds[2^scale]` = `2^52`. Sized for
+    /// the largest scale, so masked indexes need no bounds checks.
+    bounds: Box<[u64; TABLE]>,
     /// `lin[j]` = the sub-bucket holding mantissa `j << shift`.
-    lin: Box<[u16]>,
+    lin: Box<[u16; TABLE]>,
 }
 
 impl IndexTable {
@@ -352,24 +356,25 @@ impl IndexTable {
         // Twice as many linear slices as buckets: the narrowest bucket (2^(1/n) - 1 > ln 2 / n
         // of an octave) is wider than a slice (1 / 2n), so one slice meets at most one boundary.
         let shift = MANT_BITS - (scale as u32 + 1);
-        let lin = (0..2 * n)
-            .map(|j| {
-                let m = (j as u64) << shift;
-                (bounds.partition_point(|&b| b <= m) - 1) as u16
-            })
-            .collect();
+        let mut lin = Box::new([0u16; TABLE]);
+        for (j, l) in lin.iter_mut().enumerate().take(2 * n) {
+            let m = (j as u64) << shift;
+            *l = (bounds.partition_point(|&b| b <= m) - 1) as u16;
+        }
+        let mut table = Box::new([0u64; TABLE]);
+        table[..bounds.len()].copy_from_slice(&bounds);
         IndexTable {
             scale,
             shift,
-            bounds: bounds.into(),
+            bounds: table,
             lin,
         }
     }
 
     #[inline(always)]
     fn sub_index(&self, mant: u64) -> usize {
-        let k = self.lin[(mant >> self.shift) as usize] as usize;
-        k + (mant >= self.bounds[k + 1]) as usize
+        let k = self.lin[(mant >> self.shift) as usize % TABLE] as usize;
+        k + (mant >= self.bounds[(k + 1) % TABLE]) as usize
     }
 
     /// The bucket index of `2^exp · (1 + mant / 2^52)`.

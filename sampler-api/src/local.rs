@@ -276,7 +276,7 @@ impl Reader {
             // SAFETY: freed only under TIMING_LOCK, which the caller holds (`_guard`).
             let h = unsafe { &*h };
             h.merge_into(&mut d);
-            sum += f64::from_bits(h.sum.load(Relaxed));
+            sum += h.sum();
             zero += h.zero.load(Relaxed);
             let (lo, hi) = (
                 f64::from_bits(h.min.load(Relaxed)),
@@ -300,7 +300,11 @@ impl Reader {
 const GROUP: usize = 64;
 
 pub(crate) struct LocalHist {
-    sum: AtomicU64,
+    /// Records so far; its low bits pick the sum lane.
+    count: AtomicU64,
+    /// The sum, spread over four lanes: a floating-point add to memory is a long dependency
+    /// chain, and four lanes let consecutive records overlap (the harvest adds the lanes).
+    sums: [AtomicU64; 4],
     min: AtomicU64,
     max: AtomicU64,
     zero: AtomicU64,
@@ -316,7 +320,8 @@ impl LocalHist {
         let scale = scale.clamp(0, crate::distribution::MAX_SCALE);
         let n = 2usize << scale;
         LocalHist {
-            sum: AtomicU64::new(0f64.to_bits()),
+            count: AtomicU64::new(0),
+            sums: std::array::from_fn(|_| AtomicU64::new(0f64.to_bits())),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
             // Values are never negative, and the bits of non-negative floats order like the
             // floats themselves, so the integer min/max of the bits is the float min/max.
@@ -338,27 +343,39 @@ impl LocalHist {
 
     #[inline(always)]
     fn record(&self, value: f64, shared: bool) {
+        if !(value > 0.0) {
+            return self.record_zero(value, shared);
+        }
+        let bits = value.to_bits();
+        let r = self.range;
+        let idx = (self.index(value).clamp(-r, r - 1) + r) as usize;
+        // SAFETY: `idx` is in `0..2r` and there are `2r / GROUP` groups (see `new`).
+        let g = unsafe { self.groups.get_unchecked(idx / GROUP) };
+        let mut p = g.load(Acquire);
+        if p.is_null() {
+            p = alloc_group(g);
+        }
+        // SAFETY: groups are freed only with the LocalHist itself (see `timing_record`).
+        let cell = unsafe { &(*p)[idx % GROUP] };
+        self.bump(cell, value, bits, shared);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_zero(&self, value: f64, shared: bool) {
         if value.is_nan() {
             return;
         }
-        let value = if value > 0.0 { value } else { 0.0 };
-        let bits = value.to_bits();
-        let cell = if value == 0.0 {
-            &self.zero
-        } else {
-            let r = self.range;
-            let idx = self.index(value).clamp(-r, r - 1) + r;
-            let g = &self.groups[idx as usize / GROUP];
-            let mut p = g.load(Acquire);
-            if p.is_null() {
-                p = alloc_group(g);
-            }
-            // SAFETY: groups are freed only with the LocalHist itself (see `timing_record`).
-            unsafe { &(*p)[idx as usize % GROUP] }
-        };
+        // Zero and anything below it count in the zero bucket.
+        self.bump(&self.zero, 0.0, 0, shared);
+    }
+
+    #[inline(always)]
+    fn bump(&self, cell: &AtomicU64, value: f64, bits: u64, shared: bool) {
         if shared {
             cell.fetch_add(1, Relaxed);
-            let _ = self.sum.fetch_update(Relaxed, Relaxed, |s| {
+            let lane = self.count.fetch_add(1, Relaxed) as usize % 4;
+            let _ = self.sums[lane].fetch_update(Relaxed, Relaxed, |s| {
                 Some((f64::from_bits(s) + value).to_bits())
             });
             self.min.fetch_min(bits, Relaxed);
@@ -366,8 +383,11 @@ impl LocalHist {
         } else {
             // Owner-only cells: plain load and store (see `Slab::counter_add`).
             cell.store(cell.load(Relaxed) + 1, Relaxed);
-            self.sum.store(
-                (f64::from_bits(self.sum.load(Relaxed)) + value).to_bits(),
+            let n = self.count.load(Relaxed);
+            self.count.store(n + 1, Relaxed);
+            let sum = &self.sums[n as usize % 4];
+            sum.store(
+                (f64::from_bits(sum.load(Relaxed)) + value).to_bits(),
                 Relaxed,
             );
             if bits < self.min.load(Relaxed) {
@@ -377,6 +397,13 @@ impl LocalHist {
                 self.max.store(bits, Relaxed);
             }
         }
+    }
+
+    fn sum(&self) -> f64 {
+        self.sums
+            .iter()
+            .map(|s| f64::from_bits(s.load(Relaxed)))
+            .sum()
     }
 
     fn merge_into(&self, d: &mut Distribution) {
