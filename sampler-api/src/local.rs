@@ -343,7 +343,7 @@ impl LocalHist {
 
     #[inline(always)]
     fn record(&self, value: f64, shared: bool) {
-        if !(value > 0.0) {
+        if value.is_nan() || value <= 0.0 {
             return self.record_zero(value, shared);
         }
         let bits = value.to_bits();
