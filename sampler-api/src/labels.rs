@@ -201,26 +201,42 @@ fn read_u32(hdr: &[u8], i: usize) -> usize {
 /// values are short, and the call dominated the family lookup.
 #[inline(always)]
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    /// # Safety
+    /// `i + 8 <= s.len()`.
+    #[inline(always)]
+    unsafe fn w8(s: &[u8], i: usize) -> u64 {
+        // SAFETY: the caller keeps `i + 8` within `s`; unaligned reads of plain bytes are fine.
+        unsafe { s.as_ptr().add(i).cast::<u64>().read_unaligned() }
+    }
+    /// # Safety
+    /// `i + 4 <= s.len()`.
+    #[inline(always)]
+    unsafe fn w4(s: &[u8], i: usize) -> u32 {
+        // SAFETY: as in `w8`.
+        unsafe { s.as_ptr().add(i).cast::<u32>().read_unaligned() }
+    }
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    let w8 = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let w4 = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().expect("4 bytes"));
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 <= n {
-            if w8(a, i) != w8(b, i) {
-                return false;
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        // SAFETY: `4 <= n` and both slices are `n` long.
+        4..=7 => unsafe { w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4) },
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                // SAFETY: `i + 8 < n`, and both slices are `n` long.
+                if unsafe { w8(a, i) != w8(b, i) } {
+                    return false;
+                }
+                i += 8;
             }
-            i += 8;
+            // The last word overlaps the one before it when `n` is not a multiple of 8.
+            // SAFETY: `8 <= n`, and both slices are `n` long.
+            unsafe { w8(a, n - 8) == w8(b, n - 8) }
         }
-        // The last word overlaps the one before it when `n` is not a multiple of 8.
-        w8(a, n - 8) == w8(b, n - 8)
-    } else if n >= 4 {
-        w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4)
-    } else {
-        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 

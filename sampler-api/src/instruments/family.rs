@@ -249,32 +249,63 @@ impl FamilyInner {
         }
     }
 
-    /// Finds or creates the entry for `values`: `(entry, slot, overflowed)`. The per-thread
-    /// cache answers repeat lookups without touching anything shared.
+    /// Finds or creates the entry for `values`: `(entry, slot, overflowed)`.
+    ///
+    /// The per-thread cache has two ways in. The first is a hash of where the caller's strings
+    /// are (pointer and length): callers usually pass the same literals or long-lived strings,
+    /// so it is cheap and usually hits; it links to a line of the second way, keyed by a hash of
+    /// the contents. A hit is always confirmed by comparing contents, so a reused address can
+    /// never mislead the cache.
     #[inline]
     pub(crate) fn lookup(&self, values: &[&str]) -> (u32, u32, bool) {
-        let hash = self.hash(values);
         let epoch = self.epoch.load(Acquire);
-        let hit = CACHE.try_with(|c| {
-            let c = c.borrow();
-            let line = &c.lines[cache_index(self.id, hash)];
-            (line.family == self.id && line.hash == hash && line.epoch == epoch)
-                .then(|| {
-                    line.values
-                        .as_ref()
-                        .filter(|p| p.matches(values))
-                        .map(|_| (line.entry, line.slot))
-                })
-                .flatten()
-        });
-        if let Ok(Some((entry, slot))) = hit {
-            let overflowed = entry == OVERFLOW;
-            if overflowed {
-                self.overflow_hits.fetch_add(1, Relaxed);
-            }
-            return (entry, slot, overflowed);
+        let where_key = where_hash(values);
+        let hit = CACHE
+            .try_with(|c| {
+                let c = c.borrow();
+                let w = &c.wheres[cache_index(self.id, where_key)];
+                if w.family == self.id && w.key == where_key && w.epoch == epoch {
+                    return c.confirm(w.link as usize, self.id, epoch, values);
+                }
+                None
+            })
+            .ok()
+            .flatten();
+        match hit {
+            Some(hit) => self.hit(hit),
+            None => self.lookup_by_content(values, where_key, epoch),
         }
-        self.lookup_slow(values, hash, epoch)
+    }
+
+    #[inline(always)]
+    fn hit(&self, (entry, slot): (u32, u32)) -> (u32, u32, bool) {
+        let overflowed = entry == OVERFLOW;
+        if overflowed {
+            self.overflow_hits.fetch_add(1, Relaxed);
+        }
+        (entry, slot, overflowed)
+    }
+
+    fn lookup_by_content(&self, values: &[&str], where_key: u64, epoch: u32) -> (u32, u32, bool) {
+        let hash = self.hash(values);
+        let line = cache_index(self.id, hash);
+        let hit = CACHE
+            .try_with(|c| c.borrow().confirm(line, self.id, epoch, values))
+            .ok()
+            .flatten();
+        let (entry, slot, overflowed) = match hit {
+            Some(hit) => self.hit(hit),
+            None => self.lookup_slow(values, hash, epoch),
+        };
+        let _ = CACHE.try_with(|c| {
+            c.borrow_mut().wheres[cache_index(self.id, where_key)] = WhereLine {
+                family: self.id,
+                epoch,
+                key: where_key,
+                link: line as u16,
+            };
+        });
+        (entry, slot, overflowed)
     }
 
     #[cold]
@@ -313,12 +344,9 @@ impl FamilyInner {
             }
         });
         let _ = CACHE.try_with(|c| {
-            let mut c = c.borrow_mut();
-            let line = &mut c.lines[cache_index(self.id, hash)];
-            *line = CacheLine {
+            c.borrow_mut().lines[cache_index(self.id, hash)] = CacheLine {
                 family: self.id,
                 epoch,
-                hash,
                 entry,
                 slot,
                 values: Some(packed),
@@ -567,25 +595,64 @@ impl Drop for FamilyInner {
 /// Per-thread, direct-mapped cache of family lookups.
 const CACHE_LINES: usize = 256;
 
+/// A line keyed by the hash of the contents, owning a copy of them for confirmation.
 struct CacheLine {
     family: u32,
     epoch: u32,
-    hash: u64,
     entry: u32,
     slot: u32,
     values: Option<PackedValues>,
 }
 
+/// A line keyed by where the caller's strings are, linking to a content line.
+#[derive(Clone, Copy)]
+struct WhereLine {
+    family: u32,
+    epoch: u32,
+    key: u64,
+    link: u16,
+}
+
 struct Cache {
     lines: Box<[CacheLine]>,
+    wheres: Box<[WhereLine]>,
+}
+
+impl Cache {
+    /// The entry and slot of content line `i`, if it belongs to this family and epoch and holds
+    /// exactly these values.
+    #[inline(always)]
+    fn confirm(&self, i: usize, family: u32, epoch: u32, values: &[&str]) -> Option<(u32, u32)> {
+        let line = self.lines.get(i)?;
+        if line.family == family && line.epoch == epoch {
+            if let Some(p) = &line.values {
+                if p.matches(values) {
+                    return Some((line.entry, line.slot));
+                }
+            }
+        }
+        None
+    }
 }
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
         lines: (0..CACHE_LINES)
-            .map(|_| CacheLine { family: 0, epoch: 0, hash: 0, entry: 0, slot: 0, values: None })
+            .map(|_| CacheLine { family: 0, epoch: 0, entry: 0, slot: 0, values: None })
             .collect(),
+        wheres: vec![WhereLine { family: 0, epoch: 0, key: 0, link: 0 }; CACHE_LINES].into(),
     });
+}
+
+/// A hash of where the strings are, not what they hold (see `FamilyInner::lookup`).
+#[inline(always)]
+fn where_hash(values: &[&str]) -> u64 {
+    let mut h = 0x243F_6A88_85A3_08D3u64;
+    for v in values {
+        h = (h ^ v.as_ptr() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ v.len() as u64).rotate_left(23);
+    }
+    h.wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
 
 #[inline(always)]
