@@ -161,3 +161,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reused_string_buffer_never_misleads_the_lookup_cache() {
+    let registry = Registry::new();
+    let fam = registry.counter_family(&F, &["user"]);
+    // Same buffer, same address, same length, other contents: the cache must notice.
+    let mut s = String::with_capacity(16);
+    for name in ["anna", "bert", "anna", "carl"] {
+        s.clear();
+        s.push_str(name);
+        fam.inc(&[&s]);
+    }
+    let snap = Harvester::builder().registry(registry).build().harvest_now();
+    let get = |v: &str| snap.find("inst.family", &[("user", v)]).map(|s| s.value.clone());
+    assert_eq!(get("anna"), Some(Value::Counter(2)));
+    assert_eq!(get("bert"), Some(Value::Counter(1)));
+    assert_eq!(get("carl"), Some(Value::Counter(1)));
+}
