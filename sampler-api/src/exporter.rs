@@ -115,6 +115,25 @@ impl ExportError {
         }
     }
 
+    /// The message followed by every cause, joined by `: `.
+    ///
+    /// ```
+    /// use sampler_api::ExportError;
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    /// let e = ExportError::with_source("failed to connect to graphite at 127.0.0.1:2003", io);
+    /// assert_eq!(e.chain(), "failed to connect to graphite at 127.0.0.1:2003: connection refused");
+    /// ```
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
     /// The deadline passed before the work was done.
     pub fn timed_out(what: &str) -> Self {
         ExportError::new(format!("{what}: deadline passed"))
@@ -122,12 +141,10 @@ impl ExportError {
 }
 
 impl fmt::Display for ExportError {
+    /// The message alone; the cause comes from [`source`](std::error::Error::source), so error
+    /// chains (`anyhow`'s `{:#}`) print it once. [`ExportError::chain`] joins both.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 

@@ -303,7 +303,7 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
                     }
                     Ok(Err(e)) => {
                         link.stats.errors.fetch_add(1, Relaxed);
-                        *lock(&link.stats.last_error) = Some(e.to_string());
+                        *lock(&link.stats.last_error) = Some(e.chain());
                     }
                     Err(_) => {
                         link.stats.errors.fetch_add(1, Relaxed);
@@ -587,7 +587,8 @@ impl Harvester {
     }
 
     /// Stops the loop, runs a last harvest, and has every exporter export it, flush and shut
-    /// down within `timeout`. Exporters still busy at the deadline are left behind and named in
+    /// down within `timeout`. On a harvester that was never started this is exactly one
+    /// harvest, exported and flushed (what a one-shot `dump` wants). Exporters still busy at the deadline are left behind and named in
     /// the error.
     pub fn shutdown(mut self, timeout: Duration) -> Result<(), ShutdownError> {
         self.shutdown_inner(timeout)
@@ -616,7 +617,7 @@ impl Harvester {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("exporter {name}: {e}")),
+                Ok(Err(e)) => failures.push(format!("exporter {name}: {}", e.chain())),
                 Err(_) => failures.push(format!(
                     "exporter {name}: did not finish before the shutdown deadline"
                 )),

@@ -216,17 +216,21 @@ impl Registry {
         out
     }
 
-    /// A counter with no labels, registered while a handle lives.
+    /// A counter with no labels, registered while a handle lives: keep the handle (in a
+    /// struct or a `static`), since dropping the last one removes the series.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn counter(&self, descriptor: &Descriptor) -> Counter {
         self.counter_family(descriptor, &[]).get(&[])
     }
 
     /// A gauge with no labels, registered while a handle lives.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn gauge(&self, descriptor: &Descriptor) -> Gauge {
         self.gauge_family(descriptor, &[]).get(&[])
     }
 
     /// A timing with no labels, registered while a handle lives.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn timing(&self, descriptor: &Descriptor) -> Timing {
         self.timing_family(descriptor, &[]).get(&[])
     }
@@ -263,6 +267,7 @@ impl Registry {
     }
 
     /// A counter family with label `keys` and default options.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn counter_family(&self, descriptor: &Descriptor, keys: &[&str]) -> CounterFamily {
         CounterFamily::new(self, descriptor, keys, FamilyOptions::default())
     }
@@ -278,6 +283,7 @@ impl Registry {
     }
 
     /// A gauge family with label `keys` and default options.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn gauge_family(&self, descriptor: &Descriptor, keys: &[&str]) -> GaugeFamily {
         GaugeFamily::new(self, descriptor, keys, FamilyOptions::default())
     }
@@ -293,6 +299,7 @@ impl Registry {
     }
 
     /// A timing family with label `keys` and default options.
+    #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn timing_family(&self, descriptor: &Descriptor, keys: &[&str]) -> TimingFamily {
         TimingFamily::new(self, descriptor, keys, FamilyOptions::default())
     }

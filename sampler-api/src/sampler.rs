@@ -163,7 +163,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// The harvest interval (zero for a one-off harvest).
+    /// The harvester's configured interval between harvests.
     pub fn interval(&self) -> Duration {
         self.interval
     }

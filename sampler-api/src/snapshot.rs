@@ -81,7 +81,8 @@ pub struct Series {
 pub struct Snapshot {
     /// The harvest's wall-clock time, aligned to the interval.
     pub time: SystemTime,
-    /// The interval between harvests (zero for a one-off harvest).
+    /// The harvester's configured interval between harvests (also on one-off harvests, so
+    /// rates can still be judged against it).
     pub interval: Duration,
     /// Counts harvests from 1; an exporter seeing a gap knows snapshots were dropped.
     pub sequence: u64,

@@ -173,8 +173,14 @@ fn a_reused_string_buffer_never_misleads_the_lookup_cache() {
         s.push_str(name);
         fam.inc(&[&s]);
     }
-    let snap = Harvester::builder().registry(registry).build().harvest_now();
-    let get = |v: &str| snap.find("inst.family", &[("user", v)]).map(|s| s.value.clone());
+    let snap = Harvester::builder()
+        .registry(registry)
+        .build()
+        .harvest_now();
+    let get = |v: &str| {
+        snap.find("inst.family", &[("user", v)])
+            .map(|s| s.value.clone())
+    };
     assert_eq!(get("anna"), Some(Value::Counter(2)));
     assert_eq!(get("bert"), Some(Value::Counter(1)));
     assert_eq!(get("carl"), Some(Value::Counter(1)));

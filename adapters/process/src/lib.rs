@@ -1,0 +1,93 @@
+//! Process and host samplers for [`sampler_api`], read from Linux `/proc`.
+//!
+//! - [`ProcessSampler`]: RSS, peak RSS, virtual size, CPU user and system time, threads, open
+//!   file descriptors, context switches and start time, for the process itself (in-app use) or
+//!   for others picked by pid, pid file or name pattern ([`Target`]), the way an operator points
+//!   a process monitor at a service. A target that goes away is reported once ([`Event`]) and
+//!   picked up again when it returns.
+//! - [`HostSampler`]: memory total and available, swap used, load averages, CPU count.
+//!
+//! Elsewhere than Linux both samplers write nothing and say so once.
+//!
+//! # Example: in an application
+//!
+//! ```
+//! use sampler_adapter_process::{HostSampler, ProcessSampler};
+//! use sampler_api::{Harvester, Registry};
+//! use std::time::Duration;
+//!
+//! let registry = Registry::new();
+//! let _me = registry.register(ProcessSampler::current());
+//! let _host = registry.register(HostSampler::new());
+//! let harvester = Harvester::builder().registry(registry).build();
+//! let snapshot = harvester.harvest_now();
+//! # #[cfg(target_os = "linux")]
+//! assert!(snapshot.named("process.memory.rss").next().is_some());
+//! harvester.shutdown(Duration::from_secs(1))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Example: watching a service
+//!
+//! ```
+//! use sampler_adapter_process::{ProcessSampler, Target};
+//! use sampler_api::Registry;
+//!
+//! let sampler = ProcessSampler::with_targets(vec![
+//!     Target::PidFile("/run/nginx.pid".into()),
+//!     Target::name("^postgres$")?,
+//! ])
+//! .on_event(|event| eprintln!("watch: {event}"));
+//! let _registration = Registry::global().register(sampler);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod host;
+mod process;
+mod procfs;
+mod target;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sampler_api::{Registration, Registry};
+
+pub use host::HostSampler;
+pub use process::{Event, ProcessSampler};
+pub use target::{GoneReason, NamePattern, PatternError, Target, TargetError};
+
+/// Whether this platform has a Linux `/proc` to read.
+pub const SUPPORTED: bool = cfg!(target_os = "linux");
+
+/// The "unsupported platform" error the first time it is asked for in this process, `None`
+/// after, so it is said once however many samplers run.
+fn unsupported_once() -> Option<TargetError> {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    (!SAID.swap(true, Ordering::Relaxed)).then_some(TargetError::Unsupported {
+        os: std::env::consts::OS,
+    })
+}
+
+/// Registers a [`ProcessSampler::current`] and a [`HostSampler`] with `registry`; elsewhere
+/// than Linux registers nothing and logs so once. Keep the registrations: dropping one
+/// unregisters its sampler.
+///
+/// ```
+/// let registrations = sampler_adapter_process::register_defaults(sampler_api::Registry::global());
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(registrations.len(), 2);
+/// ```
+pub fn register_defaults(registry: &Registry) -> Vec<Registration> {
+    if !SUPPORTED {
+        if let Some(e) = unsupported_once() {
+            log::warn!("{e}");
+        }
+        return Vec::new();
+    }
+    vec![
+        registry.register(ProcessSampler::current()),
+        registry.register(HostSampler::new()),
+    ]
+}

@@ -1,0 +1,305 @@
+//! Runs the built `sampler` binary: dump, run until a real signal, watching processes by name,
+//! pid and pid file, and failing on missing targets.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// The sequence number in a table header: `# harvest T (sequence N, M series)`.
+fn sequence(header: &str) -> u64 {
+    let rest = header.split("(sequence ").nth(1).unwrap();
+    rest.split(',').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn dump_prints_process_rss_and_harvest_self_metrics() {
+    let done = run_to_end(&["dump"]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    assert_eq!(done.stderr, "");
+    let lines: Vec<String> = done.stdout.lines().map(String::from).collect();
+    assert_eq!(headers(&lines).len(), 1, "one harvest:\n{}", done.stdout);
+    for name in [
+        "process.memory.rss ",
+        "process.cpu.user ",
+        "host.memory.total ",
+        "host.load ",
+        "sampler.harvest.count ",
+        "sampler.harvest.duration ",
+        "sampler.exporter.exported ",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(name)),
+            "{name}missing from:\n{}",
+            done.stdout
+        );
+    }
+    let rss = lines
+        .iter()
+        .find(|l| l.starts_with("process.memory.rss "))
+        .unwrap();
+    assert!(rss.ends_with(" MiB") || rss.ends_with(" KiB"), "{rss}");
+}
+
+#[test]
+fn dump_json_lines_all_parse() {
+    let done = run_to_end(&["dump", "--format", "json"]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    let lines = parse_json_lines(&done.stdout);
+    assert!(lines.len() > 20, "{}", done.stdout);
+    let time = &lines[0]["time"];
+    for v in &lines {
+        assert_eq!(&v["time"], time, "one harvest, one time");
+        for key in ["name", "kind", "unit", "labels", "value"] {
+            assert!(v.get(key).is_some(), "{key} missing: {v}");
+        }
+    }
+    let rss = lines
+        .iter()
+        .find(|v| v["name"] == "process.memory.rss")
+        .unwrap();
+    assert!(rss["value"].as_f64().unwrap() > 1e6, "{rss}");
+    assert!(lines.iter().any(|v| v["name"] == "sampler.harvest.count"));
+}
+
+#[test]
+fn dump_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let done = run_to_end(&[
+        "dump",
+        "--format",
+        "json",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    assert_eq!(done.stdout, "");
+    let lines = parse_json_lines(&std::fs::read_to_string(&path).unwrap());
+    assert!(lines.iter().any(|v| v["name"] == "process.memory.rss"));
+}
+
+#[test]
+fn run_prints_every_second_and_exits_0_after_a_final_harvest_on_sigint() {
+    let mut bg = Background::spawn(&["run", "--interval", "1s"]);
+    let lines = bg
+        .stdout
+        .wait_until("three harvests", Duration::from_secs(15), |l| {
+            headers(l).len() >= 3
+        });
+    let seen = headers(&lines);
+    let seqs: Vec<u64> = seen.iter().map(|h| sequence(h)).collect();
+    assert_eq!(seqs[..3], [1, 2, 3]);
+    // Harvests after the first fall on whole seconds of the wall clock.
+    assert!(seen[1].contains(".000Z"), "{}", seen[1]);
+    assert!(seen[2].contains(".000Z"), "{}", seen[2]);
+
+    let before = headers(&bg.stdout.snapshot()).len();
+    bg.signal(libc::SIGINT);
+    let status = bg.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "stderr: {}", bg.stderr.text());
+    let all = bg.stdout.snapshot();
+    let after = headers(&all);
+    assert!(after.len() > before, "no final harvest after SIGINT");
+    // The final table was written whole and flushed: it ends with its blank line.
+    assert_eq!(all.last().map(String::as_str), Some(""));
+    let last = all
+        .iter()
+        .rposition(|l| l.starts_with("# harvest "))
+        .unwrap();
+    assert!(all[last..]
+        .iter()
+        .any(|l| l.starts_with("sampler.harvest.count ")));
+    assert_eq!(bg.stderr.text(), "");
+}
+
+#[test]
+fn run_prints_at_once_and_exits_0_on_sigterm() {
+    // The default interval is 10 s; the first table must not wait for it.
+    let mut bg = Background::spawn(&["run"]);
+    bg.stdout
+        .wait_until("the first harvest", Duration::from_secs(5), |l| {
+            headers(l).len() == 1 && l.iter().any(|l| l.starts_with("process.memory.rss "))
+        });
+    assert!(bg.started.elapsed() < Duration::from_secs(5));
+    bg.signal(libc::SIGTERM);
+    let status = bg.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    assert!(headers(&bg.stdout.snapshot()).len() >= 2, "final harvest");
+}
+
+#[test]
+fn name_finds_sleep_by_pid_with_its_rss_and_run_reports_it_gone() {
+    let mut sleep = Sleeper::start("60");
+    let pid = sleep.pid().to_string();
+
+    let done = run_to_end(&["dump", "--name", "sleep", "--format", "json"]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    let lines = parse_json_lines(&done.stdout);
+    let ours = |v: &&serde_json::Value| v["labels"]["pid"] == pid.as_str();
+    let rss = lines
+        .iter()
+        .filter(ours)
+        .find(|v| v["name"] == "process.memory.rss")
+        .unwrap_or_else(|| panic!("no rss series labelled pid={pid}:\n{}", done.stdout));
+    assert_eq!(rss["labels"]["name"], "sleep");
+    assert_eq!(rss["value"].as_f64().unwrap(), vm_rss(sleep.pid()));
+    // The sampler never matches itself, though its command line holds "sleep".
+    assert!(!lines
+        .iter()
+        .any(|v| v["name"] == "process.memory.rss" && v["labels"].get("pid").is_none()));
+
+    let mut bg = Background::spawn(&["run", "--interval", "1s", "--name", "sleep"]);
+    bg.stdout.wait_until(
+        "the sleep process in a table",
+        Duration::from_secs(10),
+        |l| {
+            l.iter()
+                .any(|l| l.starts_with("process.memory.rss ") && l.contains(&format!("pid={pid},")))
+        },
+    );
+    sleep.stop();
+    let gone = format!("sampler: name \"sleep\": process {pid} (sleep) is gone");
+    bg.stderr
+        .wait_until("the gone report", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l.starts_with(&gone))
+        });
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    let reports = bg.stderr.snapshot();
+    assert_eq!(
+        reports.iter().filter(|l| l.starts_with(&gone)).count(),
+        1,
+        "reported once: {reports:?}"
+    );
+}
+
+#[test]
+fn dump_missing_pid_fails_with_one_line() {
+    let done = run_to_end(&["dump", "--pid", "999999"]);
+    assert_eq!(done.status.code(), Some(1));
+    assert_eq!(
+        done.stderr,
+        "sampler: process 999999 not found: no such process (/proc/999999 does not exist)\n"
+    );
+    assert_eq!(done.stdout, "");
+}
+
+#[test]
+fn dump_garbage_pid_file_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.pid");
+    std::fs::write(&path, "garbage\n").unwrap();
+    let done = run_to_end(&["dump", "--pidfile", path.to_str().unwrap()]);
+    assert_eq!(done.status.code(), Some(1));
+    assert_eq!(
+        done.stderr,
+        format!(
+            "sampler: pid file {} holds \"garbage\", not a process id\n",
+            path.display()
+        )
+    );
+    assert_eq!(done.stdout, "");
+}
+
+#[test]
+fn dump_pid_file_of_a_live_process() {
+    let sleep = Sleeper::start("60");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.pid");
+    std::fs::write(&path, format!("{}\n", sleep.pid())).unwrap();
+    let done = run_to_end(&["dump", "--pidfile", path.to_str().unwrap()]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    let row = format!("pid={},name=sleep,pidfile={}", sleep.pid(), path.display());
+    assert!(
+        done.stdout
+            .lines()
+            .any(|l| l.starts_with("process.memory.rss ") && l.contains(&row)),
+        "{}",
+        done.stdout
+    );
+}
+
+#[test]
+fn run_follows_a_pid_file_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.pid");
+    let mut first = Sleeper::start("60");
+    std::fs::write(&path, format!("{}\n", first.pid())).unwrap();
+    let file = path.display().to_string();
+    let mut bg = Background::spawn(&["run", "--interval", "1s", "--pidfile", &file]);
+    let row = |pid: u32| format!("pid={pid},name=sleep,pidfile={file}");
+    let first_row = row(first.pid());
+    bg.stdout
+        .wait_until("the first service", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l.contains(&first_row))
+        });
+    first.stop();
+    let gone = format!(
+        "sampler: pid file {file}: process {} (sleep) is gone: no such process (/proc/{} does not exist)",
+        first.pid(),
+        first.pid()
+    );
+    bg.stderr
+        .wait_until("the gone report", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l == &gone)
+        });
+    // The service restarts and rewrites its pid file.
+    let second = Sleeper::start("60");
+    std::fs::write(&path, format!("{}\n", second.pid())).unwrap();
+    let found = format!(
+        "sampler: pid file {file}: process {} (sleep) found",
+        second.pid()
+    );
+    bg.stderr
+        .wait_until("the found report", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l == &found)
+        });
+    let second_row = row(second.pid());
+    bg.stdout
+        .wait_until("the restarted service", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l.contains(&second_row))
+        });
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(bg.stderr.snapshot(), [gone, found]);
+}
+
+#[test]
+fn run_keeps_going_and_reports_a_missing_target_once() {
+    let mut bg = Background::spawn(&["run", "--interval", "1s", "--pid", "999999"]);
+    bg.stdout
+        .wait_until("three harvests", Duration::from_secs(15), |l| {
+            headers(l).len() >= 3
+        });
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(
+        bg.stderr.snapshot(),
+        ["sampler: process 999999 not found: no such process (/proc/999999 does not exist)"]
+    );
+    let out = bg.stdout.snapshot();
+    let up: Vec<&String> = out
+        .iter()
+        .filter(|l| l.starts_with("process.up ") && l.contains("target=pid:999999"))
+        .collect();
+    assert!(
+        up.len() >= 3 && up.iter().all(|l| l.trim_end().ends_with(" 0")),
+        "{up:?}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_clap_usage() {
+    let done = run_to_end(&["run", "--interval", "soon"]);
+    assert_eq!(done.status.code(), Some(2));
+    assert!(
+        done.stderr.contains("invalid interval \"soon\""),
+        "{}",
+        done.stderr
+    );
+    let done = run_to_end(&["dump", "--format", "xml"]);
+    assert_eq!(done.status.code(), Some(2));
+}
