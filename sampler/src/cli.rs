@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Where and how to print.
     #[command(flatten)]
     pub output: Output,
+    /// Also serve the latest harvest for Prometheus to scrape, at ADDR (default
+    /// 127.0.0.1:9464) under /metrics.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
+    pub prometheus: Option<String>,
 }
 
 /// Flags of `sampler dump`.

@@ -160,7 +160,17 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Dump(args) => dump(Plan::from_flags(&args.watch, &args.output)?),
         #[cfg(unix)]
-        cli::Command::Run(args) => run(Plan::from_flags(&args.watch, &args.output)?, args.interval),
+        cli::Command::Run(args) => {
+            let mut plan = Plan::from_flags(&args.watch, &args.output)?;
+            if let Some(addr) = &args.prometheus {
+                let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
+                    .address(addr.as_str())
+                    .build()?;
+                eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
+                plan.exporters.push(Box::new(exporter));
+            }
+            run(plan, args.interval)
+        }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),
     }

@@ -303,3 +303,58 @@ fn bad_flags_exit_2_with_clap_usage() {
     let done = run_to_end(&["dump", "--format", "xml"]);
     assert_eq!(done.status.code(), Some(2));
 }
+
+/// A plain HTTP/1.1 GET on loopback; the test needs nothing more than the status and body.
+fn http_get(url: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http url");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut s = std::net::TcpStream::connect(host).expect("connect to the endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain;version=0.0.4\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a response head");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn run_serves_prometheus_metrics_with_the_prometheus_flag() {
+    let mut bg = Background::spawn(&["run", "--interval", "1s", "--prometheus", "127.0.0.1:0"]);
+    let lines = bg
+        .stderr
+        .wait_until("the endpoint address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving prometheus metrics at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| l.split_once(" at ").map(|(_, u)| u.trim().to_owned()))
+        .expect("the url");
+    // The first harvest happens at once; poll until the endpoint serves it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = http_get(&url);
+        if status.contains("200") && body.contains("process_memory_rss") {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics: {status}\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        body.contains("# TYPE sampler_harvest_count_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE process_memory_rss_bytes gauge"),
+        "{body}"
+    );
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}

@@ -1,0 +1,887 @@
+//! Encoding a snapshot into the Prometheus text format 0.0.4, OpenMetrics 1.0 text and the
+//! delimited protobuf exposition.
+//!
+//! A snapshot is first *planned*: its series are grouped into families (one `# HELP` and
+//! `# TYPE` each, however the samplers interleaved them), names are mapped once per family,
+//! and families whose names collide after mapping are set aside and reported. Each format then
+//! writes the plan into a pre-sized `Vec<u8>`, formatting numbers with `itoa`/`dtoa`.
+//!
+//! The text output is byte-for-byte what `prometheus-client` writes for the same series (the
+//! tests check it), except where that crate departs from the formats: OpenMetrics `_created`
+//! samples (which it cannot write), `+Inf`/`-Inf` in OpenMetrics sample values (it writes
+//! `inf`), and escaping in OpenMetrics `# HELP` text (it escapes nothing).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
+
+use crate::config::{Buckets, PrometheusConfig, TimingMode};
+use crate::mapping::{
+    self, escape_help_openmetrics, escape_help_text, escape_label_value, label_name, write_f64,
+    write_u64,
+};
+
+/// An exposition format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The Prometheus text format, version 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// The delimited protobuf exposition (`io.prometheus.client.MetricFamily`), which carries
+    /// native histograms.
+    Protobuf,
+}
+
+impl Format {
+    /// Every format, in index order.
+    pub const ALL: [Format; 3] = [Format::Text, Format::OpenMetrics, Format::Protobuf];
+
+    /// The `Content-Type` a response in this format carries.
+    ///
+    /// ```
+    /// use sampler_exporter_prometheus::Format;
+    /// assert_eq!(Format::Text.content_type(), "text/plain; version=0.0.4; charset=utf-8");
+    /// ```
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Protobuf => {
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            }
+        }
+    }
+
+    /// A short name for logs and the `format` label of self-metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::OpenMetrics => "openmetrics",
+            Format::Protobuf => "protobuf",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Format::Text => 0,
+            Format::OpenMetrics => 1,
+            Format::Protobuf => 2,
+        }
+    }
+}
+
+/// Two families whose Prometheus names collide: the first one (in snapshot order) is exposed,
+/// the other is left out and reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collision {
+    /// The Prometheus name both would use.
+    pub name: String,
+    /// The dotted name (and kind) of the family that kept it.
+    pub kept: String,
+    /// The dotted name (and kind) of the family left out.
+    pub dropped: String,
+    /// How many series were left out.
+    pub series: u64,
+}
+
+impl std::fmt::Display for Collision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prometheus name {} of {} collides with {}; {} series of {} left out",
+            self.name, self.dropped, self.kept, self.series, self.dropped
+        )
+    }
+}
+
+/// Classic bucket boundaries with their spellings, and per-scale thresholds.
+#[derive(Debug)]
+struct BucketSet {
+    bounds: Vec<f64>,
+    /// `le` as the text format writes it (Go's `%g`), `+Inf` last.
+    text: Vec<String>,
+    /// `le` as OpenMetrics writes it, `+Inf` last.
+    om: Vec<String>,
+    /// Scale and exponent index of the first boundary, for exponential boundaries.
+    exp: Option<(i8, i64)>,
+    /// Per distribution scale (`scale + 10`): the highest bucket index counted at each bound.
+    thresholds: Vec<std::sync::OnceLock<Box<[i64]>>>,
+}
+
+impl BucketSet {
+    fn new(b: &Buckets) -> Result<Self, String> {
+        let bounds = b.bounds()?;
+        let mut text: Vec<String> = bounds.iter().map(|v| mapping::go_float(*v)).collect();
+        let mut om: Vec<String> = bounds.iter().map(|v| mapping::om_float(*v)).collect();
+        text.push("+Inf".to_owned());
+        om.push("+Inf".to_owned());
+        Ok(BucketSet {
+            bounds,
+            text,
+            om,
+            exp: b.exponential_index(),
+            thresholds: (0..=(sampler_api::distribution::MAX_SCALE as i32 + 10))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        })
+    }
+
+    /// For each finite bound: the highest bucket index (at `scale`) whose upper bound is at
+    /// most the bound.
+    fn thresholds(&self, scale: i8) -> &[i64] {
+        let slot = (scale as i32 + 10).clamp(0, self.thresholds.len() as i32 - 1) as usize;
+        self.thresholds[slot].get_or_init(|| {
+            let s = scale as i64;
+            self.bounds
+                .iter()
+                .enumerate()
+                .map(|(j, bound)| match self.exp {
+                    Some((cs, first)) => {
+                        let k = first + j as i64;
+                        let cs = cs as i64;
+                        if s >= cs {
+                            (k << (s - cs)) - 1
+                        } else {
+                            k.div_euclid(1 << (cs - s)) - 1
+                        }
+                    }
+                    None => {
+                        if *bound <= 0.0 {
+                            i64::MIN
+                        } else {
+                            let k = sampler_api::distribution::bucket_index(*bound, scale) as i64;
+                            let upper =
+                                sampler_api::distribution::bucket_lower_bound(k as i32 + 1, scale);
+                            if upper <= *bound {
+                                k
+                            } else {
+                                k - 1
+                            }
+                        }
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Cumulative counts at each finite bound, written into `out` (cleared first).
+    fn cumulative(&self, d: &Distribution, out: &mut Vec<u64>) {
+        out.clear();
+        let th = self.thresholds(d.scale());
+        let counts = d.bucket_counts();
+        let offset = d.offset() as i64;
+        let mut acc = d.zero_count();
+        let mut next = 0usize; // next dense bucket not yet added
+        for (j, bound) in self.bounds.iter().enumerate() {
+            if *bound < 0.0 {
+                out.push(0);
+                continue;
+            }
+            if *bound >= d.max() {
+                out.push(d.count());
+                continue;
+            }
+            let limit = th[j];
+            while next < counts.len() && offset + next as i64 <= limit {
+                acc += counts[next];
+                next += 1;
+            }
+            out.push(acc);
+        }
+    }
+}
+
+/// A summary quantile with its spellings.
+#[derive(Debug)]
+struct Quantile {
+    q: f64,
+    text: String,
+    om: String,
+}
+
+/// One family of a planned snapshot.
+#[derive(Debug)]
+pub(crate) struct PlannedFamily<'s> {
+    pub(crate) descriptor: &'s Descriptor,
+    pub(crate) kind: Kind,
+    /// The family name (without `_total` for counters).
+    pub(crate) name: String,
+    /// The unit suffix, or empty.
+    pub(crate) unit: String,
+    /// The bucket set index for timings.
+    pub(crate) buckets: usize,
+    /// Range into `Plan::order`.
+    pub(crate) range: Range<usize>,
+    pub(crate) dropped: bool,
+}
+
+impl PlannedFamily<'_> {
+    pub(crate) fn help(&self) -> &str {
+        let d = self.descriptor.description();
+        if d.is_empty() {
+            self.descriptor.name()
+        } else {
+            d
+        }
+    }
+}
+
+/// A snapshot grouped into families, ready for any format.
+#[derive(Debug)]
+pub struct Plan<'s> {
+    pub(crate) snapshot: &'s Snapshot,
+    pub(crate) families: Vec<PlannedFamily<'s>>,
+    /// Series indices grouped by family.
+    pub(crate) order: Vec<u32>,
+    /// Families left out because their names collide with an earlier family's.
+    pub collisions: Vec<Collision>,
+}
+
+impl Plan<'_> {
+    /// How many series the plan exposes.
+    pub fn series(&self) -> usize {
+        self.order.len()
+    }
+
+    /// How many series were left out because of name collisions.
+    pub fn dropped_series(&self) -> u64 {
+        self.collisions.iter().map(|c| c.series).sum()
+    }
+}
+
+/// Encodes snapshots; keeps the bucket boundaries, quantiles and buffers' size hints between
+/// harvests.
+///
+/// ```
+/// use sampler_api::{Descriptor, Harvester, Registry};
+/// use sampler_exporter_prometheus::{Encoder, Format, PrometheusConfig};
+///
+/// static HITS: Descriptor = Descriptor::counter("cache.hits", "1", "cache hits");
+/// let registry = Registry::new();
+/// let hits = registry.counter(&HITS); // registered while the handle lives
+/// hits.add(3);
+/// let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
+///
+/// let mut encoder = Encoder::new(&PrometheusConfig::default())?;
+/// let plan = encoder.plan(&snapshot);
+/// let mut out = Vec::new();
+/// encoder.encode(&plan, Format::Text, &mut out);
+/// assert_eq!(
+///     String::from_utf8(out)?,
+///     "# HELP cache_hits_total cache hits\n# TYPE cache_hits_total counter\ncache_hits_total 3\n"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Encoder {
+    timings: TimingMode,
+    created: bool,
+    native: bool,
+    quantiles: Vec<Quantile>,
+    sets: Vec<Arc<BucketSet>>,
+    overrides: HashMap<String, usize>,
+    hint: [usize; 3],
+    scratch_labels: Vec<u8>,
+    scratch_counts: Vec<u64>,
+}
+
+impl Encoder {
+    /// An encoder for these settings, or why they are invalid.
+    pub fn new(config: &PrometheusConfig) -> Result<Self, String> {
+        let mut sets = vec![Arc::new(BucketSet::new(&config.buckets)?)];
+        let mut overrides = HashMap::new();
+        for (name, b) in &config.bucket_overrides {
+            let set = BucketSet::new(b).map_err(|e| format!("buckets for {name}: {e}"))?;
+            overrides.insert(name.clone(), sets.len());
+            sets.push(Arc::new(set));
+        }
+        let mut quantiles = Vec::new();
+        for q in &config.quantiles {
+            if !(0.0..=1.0).contains(q) {
+                return Err(format!("quantiles must be within 0 and 1, got {q}"));
+            }
+            quantiles.push(Quantile {
+                q: *q,
+                text: mapping::go_float(*q),
+                om: mapping::om_float(*q),
+            });
+        }
+        Ok(Encoder {
+            timings: config.timings,
+            created: config.openmetrics_created,
+            native: config.native_histograms,
+            quantiles,
+            sets,
+            overrides,
+            hint: [0; 3],
+            scratch_labels: Vec::new(),
+            scratch_counts: Vec::new(),
+        })
+    }
+
+    /// Whether timings are written as native histograms in the protobuf exposition.
+    pub fn native_histograms(&self) -> bool {
+        self.native
+    }
+
+    /// Groups a snapshot's series into families and resolves name collisions.
+    pub fn plan<'s>(&self, snapshot: &'s Snapshot) -> Plan<'s> {
+        let series = &snapshot.series;
+        let mut families: Vec<PlannedFamily<'s>> = Vec::new();
+        let mut counts: Vec<usize> = Vec::new();
+        let mut fam_of: Vec<u32> = Vec::with_capacity(series.len());
+        let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
+        let mut prev: Option<(&'s Descriptor, u32)> = None;
+        for s in series {
+            let d: &'s Descriptor = &s.descriptor;
+            if d.kind() != s.value.kind() {
+                fam_of.push(u32::MAX);
+                continue;
+            }
+            let idx = match prev {
+                Some((p, i))
+                    if std::ptr::eq(p, d)
+                        || (p.kind() == d.kind()
+                            && p.name() == d.name()
+                            && p.unit() == d.unit()) =>
+                {
+                    i
+                }
+                _ => *lookup
+                    .entry((d.name(), d.kind(), d.unit()))
+                    .or_insert_with(|| {
+                        families.push(self.family(d));
+                        counts.push(0);
+                        (families.len() - 1) as u32
+                    }),
+            };
+            prev = Some((d, idx));
+            counts[idx as usize] += 1;
+            fam_of.push(idx);
+        }
+
+        // Names: the first family to claim a name keeps it.
+        let mut taken: HashMap<String, u32> = HashMap::with_capacity(families.len() * 3);
+        let mut collisions = Vec::new();
+        for i in 0..families.len() {
+            let names = self.claimed_names(&families[i]);
+            if let Some((name, owner)) = names
+                .iter()
+                .find_map(|n| taken.get(n).map(|o| (n.clone(), *o)))
+            {
+                let f = &families[owner as usize];
+                let g = &families[i];
+                collisions.push(Collision {
+                    name,
+                    kept: format!("{} ({})", f.descriptor.name(), f.kind),
+                    dropped: format!("{} ({})", g.descriptor.name(), g.kind),
+                    series: counts[i] as u64,
+                });
+                families[i].dropped = true;
+                continue;
+            }
+            for n in names {
+                taken.insert(n, i as u32);
+            }
+        }
+
+        // Group series indices by family (a counting sort keeps snapshot order within each).
+        let mut start = 0usize;
+        for (f, c) in families.iter_mut().zip(&counts) {
+            let len = if f.dropped { 0 } else { *c };
+            f.range = start..start;
+            start += len;
+        }
+        let mut order = vec![0u32; start];
+        for (i, f) in fam_of.iter().enumerate() {
+            if *f == u32::MAX {
+                continue;
+            }
+            let fam = &mut families[*f as usize];
+            if fam.dropped {
+                continue;
+            }
+            order[fam.range.end] = i as u32;
+            fam.range.end += 1;
+        }
+        Plan {
+            snapshot,
+            families,
+            order,
+            collisions,
+        }
+    }
+
+    fn family<'s>(&self, d: &'s Descriptor) -> PlannedFamily<'s> {
+        let unit = mapping::unit_suffix(d.unit());
+        let name = mapping::family_name(d.name(), d.kind(), &unit);
+        let buckets = self.overrides.get(d.name()).copied().unwrap_or(0);
+        PlannedFamily {
+            descriptor: d,
+            kind: d.kind(),
+            name,
+            unit,
+            buckets,
+            range: 0..0,
+            dropped: false,
+        }
+    }
+
+    fn claimed_names(&self, f: &PlannedFamily<'_>) -> Vec<String> {
+        let n = &f.name;
+        let mut v = vec![n.clone()];
+        let suffixes: &[&str] = match (f.kind, self.timings) {
+            (Kind::Counter, _) => &["_total", "_created"],
+            (Kind::Gauge, _) => &[],
+            (Kind::Timing, TimingMode::Histogram) => &["_bucket", "_sum", "_count", "_created"],
+            (Kind::Timing, TimingMode::Summary) if self.native => {
+                &["_bucket", "_sum", "_count", "_created"]
+            }
+            (Kind::Timing, TimingMode::Summary) => &["_sum", "_count", "_created"],
+        };
+        v.extend(suffixes.iter().map(|s| format!("{n}{s}")));
+        v
+    }
+
+    /// Writes the plan in `format`, appending to `out` (reserving the last size seen).
+    pub fn encode(&mut self, plan: &Plan<'_>, format: Format, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(self.hint[format.index()] + self.hint[format.index()] / 8);
+        match format {
+            Format::Text => self.encode_text(plan, out),
+            Format::OpenMetrics => self.encode_openmetrics(plan, out),
+            Format::Protobuf => crate::proto::encode(self, plan, out),
+        }
+        self.hint[format.index()] = out.len() - start;
+    }
+
+    fn encode_text(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>) {
+        let series = &plan.snapshot.series;
+        for f in plan.families.iter().filter(|f| !f.dropped) {
+            let name = f.name.as_bytes();
+            let total = f.kind == Kind::Counter;
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(name);
+            if total {
+                out.extend_from_slice(b"_total");
+            }
+            out.push(b' ');
+            escape_help_text(out, f.help());
+            out.extend_from_slice(b"\n# TYPE ");
+            out.extend_from_slice(name);
+            out.extend_from_slice(match (f.kind, self.timings) {
+                (Kind::Counter, _) => b"_total counter\n".as_slice(),
+                (Kind::Gauge, _) => b" gauge\n",
+                (Kind::Timing, TimingMode::Histogram) => b" histogram\n",
+                (Kind::Timing, TimingMode::Summary) => b" summary\n",
+            });
+            let ids = &plan.order[f.range.clone()];
+            match (f.kind, self.timings) {
+                (Kind::Counter, _) => {
+                    let total = [name, b"_total"].concat();
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Counter(v) = s.value {
+                            out.extend_from_slice(&total);
+                            write_label_set(out, &s.labels);
+                            out.push(b' ');
+                            write_u64(out, v);
+                            out.push(b'\n');
+                        }
+                    }
+                }
+                (Kind::Gauge, _) => {
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Gauge(v) = s.value {
+                            out.extend_from_slice(name);
+                            write_label_set(out, &s.labels);
+                            out.push(b' ');
+                            write_f64(out, v);
+                            out.push(b'\n');
+                        }
+                    }
+                }
+                (Kind::Timing, TimingMode::Histogram) => {
+                    let set = self.sets[f.buckets].clone();
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Timing(d) = &s.value {
+                            self.text_histogram(out, name, &s.labels, d, &set);
+                        }
+                    }
+                }
+                (Kind::Timing, TimingMode::Summary) => {
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Timing(d) = &s.value {
+                            self.summary(out, name, &s.labels, d, false, None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn text_histogram(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &[u8],
+        labels: &Labels,
+        d: &Distribution,
+        set: &BucketSet,
+    ) {
+        let mut lb = std::mem::take(&mut self.scratch_labels);
+        lb.clear();
+        write_label_list(&mut lb, labels, Some("le"));
+        let mut cum = std::mem::take(&mut self.scratch_counts);
+        set.cumulative(d, &mut cum);
+        for (j, le) in set.text.iter().enumerate() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"_bucket{");
+            if !lb.is_empty() {
+                out.extend_from_slice(&lb);
+                out.push(b',');
+            }
+            out.extend_from_slice(b"le=\"");
+            out.extend_from_slice(le.as_bytes());
+            out.extend_from_slice(b"\"} ");
+            write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
+            out.push(b'\n');
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_sum");
+        braced(out, &lb);
+        out.push(b' ');
+        write_f64(out, d.sum());
+        out.push(b'\n');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_count");
+        braced(out, &lb);
+        out.push(b' ');
+        write_u64(out, d.count());
+        out.push(b'\n');
+        self.scratch_labels = lb;
+        self.scratch_counts = cum;
+    }
+
+    /// A summary's samples; `created` is the OpenMetrics `_created` value when wanted.
+    fn summary(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &[u8],
+        labels: &Labels,
+        d: &Distribution,
+        om: bool,
+        created: Option<SystemTime>,
+    ) {
+        let mut lb = std::mem::take(&mut self.scratch_labels);
+        lb.clear();
+        write_label_list(&mut lb, labels, Some("quantile"));
+        for q in &self.quantiles {
+            out.extend_from_slice(name);
+            out.push(b'{');
+            if !lb.is_empty() {
+                out.extend_from_slice(&lb);
+                out.push(b',');
+            }
+            out.extend_from_slice(b"quantile=\"");
+            out.extend_from_slice(if om {
+                q.om.as_bytes()
+            } else {
+                q.text.as_bytes()
+            });
+            out.extend_from_slice(b"\"} ");
+            write_f64(out, d.quantile(q.q).unwrap_or(f64::NAN));
+            out.push(b'\n');
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_sum");
+        braced(out, &lb);
+        out.push(b' ');
+        write_f64(out, d.sum());
+        out.push(b'\n');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_count");
+        braced(out, &lb);
+        out.push(b' ');
+        write_u64(out, d.count());
+        out.push(b'\n');
+        if let Some(c) = created {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"_created");
+            braced(out, &lb);
+            out.push(b' ');
+            write_created(out, c);
+            out.push(b'\n');
+        }
+        self.scratch_labels = lb;
+    }
+
+    fn encode_openmetrics(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>) {
+        let series = &plan.snapshot.series;
+        let created = self.created;
+        for f in plan.families.iter().filter(|f| !f.dropped) {
+            let name = f.name.as_bytes();
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            escape_help_openmetrics(out, f.help());
+            out.extend_from_slice(b"\n# TYPE ");
+            out.extend_from_slice(name);
+            out.extend_from_slice(match (f.kind, self.timings) {
+                (Kind::Counter, _) => b" counter\n".as_slice(),
+                (Kind::Gauge, _) => b" gauge\n",
+                (Kind::Timing, TimingMode::Histogram) => b" histogram\n",
+                (Kind::Timing, TimingMode::Summary) => b" summary\n",
+            });
+            if !f.unit.is_empty() {
+                out.extend_from_slice(b"# UNIT ");
+                out.extend_from_slice(name);
+                out.push(b' ');
+                out.extend_from_slice(f.unit.as_bytes());
+                out.push(b'\n');
+            }
+            let ids = &plan.order[f.range.clone()];
+            match (f.kind, self.timings) {
+                (Kind::Counter, _) => {
+                    let total = [name, b"_total"].concat();
+                    let created_name = [name, b"_created"].concat();
+                    // Series of a family often share a start time: format it once.
+                    let mut last: Option<(SystemTime, Vec<u8>)> = None;
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Counter(v) = s.value {
+                            out.extend_from_slice(&total);
+                            let l0 = out.len();
+                            write_label_set(out, &s.labels);
+                            let l1 = out.len();
+                            out.push(b' ');
+                            write_u64(out, v);
+                            out.push(b'\n');
+                            if created {
+                                out.extend_from_slice(&created_name);
+                                out.extend_from_within(l0..l1);
+                                out.push(b' ');
+                                match &mut last {
+                                    Some((t, text)) if *t == s.start_time => {
+                                        out.extend_from_slice(text)
+                                    }
+                                    _ => {
+                                        let mut text = Vec::with_capacity(24);
+                                        write_created(&mut text, s.start_time);
+                                        out.extend_from_slice(&text);
+                                        last = Some((s.start_time, text));
+                                    }
+                                }
+                                out.push(b'\n');
+                            }
+                        }
+                    }
+                }
+                (Kind::Gauge, _) => {
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Gauge(v) = s.value {
+                            out.extend_from_slice(name);
+                            write_label_set(out, &s.labels);
+                            out.push(b' ');
+                            write_f64(out, v);
+                            out.push(b'\n');
+                        }
+                    }
+                }
+                (Kind::Timing, TimingMode::Histogram) => {
+                    let set = self.sets[f.buckets].clone();
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Timing(d) = &s.value {
+                            let c = created.then_some(s.start_time);
+                            self.om_histogram(out, name, &s.labels, d, &set, c);
+                        }
+                    }
+                }
+                (Kind::Timing, TimingMode::Summary) => {
+                    for &i in ids {
+                        let s = &series[i as usize];
+                        if let Value::Timing(d) = &s.value {
+                            let c = created.then_some(s.start_time);
+                            self.summary(out, name, &s.labels, d, true, c);
+                        }
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(b"# EOF\n");
+    }
+
+    fn om_histogram(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &[u8],
+        labels: &Labels,
+        d: &Distribution,
+        set: &BucketSet,
+        created: Option<SystemTime>,
+    ) {
+        let mut lb = std::mem::take(&mut self.scratch_labels);
+        lb.clear();
+        write_label_list(&mut lb, labels, Some("le"));
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_sum");
+        braced(out, &lb);
+        out.push(b' ');
+        write_f64(out, d.sum());
+        out.push(b'\n');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"_count");
+        braced(out, &lb);
+        out.push(b' ');
+        write_u64(out, d.count());
+        out.push(b'\n');
+        let mut cum = std::mem::take(&mut self.scratch_counts);
+        set.cumulative(d, &mut cum);
+        for (j, le) in set.om.iter().enumerate() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"_bucket{le=\"");
+            out.extend_from_slice(le.as_bytes());
+            out.push(b'"');
+            if !lb.is_empty() {
+                out.push(b',');
+                out.extend_from_slice(&lb);
+            }
+            out.extend_from_slice(b"} ");
+            write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
+            out.push(b'\n');
+        }
+        if let Some(c) = created {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"_created");
+            braced(out, &lb);
+            out.push(b' ');
+            write_created(out, c);
+            out.push(b'\n');
+        }
+        self.scratch_labels = lb;
+        self.scratch_counts = cum;
+    }
+
+    /// The classic buckets of a timing as `(upper bound, cumulative count)`, `+Inf` last.
+    pub(crate) fn classic_buckets(
+        &mut self,
+        family: &PlannedFamily<'_>,
+        d: &Distribution,
+    ) -> Vec<(f64, u64)> {
+        let set = &self.sets[family.buckets];
+        let mut cum = std::mem::take(&mut self.scratch_counts);
+        set.cumulative(d, &mut cum);
+        let mut v: Vec<(f64, u64)> = set
+            .bounds
+            .iter()
+            .copied()
+            .zip(cum.iter().copied())
+            .collect();
+        v.push((f64::INFINITY, d.count()));
+        self.scratch_counts = cum;
+        v
+    }
+
+    pub(crate) fn timings(&self) -> TimingMode {
+        self.timings
+    }
+
+    pub(crate) fn created(&self) -> bool {
+        self.created
+    }
+
+    pub(crate) fn quantile_values(&self) -> Vec<f64> {
+        self.quantiles.iter().map(|q| q.q).collect()
+    }
+}
+
+/// A `_created` value: the start time in seconds since the Unix epoch, written exactly (the
+/// decimal digits of the nanoseconds, trailing zeros trimmed).
+#[inline]
+fn write_created(out: &mut Vec<u8>, t: SystemTime) {
+    let Ok(d) = t.duration_since(UNIX_EPOCH) else {
+        write_f64(out, mapping::unix_seconds(t));
+        return;
+    };
+    write_u64(out, d.as_secs());
+    let mut nanos = d.subsec_nanos();
+    if nanos == 0 {
+        out.extend_from_slice(b".0");
+        return;
+    }
+    let mut digits = [b'0'; 9];
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (nanos % 10) as u8;
+        nanos /= 10;
+    }
+    let len = 9 - digits.iter().rev().take_while(|b| **b == b'0').count();
+    out.push(b'.');
+    out.extend_from_slice(&digits[..len]);
+}
+
+/// `{k="v",…}`, or nothing for an empty set.
+#[inline]
+fn write_label_set(out: &mut Vec<u8>, labels: &Labels) {
+    if labels.is_empty() {
+        return;
+    }
+    out.push(b'{');
+    write_label_list(out, labels, None);
+    out.push(b'}');
+}
+
+/// `k="v",…` without braces; a key equal to `reserved` is written as `exported_<key>`.
+#[inline]
+fn write_label_list(out: &mut Vec<u8>, labels: &Labels, reserved: Option<&str>) {
+    for (n, (k, v)) in labels.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        if reserved == Some(k) {
+            out.extend_from_slice(b"exported_");
+        }
+        if mapping::is_label_name(k) {
+            out.extend_from_slice(k.as_bytes());
+        } else {
+            out.extend_from_slice(label_name(k).as_bytes());
+        }
+        out.extend_from_slice(b"=\"");
+        escape_label_value(out, v);
+        out.push(b'"');
+    }
+}
+
+#[inline]
+fn braced(out: &mut Vec<u8>, list: &[u8]) {
+    if !list.is_empty() {
+        out.push(b'{');
+        out.extend_from_slice(list);
+        out.push(b'}');
+    }
+}
+
+/// The label pairs as the protobuf exposition carries them (names mapped, values raw).
+pub(crate) fn label_pairs(labels: &Labels, reserved: Option<&str>) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let name = if reserved == Some(k) {
+                format!("exported_{k}")
+            } else {
+                label_name(k).into_owned()
+            };
+            (name, v.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

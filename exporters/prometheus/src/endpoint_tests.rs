@@ -1,0 +1,426 @@
+//! The endpoint over real HTTP on loopback: negotiation, gzip, the other paths, slow
+//! harvests, harvest-on-scrape, self-metrics and shutdown.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sampler_api::{Descriptor, Harvester, Registry, Sampler, Writer};
+
+use super::*;
+
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub content_encoding: String,
+    pub body: Vec<u8>,
+}
+
+pub(crate) fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    let mut encoding_set = false;
+    for (k, v) in headers {
+        encoding_set |= k.eq_ignore_ascii_case("accept-encoding");
+        req = req.header(*k, *v);
+    }
+    if !encoding_set {
+        req = req.header("Accept-Encoding", "identity");
+    }
+    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (content_type, content_encoding) = (h("content-type"), h("content-encoding"));
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+    Reply {
+        status: resp.status().as_u16(),
+        content_type,
+        content_encoding,
+        body,
+    }
+}
+
+pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
+    // An HTTP client built with gzip support may already have inflated it.
+    if b.len() < 2 || b[..2] != [0x1f, 0x8b] {
+        return b.to_vec();
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+static G: Descriptor = Descriptor::gauge("slow.value", "1", "a value read slowly");
+
+/// A sampler that reports `value` and, when a gate is set, blocks in `sample` until released.
+struct Slow {
+    value: AtomicU64,
+    gate: Mutex<Option<(Sender<()>, Receiver<()>)>>,
+}
+
+impl Slow {
+    fn new() -> Arc<Self> {
+        Arc::new(Slow {
+            value: AtomicU64::new(1),
+            gate: Mutex::new(None),
+        })
+    }
+
+    /// Makes the next `sample` block; returns (entered, release).
+    fn close(&self) -> (Receiver<()>, Sender<()>) {
+        let (entered_tx, entered_rx) = channel();
+        let (release_tx, release_rx) = channel();
+        *self.gate.lock().unwrap() = Some((entered_tx, release_rx));
+        (entered_rx, release_tx)
+    }
+}
+
+impl Sampler for Slow {
+    fn sample(&self, out: &mut Writer<'_>) {
+        out.gauge(&G, &[], self.value.load(Ordering::SeqCst) as f64);
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((entered, release)) = gate {
+            let _ = entered.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+        }
+    }
+    fn name(&self) -> &str {
+        "slow"
+    }
+}
+
+fn text(url: &str) -> String {
+    let r = get(url, &[("Accept", "text/plain;version=0.0.4")]);
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
+#[track_caller]
+fn wait_for(url: &str, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = text(url);
+        if body.contains(needle) {
+            return body;
+        }
+        assert!(
+            Instant::now() < until,
+            "{needle:?} never appeared; last body:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn local() -> PrometheusExporterBuilder {
+    PrometheusExporter::builder().address("127.0.0.1:0")
+}
+
+fn snapshot_with(value: f64) -> Snapshot {
+    let registry = Registry::new();
+    let _r = registry.register(sampler_api::FnSampler::new("f", move |w| {
+        w.gauge(&G, &[("path", "/a\"b")], value)
+    }));
+    let h = Harvester::builder()
+        .registry(registry)
+        .self_metrics(false)
+        .build();
+    let s = h.harvest_now();
+    (*s).clone()
+}
+
+#[test]
+fn formats_follow_accept_and_gzip_follows_accept_encoding() {
+    let e = local().native_histograms(true).build().unwrap();
+    e.publish(&snapshot_with(2.5));
+    let url = e.url();
+    let prom_native = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    for (accept, format) in [
+        (
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            Format::OpenMetrics,
+        ),
+        ("text/plain;version=0.0.4", Format::Text),
+        ("*/*", Format::Text),
+        (prom_native, Format::Protobuf),
+    ] {
+        let plain = get(&url, &[("Accept", accept)]);
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.content_type, format.content_type(), "{accept}");
+        assert_eq!(plain.content_encoding, "");
+        assert_eq!(plain.body, e.exposition(format).to_vec());
+        let zipped = get(&url, &[("Accept", accept), ("Accept-Encoding", "gzip")]);
+        assert_eq!(zipped.content_type, format.content_type());
+        assert_eq!(gunzip(&zipped.body), plain.body, "{accept}");
+    }
+    let om = String::from_utf8(e.exposition(Format::OpenMetrics).to_vec()).unwrap();
+    assert_eq!(
+        om,
+        "# HELP slow_value a value read slowly\n# TYPE slow_value gauge\nslow_value{path=\"/a\\\"b\"} 2.5\n# EOF\n"
+    );
+    // Without native histograms, a protobuf-first Accept gets OpenMetrics.
+    let e2 = local().build().unwrap();
+    let r = get(&e2.url(), &[("Accept", prom_native)]);
+    assert_eq!(r.content_type, Format::OpenMetrics.content_type());
+    assert_eq!(r.body, b"# EOF\n");
+}
+
+#[test]
+fn landing_page_health_readiness_and_errors() {
+    let e = local().path("/custom/metrics").build().unwrap();
+    let base = format!("http://{}", e.local_addr());
+    let page = get(&format!("{base}/"), &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("<a href=\"/custom/metrics\">"), "{html}");
+    assert!(html.contains("<a href=\"/-/healthy\">"));
+    assert_eq!(get(&format!("{base}/-/healthy"), &[]).status, 200);
+    assert_eq!(get(&format!("{base}/-/ready"), &[]).status, 503);
+    assert_eq!(get(&format!("{base}/metrics"), &[]).status, 404);
+    e.publish(&snapshot_with(1.0));
+    assert_eq!(get(&format!("{base}/-/ready"), &[]).status, 200);
+    assert_eq!(get(&format!("{base}/custom/metrics?x=1"), &[]).status, 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let r = agent
+        .post(format!("{base}/custom/metrics"))
+        .send("x")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers().get("allow").unwrap(), "GET, HEAD");
+}
+
+#[test]
+fn bad_settings_and_busy_ports_are_reported_with_the_address() {
+    let first = local().build().unwrap();
+    let addr = first.local_addr().to_string();
+    let err = PrometheusExporter::builder()
+        .address(&addr)
+        .build()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("failed to bind prometheus endpoint at {addr}: ")),
+        "{msg}"
+    );
+    let err = local().path("metrics").build().unwrap_err().to_string();
+    assert!(err.contains("path must start with /"), "{err}");
+    let err = local().path("/-/healthy").build().unwrap_err().to_string();
+    assert!(err.contains("taken"), "{err}");
+    let err = local()
+        .quantiles(vec![1.5])
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("quantiles"), "{err}");
+    let err = local()
+        .bucket_override("x", Buckets::Explicit(vec![2.0, 1.0]))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("buckets for x"), "{err}");
+    let err = PrometheusExporter::builder()
+        .address("not an address")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not an address"), "{err}");
+}
+
+#[test]
+fn a_scrape_during_a_slow_harvest_gets_the_previous_snapshot_at_once() {
+    let slow = Slow::new();
+    let registry = Registry::new();
+    let _reg = registry.register_arc(slow.clone());
+    let exporter = local().build().unwrap();
+    let url = exporter.url();
+    let harvester = Arc::new(
+        Harvester::builder()
+            .registry(registry)
+            .self_metrics(false)
+            .exporter(exporter)
+            .build(),
+    );
+    harvester.harvest_now();
+    wait_for(&url, "slow_value 1.0\n");
+
+    slow.value.store(2, Ordering::SeqCst);
+    let (entered, release) = slow.close();
+    let h = harvester.clone();
+    let harvesting = std::thread::spawn(move || {
+        h.harvest_now();
+    });
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    let body = text(&url);
+    let took = started.elapsed();
+    // The harvest is still blocked (it waits for `release`), so this is the old snapshot.
+    assert!(body.contains("slow_value 1.0\n"), "{body}");
+    assert!(!harvesting.is_finished());
+    assert!(
+        took < Duration::from_secs(1),
+        "scrape took {took:?} during a slow harvest"
+    );
+    eprintln!("scrape during a blocked harvest answered in {took:?}");
+    release.send(()).unwrap();
+    harvesting.join().unwrap();
+    wait_for(&url, "slow_value 2.0\n");
+}
+
+#[test]
+fn harvest_on_scrape_serves_a_fresh_harvest_and_falls_back_when_it_is_slow() {
+    let slow = Slow::new();
+    let registry = Registry::new();
+    let _reg = registry.register_arc(slow.clone());
+    let exporter = local()
+        .harvest_on_scrape(true)
+        .harvest_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = exporter.url();
+    // No periodic harvest: only scrapes harvest.
+    let harvester = Harvester::builder()
+        .registry(registry)
+        .exporter(exporter)
+        .build();
+    slow.value.store(5, Ordering::SeqCst);
+    assert!(text(&url).contains("slow_value 5.0\n"));
+    slow.value.store(7, Ordering::SeqCst);
+    let body = text(&url);
+    assert!(body.contains("slow_value 7.0\n"), "{body}");
+    assert!(
+        body.contains("sampler_exporter_prometheus_scrape_harvests_total "),
+        "{body}"
+    );
+
+    // A scrape whose harvest is slow waits at most the timeout, then gets the latest snapshot.
+    slow.value.store(9, Ordering::SeqCst);
+    let (entered, release) = slow.close();
+    let started = Instant::now();
+    let body = text(&url);
+    let took = started.elapsed();
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(body.contains("slow_value 7.0\n"), "{body}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // The scraper's own timeout caps the wait.
+    let started = Instant::now();
+    let r = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "0.05")]);
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    release.send(()).unwrap();
+    wait_for(&url, "slow_value 9.0\n");
+    harvester.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn self_metrics_count_scrapes_and_shutdown_stops_the_endpoint() {
+    let registry = Registry::new();
+    let exporter = local().build().unwrap();
+    let url = exporter.url();
+    let addr = exporter.local_addr();
+    let harvester = Harvester::builder()
+        .registry(registry)
+        .exporter(exporter)
+        .build();
+    harvester.harvest_now();
+    wait_for(&url, "sampler_exporter_prometheus_encode_duration_seconds ");
+    get(&url, &[("Accept", "application/openmetrics-text")]);
+    harvester.harvest_now();
+    let body = wait_for(
+        &url,
+        "sampler_exporter_prometheus_scrapes_total{format=\"openmetrics\"} 1\n",
+    );
+    assert!(
+        body.contains("sampler_exporter_prometheus_name_collisions 0.0\n"),
+        "{body}"
+    );
+    assert!(body.contains("sampler_exporter_prometheus_exposition_size_bytes{format=\"text\"} "));
+    assert!(body.contains("sampler_exporter_exported_total{exporter=\"prometheus\"} "));
+    harvester.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn collisions_are_logged_once_and_counted() {
+    let e = local().build().unwrap();
+    let a = Arc::new(Descriptor::gauge("a.b_c", "1", ""));
+    let b = Arc::new(Descriptor::gauge("a_b.c", "1", ""));
+    let mk = |d: &Arc<Descriptor>, v| sampler_api::Series {
+        id: sampler_api::SeriesId::next(),
+        descriptor: d.clone(),
+        labels: sampler_api::Labels::empty(),
+        start_time: std::time::SystemTime::now(),
+        value: sampler_api::Value::Gauge(v),
+    };
+    let snapshot = Snapshot {
+        time: std::time::SystemTime::now(),
+        interval: Duration::ZERO,
+        sequence: 1,
+        series: vec![mk(&a, 1.0), mk(&b, 2.0)],
+    };
+    e.publish(&snapshot);
+    assert_eq!(e.shared.stats.collisions.load(Relaxed), 1);
+    assert_eq!(lock(&e.shared.encoder).reported.len(), 1);
+    let body = String::from_utf8(e.exposition(Format::Text).to_vec()).unwrap();
+    assert_eq!(body, "# HELP a_b_c a.b_c\n# TYPE a_b_c gauge\na_b_c 1.0\n");
+}
+
+#[test]
+fn gzip_is_made_ahead_only_for_variants_being_scraped() {
+    let e = local().build().unwrap();
+    let om = [
+        ("Accept", "application/openmetrics-text"),
+        ("Accept-Encoding", "gzip"),
+    ];
+    let publish = |seq: u64| {
+        let mut s = snapshot_with(seq as f64);
+        s.sequence = seq;
+        e.publish(&s);
+    };
+    publish(1);
+    assert!(e.shared.current().gzipped(Format::OpenMetrics).is_none());
+    get(&e.url(), &om); // made on demand
+    assert!(e.shared.current().gzipped(Format::OpenMetrics).is_some());
+    for seq in 2..=3 {
+        publish(seq);
+        let now = e.shared.current();
+        assert!(now.gzipped(Format::OpenMetrics).is_some(), "harvest {seq}");
+        assert!(now.gzipped(Format::Text).is_none());
+        assert_eq!(
+            gunzip(&get(&e.url(), &om).body),
+            now.body(Format::OpenMetrics).to_vec()
+        );
+    }
+    publish(4); // harvest 3 was scraped with gzip, so harvest 4 is compressed ahead
+    assert!(e.shared.current().gzipped(Format::OpenMetrics).is_some());
+    publish(5); // no scrape since harvest 4: not made ahead
+    assert!(e.shared.current().gzipped(Format::OpenMetrics).is_none());
+    publish(3); // an older harvest never replaces a newer one
+    assert_eq!(e.shared.current().sequence, 5);
+}

@@ -1,0 +1,600 @@
+//! The Prometheus pull exporter for **sampler**: an HTTP endpoint that serves the latest
+//! harvest as OpenMetrics 1.0 text, Prometheus text 0.0.4 or, with native histograms on, the
+//! delimited protobuf exposition.
+//!
+//! Each harvest is encoded once, on the exporter's own worker thread, and every scrape is
+//! served the cached bytes (gzipped when the scraper accepts it). A scrape never polls the
+//! samplers and never waits for a harvest: during a slow harvest it gets the previous
+//! snapshot at once. Those who want scrape-time freshness set
+//! [`harvest_on_scrape`](PrometheusExporterBuilder::harvest_on_scrape).
+//!
+//! The mapping from sampler's data model (dotted names, UCUM units, cumulative counters,
+//! exponential-bucket timings) to Prometheus' is written out as a table in
+//! `spec/prometheus.md`; the functions of [`mapping`] implement one rule each.
+//!
+//! # In an application
+//!
+//! ```
+//! use sampler_api::{Descriptor, Harvester, Registry};
+//! use sampler_exporter_prometheus::PrometheusExporter;
+//! use std::time::Duration;
+//!
+//! static REQUESTS: Descriptor = Descriptor::counter("http.server.requests", "1", "requests served");
+//!
+//! let exporter = PrometheusExporter::builder()
+//!     .address("127.0.0.1:0") // port 0: any free port; the default is 127.0.0.1:9464
+//!     .path("/metrics")
+//!     .build()?; // binds now, so a busy port is reported here
+//! println!("scrape {}", exporter.url());
+//!
+//! let harvester = Harvester::builder()
+//!     .interval(Duration::from_secs(10))
+//!     .harvest_at_start(true)
+//!     .exporter(exporter)
+//!     .start();
+//! Registry::global().counter(&REQUESTS).inc();
+//! // ... the application runs ...
+//! harvester.shutdown(Duration::from_secs(5))?; // also stops the endpoint
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What the endpoint answers
+//!
+//! | path | answer |
+//! | --- | --- |
+//! | `/metrics` (the `path` setting) | the latest harvest, in the format the `Accept` header prefers |
+//! | `/` | a small HTML page linking to the metrics and the health check |
+//! | `/-/healthy` | `200 Healthy.` while the endpoint runs |
+//! | `/-/ready` | `200` once a harvest has been encoded, `503` before |
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod config;
+mod encode;
+pub mod mapping;
+mod negotiate;
+mod proto;
+mod server;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sampler_api::{Descriptor, ExportError, Exporter, HarvestHandle, Sampler, Snapshot, Writer};
+
+pub use config::{
+    Buckets, PrometheusConfig, TimingMode, DEFAULT_ADDRESS, DEFAULT_PATH, MAX_BUCKETS,
+};
+pub use encode::{Collision, Encoder, Format, Plan};
+pub use negotiate::{accepts_gzip, negotiate_format};
+pub use proto::{native_buckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA, ZERO_THRESHOLD};
+
+/// Why the exporter could not start.
+#[derive(Debug)]
+pub enum Error {
+    /// The listen address could not be bound.
+    Bind {
+        /// The address as configured.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A setting is invalid.
+    Config(String),
+    /// The server thread or runtime could not start.
+    Start(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { address, source } => {
+                write!(
+                    f,
+                    "failed to bind prometheus endpoint at {address}: {source}"
+                )
+            }
+            Error::Config(why) => write!(f, "invalid prometheus exporter setting: {why}"),
+            Error::Start(e) => write!(f, "failed to start the prometheus endpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Bind { source, .. } => Some(source),
+            Error::Start(e) => Some(e),
+            Error::Config(_) => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One snapshot, encoded: the bodies of every offered format and, made on first demand, their
+/// gzipped forms.
+pub(crate) struct Exposition {
+    sequence: u64,
+    bodies: [Bytes; 3],
+    gz: [OnceLock<Bytes>; 3],
+}
+
+impl Exposition {
+    fn empty() -> Self {
+        Exposition {
+            sequence: 0,
+            bodies: [Bytes::new(), Bytes::from_static(b"# EOF\n"), Bytes::new()],
+            gz: Default::default(),
+        }
+    }
+
+    pub(crate) fn body(&self, f: Format) -> Bytes {
+        self.bodies[f.index()].clone()
+    }
+
+    pub(crate) fn gzipped(&self, f: Format) -> Option<Bytes> {
+        self.gz[f.index()].get().cloned()
+    }
+
+    pub(crate) fn gzip(&self, f: Format) -> Bytes {
+        self.gz[f.index()]
+            .get_or_init(|| {
+                use std::io::Write;
+                let body = &self.bodies[f.index()];
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(body.len() / 4 + 64),
+                    flate2::Compression::fast(),
+                );
+                // Writing into a Vec cannot fail.
+                let _ = enc.write_all(body);
+                Bytes::from(enc.finish().unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// Self-metrics, updated by the endpoint and the encoder.
+#[derive(Default)]
+struct Stats {
+    scrapes: [AtomicU64; 3],
+    collisions: AtomicU64,
+    encode_nanos: AtomicU64,
+    sizes: [AtomicU64; 3],
+    harvests_waited: AtomicU64,
+}
+
+impl Stats {
+    fn scraped(&self, f: Format) {
+        self.scrapes[f.index()].fetch_add(1, Relaxed);
+    }
+}
+
+struct EncoderState {
+    encoder: Encoder,
+    /// Collisions already logged (name, dropped family), so each is logged once.
+    reported: std::collections::HashSet<(String, String)>,
+}
+
+/// What the exporter, its endpoint and its self-metrics share.
+pub(crate) struct Shared {
+    path: String,
+    native: bool,
+    gzip: bool,
+    harvest_on_scrape: bool,
+    harvest_timeout: Duration,
+    index_html: Bytes,
+    current: Mutex<Arc<Exposition>>,
+    encoder: Mutex<EncoderState>,
+    stats: Stats,
+    wanted_gzip: [AtomicBool; 3],
+    fresh: Mutex<Option<std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Arc<Exposition> {
+        lock(&self.current).clone()
+    }
+
+    pub(crate) fn has_snapshot(&self) -> bool {
+        lock(&self.current).sequence > 0
+    }
+
+    pub(crate) fn want_gzip(&self, f: Format) {
+        self.wanted_gzip[f.index()].store(true, Relaxed);
+    }
+
+    /// Asks the scrape-harvest thread for a harvest; the receiver fires once it is encoded.
+    pub(crate) fn request_harvest(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let guard = lock(&self.fresh);
+        let tx = guard.as_ref()?;
+        let (done, wait) = tokio::sync::oneshot::channel();
+        tx.send(done).ok()?;
+        self.stats.harvests_waited.fetch_add(1, Relaxed);
+        Some(wait)
+    }
+
+    fn formats(&self) -> &'static [Format] {
+        if self.native {
+            &Format::ALL
+        } else {
+            &[Format::Text, Format::OpenMetrics]
+        }
+    }
+
+    /// Encodes a snapshot into every offered format and makes it the one served, unless a
+    /// newer one is already served.
+    fn publish(&self, snapshot: &Snapshot) {
+        let mut st = lock(&self.encoder);
+        if snapshot.sequence != 0 && snapshot.sequence <= lock(&self.current).sequence {
+            return;
+        }
+        let started = Instant::now();
+        let st = &mut *st;
+        let plan = st.encoder.plan(snapshot);
+        for c in &plan.collisions {
+            if st.reported.len() < 10_000 && st.reported.insert((c.name.clone(), c.dropped.clone()))
+            {
+                log::warn!("prometheus exporter: {c}");
+            }
+        }
+        self.stats
+            .collisions
+            .store(plan.collisions.len() as u64, Relaxed);
+        let mut bodies: [Bytes; 3] = Default::default();
+        for f in self.formats() {
+            let mut out = Vec::new();
+            st.encoder.encode(&plan, *f, &mut out);
+            self.stats.sizes[f.index()].store(out.len() as u64, Relaxed);
+            bodies[f.index()] = Bytes::from(out);
+        }
+        if !self.native {
+            bodies[Format::Protobuf.index()] = bodies[Format::Text.index()].clone();
+        }
+        let exposition = Exposition {
+            sequence: snapshot.sequence.max(1),
+            bodies,
+            gz: Default::default(),
+        };
+        if self.gzip {
+            for f in self.formats() {
+                if self.wanted_gzip[f.index()].swap(false, Relaxed) {
+                    exposition.gzip(*f);
+                }
+            }
+        }
+        self.stats
+            .encode_nanos
+            .store(started.elapsed().as_nanos() as u64, Relaxed);
+        *lock(&self.current) = Arc::new(exposition);
+    }
+}
+
+static SCRAPES: Descriptor = Descriptor::counter(
+    "sampler.exporter.prometheus.scrapes",
+    "1",
+    "scrapes served, by format",
+);
+static COLLISIONS: Descriptor = Descriptor::gauge(
+    "sampler.exporter.prometheus.name_collisions",
+    "1",
+    "families left out of the latest exposition because their Prometheus names collide with another family's",
+);
+static ENCODE: Descriptor = Descriptor::gauge(
+    "sampler.exporter.prometheus.encode.duration",
+    "s",
+    "time the latest snapshot took to encode in every offered format",
+);
+static SIZE: Descriptor = Descriptor::gauge(
+    "sampler.exporter.prometheus.exposition.size",
+    "By",
+    "size of the latest exposition before compression, by format",
+);
+static WAITED: Descriptor = Descriptor::counter(
+    "sampler.exporter.prometheus.scrape_harvests",
+    "1",
+    "harvests requested by scrapes (harvest_on_scrape)",
+);
+
+struct StatsSampler(Arc<Shared>);
+
+impl Sampler for StatsSampler {
+    fn sample(&self, out: &mut Writer<'_>) {
+        let s = &self.0.stats;
+        for f in self.0.formats() {
+            let l = [("format", f.as_str())];
+            out.counter(&SCRAPES, &l, s.scrapes[f.index()].load(Relaxed));
+            out.gauge(&SIZE, &l, s.sizes[f.index()].load(Relaxed) as f64);
+        }
+        out.gauge(&COLLISIONS, &[], s.collisions.load(Relaxed) as f64);
+        out.gauge(&ENCODE, &[], s.encode_nanos.load(Relaxed) as f64 / 1e9);
+        if self.0.harvest_on_scrape {
+            out.counter(&WAITED, &[], s.harvests_waited.load(Relaxed));
+        }
+    }
+
+    fn name(&self) -> &str {
+        "prometheus-exporter"
+    }
+}
+
+/// The Prometheus pull exporter: an [`Exporter`] that serves each harvest on an HTTP endpoint.
+///
+/// Built with [`PrometheusExporter::builder`], which binds the address at once. Give it to a
+/// [`Harvester`](sampler_api::Harvester); shutting the harvester down stops the endpoint (so
+/// does dropping the exporter).
+pub struct PrometheusExporter {
+    shared: Arc<Shared>,
+    server: Option<server::Server>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for PrometheusExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusExporter")
+            .field("local_addr", &self.local_addr)
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl PrometheusExporter {
+    /// A builder with the defaults of [`PrometheusConfig`].
+    pub fn builder() -> PrometheusExporterBuilder {
+        PrometheusExporterBuilder {
+            config: PrometheusConfig::default(),
+        }
+    }
+
+    /// Binds and starts an exporter from a config.
+    pub fn from_config(config: PrometheusConfig) -> Result<Self, Error> {
+        PrometheusExporterBuilder { config }.build()
+    }
+
+    /// The address the endpoint listens on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL of the metrics path, such as `http://127.0.0.1:9464/metrics`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.local_addr, self.shared.path)
+    }
+
+    /// The bytes a scrape asking for `format` gets now (uncompressed).
+    pub fn exposition(&self, format: Format) -> Bytes {
+        self.shared.current().body(format)
+    }
+
+    /// Encodes a snapshot and serves it from now on (what [`Exporter::export`] does).
+    pub fn publish(&self, snapshot: &Snapshot) {
+        self.shared.publish(snapshot);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
+        lock(&self.shared.fresh).take();
+    }
+}
+
+impl Exporter for PrometheusExporter {
+    fn name(&self) -> &str {
+        "prometheus"
+    }
+
+    fn export(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ExportError> {
+        self.shared.publish(&snapshot);
+        Ok(())
+    }
+
+    fn shutdown(&mut self, _deadline: Instant) -> Result<(), ExportError> {
+        self.stop();
+        Ok(())
+    }
+
+    fn sampler(&self) -> Option<Arc<dyn Sampler>> {
+        Some(Arc::new(StatsSampler(self.shared.clone())))
+    }
+
+    fn attach(&mut self, handle: HarvestHandle) {
+        if !self.shared.harvest_on_scrape {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+        let weak = Arc::downgrade(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("sampler-prometheus-scrape-harvest".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Every scrape waiting now is served by the one harvest that follows.
+                    let mut waiting = vec![first];
+                    while let Ok(w) = rx.try_recv() {
+                        waiting.push(w);
+                    }
+                    let Some(shared) = weak.upgrade() else { break };
+                    if let Some(s) = handle.harvest() {
+                        shared.publish(&s);
+                    }
+                    drop(shared);
+                    for w in waiting {
+                        let _ = w.send(());
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => *lock(&self.shared.fresh) = Some(tx),
+            Err(e) => {
+                log::error!("prometheus exporter: cannot start the scrape-harvest thread: {e}")
+            }
+        }
+    }
+}
+
+impl Drop for PrometheusExporter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Configures a [`PrometheusExporter`]; [`build`](Self::build) binds the address.
+///
+/// ```
+/// use sampler_exporter_prometheus::{Buckets, PrometheusExporter, TimingMode};
+/// let exporter = PrometheusExporter::builder()
+///     .address("127.0.0.1:0")
+///     .path("/metrics")
+///     .buckets(Buckets::Exponential { scale: 1, min: 0.001, max: 10.0 })
+///     .native_histograms(true)
+///     .build()?;
+/// assert_ne!(exporter.local_addr().port(), 0);
+/// # Ok::<(), sampler_exporter_prometheus::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PrometheusExporterBuilder {
+    config: PrometheusConfig,
+}
+
+impl PrometheusExporterBuilder {
+    /// Where to listen: `host:port`, `[v6]:port`, or `:port` for every interface.
+    pub fn address(mut self, address: impl fmt::Display) -> Self {
+        self.config.address = address.to_string();
+        self
+    }
+
+    /// The path serving the metrics (default `/metrics`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// Harvest on each scrape, waiting at most the harvest timeout (default off).
+    pub fn harvest_on_scrape(mut self, yes: bool) -> Self {
+        self.config.harvest_on_scrape = yes;
+        self
+    }
+
+    /// How long a scrape waits for its own harvest (default 1 s).
+    pub fn harvest_timeout(mut self, timeout: Duration) -> Self {
+        self.config.harvest_timeout = timeout;
+        self
+    }
+
+    /// Classic histograms (default) or summaries for timings.
+    pub fn timings(mut self, mode: TimingMode) -> Self {
+        self.config.timings = mode;
+        self
+    }
+
+    /// The classic histogram boundaries.
+    pub fn buckets(mut self, buckets: Buckets) -> Self {
+        self.config.buckets = buckets;
+        self
+    }
+
+    /// Boundaries for one metric, by its dotted name.
+    pub fn bucket_override(mut self, name: impl Into<String>, buckets: Buckets) -> Self {
+        self.config.bucket_overrides.insert(name.into(), buckets);
+        self
+    }
+
+    /// The quantiles of summaries.
+    pub fn quantiles(mut self, quantiles: impl Into<Vec<f64>>) -> Self {
+        self.config.quantiles = quantiles.into();
+        self
+    }
+
+    /// Offer native histograms through the protobuf exposition (default off).
+    pub fn native_histograms(mut self, yes: bool) -> Self {
+        self.config.native_histograms = yes;
+        self
+    }
+
+    /// `_created` samples in OpenMetrics (default on).
+    pub fn openmetrics_created(mut self, yes: bool) -> Self {
+        self.config.openmetrics_created = yes;
+        self
+    }
+
+    /// gzip responses for scrapers that accept it (default on).
+    pub fn gzip(mut self, yes: bool) -> Self {
+        self.config.gzip = yes;
+        self
+    }
+
+    /// Replaces every setting.
+    pub fn config(mut self, config: PrometheusConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Checks the settings, binds the address and starts the endpoint.
+    pub fn build(self) -> Result<PrometheusExporter, Error> {
+        let c = self.config;
+        check_path(&c.path).map_err(Error::Config)?;
+        let encoder = Encoder::new(&c).map_err(Error::Config)?;
+        let address = if c.address.starts_with(':') {
+            format!("0.0.0.0{}", c.address)
+        } else {
+            c.address.clone()
+        };
+        let listener = TcpListener::bind(address.as_str()).map_err(|source| Error::Bind {
+            address: c.address.clone(),
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            address: c.address.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            index_html: server::index_html(&c.path, local_addr),
+            path: c.path,
+            native: c.native_histograms,
+            gzip: c.gzip,
+            harvest_on_scrape: c.harvest_on_scrape,
+            harvest_timeout: c.harvest_timeout,
+            current: Mutex::new(Arc::new(Exposition::empty())),
+            encoder: Mutex::new(EncoderState {
+                encoder,
+                reported: Default::default(),
+            }),
+            stats: Stats::default(),
+            wanted_gzip: Default::default(),
+            fresh: Mutex::new(None),
+        });
+        let server = server::Server::start(listener, shared.clone()).map_err(Error::Start)?;
+        Ok(PrometheusExporter {
+            shared,
+            server: Some(server),
+            local_addr,
+        })
+    }
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("path must start with /, got {path:?}"));
+    }
+    if matches!(path, "/" | "/-/healthy" | "/-/ready") {
+        return Err(format!("path {path:?} is taken by the endpoint itself"));
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\' | b'?' | b'#'))
+    {
+        return Err(format!(
+            "path {path:?} may hold only printable ASCII without quotes, <, >, \\, ? or #"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod endpoint_tests;
