@@ -188,13 +188,24 @@ impl HarvesterBuilder {
             links: Mutex::new(Vec::new()),
             extra,
         });
+        let mut names: Vec<String> = Vec::new();
         for mut exporter in self.exporters {
             exporter.attach(HarvestHandle {
                 core: Arc::downgrade(&core),
             });
             let (tx, rx) = bounded::<Msg>(self.queue);
+            // Two exporters of one kind (two Prometheus endpoints) get `name`, `name-2`, …
+            // in self-metrics and messages, so their series stay apart.
+            let base = exporter.name().to_owned();
+            let mut name = base.clone();
+            let mut n = 1;
+            while names.contains(&name) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            names.push(name.clone());
             let link = Arc::new(Link {
-                name: exporter.name().to_owned(),
+                name,
                 tx,
                 rx: rx.clone(),
                 stats: LinkStats::default(),
@@ -241,10 +252,23 @@ impl fmt::Debug for HarvestHandle {
 }
 
 impl HarvestHandle {
-    /// Harvests now and returns the snapshot; `None` once the harvester is gone.
+    /// Harvests now and returns the snapshot (sent to no exporter); `None` once the harvester
+    /// is gone. Waits while another harvest is running.
     pub fn harvest(&self) -> Option<Arc<Snapshot>> {
         let core = self.core.upgrade()?;
         Some(core.harvest(SystemTime::now(), false))
+    }
+
+    /// As [`harvest`](Self::harvest), but gives up (`None`) instead of waiting when another
+    /// harvest is running.
+    pub fn try_harvest(&self) -> Option<Arc<Snapshot>> {
+        let core = self.core.upgrade()?;
+        let guard = match core.state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(core.harvest_locked(guard, SystemTime::now(), false))
     }
 }
 
@@ -353,8 +377,16 @@ struct Core {
 
 impl Core {
     fn harvest(&self, time: SystemTime, publish: bool) -> Arc<Snapshot> {
+        self.harvest_locked(lock(&self.state), time, publish)
+    }
+
+    fn harvest_locked(
+        &self,
+        mut guard: std::sync::MutexGuard<'_, State>,
+        time: SystemTime,
+        publish: bool,
+    ) -> Arc<Snapshot> {
         let started = Instant::now();
-        let mut guard = lock(&self.state);
         let state = &mut *guard;
         let registered = self.registry.snapshot();
         let mut series = Vec::with_capacity(state.own_hint());

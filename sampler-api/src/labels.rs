@@ -86,6 +86,12 @@ impl Labels {
         self.0.is_none()
     }
 
+    /// The keys, in order. Label sets of one family share them, so an exporter may cache what
+    /// it renders from them by the slice's address.
+    pub fn keys(&self) -> &[Cow<'static, str>] {
+        self.0.as_ref().map_or(&[], |i| &i.keys[..])
+    }
+
     /// The value for `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
@@ -163,8 +169,10 @@ impl PackedValues {
         let head = 4 + n * 4;
         let start = if i == 0 { 0 } else { self.word(i) };
         let end = self.word(i + 1);
-        // The bytes were copied whole from `&str` values in `new`, so they are valid UTF-8.
-        std::str::from_utf8(&self.0[head + start..head + end]).unwrap_or("")
+        let bytes = &self.0[head + start..head + end];
+        // SAFETY: `new` copied these bytes whole from one `&str`, and the end offsets it wrote
+        // mark exactly where each value starts and stops, so they are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Whether these packed values equal `values`, without allocating.

@@ -253,3 +253,61 @@ fn harvests_fall_on_interval_boundaries() {
         assert_eq!(ms % 50_000_000, 0, "harvest time not aligned");
     }
 }
+
+#[test]
+fn two_exporters_of_one_name_get_apart_self_metrics() {
+    let h = Harvester::builder()
+        .registry(Registry::new())
+        .exporter(Collect::default())
+        .exporter(Collect::default())
+        .build();
+    let s = h.harvest_now();
+    assert!(s
+        .find("sampler.exporter.dropped", &[("exporter", "collect")])
+        .is_some());
+    assert!(s
+        .find("sampler.exporter.dropped", &[("exporter", "collect-2")])
+        .is_some());
+}
+
+/// Keeps the handle it is given, to harvest on demand.
+struct OnDemand(Arc<Mutex<Option<sampler_api::HarvestHandle>>>);
+
+impl Exporter for OnDemand {
+    fn name(&self) -> &str {
+        "on-demand"
+    }
+    fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn attach(&mut self, handle: sampler_api::HarvestHandle) {
+        *self.0.lock().unwrap() = Some(handle);
+    }
+}
+
+#[test]
+fn an_on_demand_harvest_can_refuse_to_wait_for_a_running_one() {
+    let registry = Registry::new();
+    let (enter, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let _slow = registry.register(FnSampler::new("slow", move |_| {
+        let _ = enter.try_send(());
+        let _ = released.recv_timeout(Duration::from_secs(5));
+    }));
+    let slot = Arc::new(Mutex::new(None));
+    let h = Arc::new(
+        Harvester::builder()
+            .registry(registry)
+            .exporter(OnDemand(slot.clone()))
+            .build(),
+    );
+    let handle = slot.lock().unwrap().clone().expect("attached");
+    let h2 = h.clone();
+    let running = std::thread::spawn(move || h2.harvest_now());
+    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(handle.try_harvest().is_none(), "a harvest is running");
+    // Closing the channel lets this and every later call of the slow sampler return at once.
+    drop(release);
+    running.join().unwrap();
+    assert!(handle.try_harvest().is_some());
+}
