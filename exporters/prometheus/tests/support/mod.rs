@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 pub const PROMETHEUS_INSTALL: &str = "apt-get update && apt-get install -y prometheus \
-     (or scripts/prometheus-peers.sh, which also sets up the Python parsers)";
+     (or scripts/install-peers.sh, which also sets up the Python parsers)";
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
