@@ -179,30 +179,31 @@ impl PackedValues {
     #[inline]
     pub(crate) fn matches(&self, values: &[&str]) -> bool {
         let buf: &[u8] = &self.0;
-        let head = 4 + values.len() * 4;
+        let n = values.len();
+        let head = 4 + n * 4;
         if buf.len() < head {
             return false;
         }
-        let (hdr, bytes) = buf.split_at(head);
-        if read_u32(hdr, 0) != values.len() {
+        let word = |i: usize| {
+            debug_assert!(i <= n);
+            // SAFETY: callers pass `i <= n`, and the header holds `1 + n` words (`head` bytes,
+            // checked above); unaligned reads of plain bytes are fine.
+            unsafe { buf.as_ptr().add(i * 4).cast::<u32>().read_unaligned() }
+        };
+        if u32::from_le(word(0)) as usize != n {
             return false;
         }
-        let mut start = 0usize;
+        let mut pos = head;
         for (i, v) in values.iter().enumerate() {
-            let end = read_u32(hdr, i + 1);
-            match bytes.get(start..end) {
-                Some(b) if short_eq(b, v.as_bytes()) => start = end,
-                _ => return false,
+            let v = v.as_bytes();
+            let end = head + u32::from_le(word(i + 1)) as usize;
+            if end != pos + v.len() || end > buf.len() || !short_eq(&buf[pos..end], v) {
+                return false;
             }
+            pos = end;
         }
-        start == bytes.len()
+        pos == buf.len()
     }
-}
-
-#[inline(always)]
-fn read_u32(hdr: &[u8], i: usize) -> usize {
-    let b = &hdr[i * 4..i * 4 + 4];
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
 }
 
 /// Equality of short byte strings by (overlapping) words, without a call to `memcmp`: label
@@ -229,7 +230,13 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
     }
     match n {
         0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        // SAFETY: `1 <= n <= 3`, both slices are `n` long, so `0`, `n / 2` and `n - 1` are in
+        // bounds; together they cover every byte of a 1-, 2- or 3-byte string.
+        1..=3 => unsafe {
+            *a.get_unchecked(0) == *b.get_unchecked(0)
+                && *a.get_unchecked(n / 2) == *b.get_unchecked(n / 2)
+                && *a.get_unchecked(n - 1) == *b.get_unchecked(n - 1)
+        },
         // SAFETY: `4 <= n` and both slices are `n` long.
         4..=7 => unsafe { w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4) },
         _ => {
