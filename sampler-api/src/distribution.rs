@@ -336,18 +336,20 @@ const TABLE: usize = 2 << MAX_SCALE;
 pub(crate) struct IndexTable {
     scale: i8,
     shift: u32,
-    /// `bounds[k]` = mantissa bits of `2^(k / 2^scale)`; `bounds[2^scale]` = `2^52`. Sized for
-    /// the largest scale, so masked indexes need no bounds checks.
-    bounds: Box<[u64; TABLE]>,
-    /// `lin[j]` = the sub-bucket holding mantissa `j << shift`.
-    lin: Box<[u16; TABLE]>,
+    /// One word per linear slice `j` of the mantissa (slice `j` starts at `j << shift`): the
+    /// sub-bucket `k` holding the slice's start in the low 12 bits, and above them the last
+    /// mantissa still in sub-bucket `k` (the next boundary minus one; at most `2^52 - 1`).
+    /// A slice meets at most one boundary (see `build`), so one load and one comparison find
+    /// the sub-bucket of any mantissa. Sized for the largest scale, so masked indexes need no
+    /// bounds checks.
+    slices: Box<[u64; TABLE]>,
 }
 
 impl IndexTable {
     fn build(scale: i8) -> Self {
         let n = 1usize << scale;
         let mut bounds = Vec::with_capacity(n + 1);
-        bounds.push(0);
+        bounds.push(0u64);
         for k in 1..n {
             let b = (2f64).powf(k as f64 / n as f64);
             bounds.push(b.to_bits() & MANT_MASK);
@@ -356,25 +358,23 @@ impl IndexTable {
         // Twice as many linear slices as buckets: the narrowest bucket (2^(1/n) - 1 > ln 2 / n
         // of an octave) is wider than a slice (1 / 2n), so one slice meets at most one boundary.
         let shift = MANT_BITS - (scale as u32 + 1);
-        let mut lin = Box::new([0u16; TABLE]);
-        for (j, l) in lin.iter_mut().enumerate().take(2 * n) {
+        let mut slices = Box::new([0u64; TABLE]);
+        for (j, w) in slices.iter_mut().enumerate().take(2 * n) {
             let m = (j as u64) << shift;
-            *l = (bounds.partition_point(|&b| b <= m) - 1) as u16;
+            let k = bounds.partition_point(|&b| b <= m) - 1;
+            *w = ((bounds[k + 1] - 1) << 12) | k as u64;
         }
-        let mut table = Box::new([0u64; TABLE]);
-        table[..bounds.len()].copy_from_slice(&bounds);
         IndexTable {
             scale,
             shift,
-            bounds: table,
-            lin,
+            slices,
         }
     }
 
     #[inline(always)]
     fn sub_index(&self, mant: u64) -> usize {
-        let k = self.lin[(mant >> self.shift) as usize % TABLE] as usize;
-        k + (mant >= self.bounds[(k + 1) % TABLE]) as usize
+        let w = self.slices[(mant >> self.shift) as usize % TABLE];
+        (w & 0xfff) as usize + (mant > w >> 12) as usize
     }
 
     /// The bucket index of `2^exp · (1 + mant / 2^52)`.

@@ -381,21 +381,22 @@ impl LocalHist {
             self.min.fetch_min(bits, Relaxed);
             self.max.fetch_max(bits, Relaxed);
         } else {
-            // Owner-only cells: plain load and store (see `Slab::counter_add`).
-            cell.store(cell.load(Relaxed) + 1, Relaxed);
+            // Owner-only cells: plain loads and stores (see `Slab::counter_add`). The fixed
+            // cells are read before the bucket is written: the bucket's address is known last,
+            // and loads placed after its store were measured to stall behind it.
             let n = self.count.load(Relaxed);
-            self.count.store(n + 1, Relaxed);
             let sum = &self.sums[n as usize % 4];
-            sum.store(
-                (f64::from_bits(sum.load(Relaxed)) + value).to_bits(),
-                Relaxed,
-            );
-            if bits < self.min.load(Relaxed) {
+            let s = f64::from_bits(sum.load(Relaxed)) + value;
+            let (lo, hi) = (self.min.load(Relaxed), self.max.load(Relaxed));
+            self.count.store(n + 1, Relaxed);
+            sum.store(s.to_bits(), Relaxed);
+            if bits < lo {
                 self.min.store(bits, Relaxed);
             }
-            if bits > self.max.load(Relaxed) {
+            if bits > hi {
                 self.max.store(bits, Relaxed);
             }
+            cell.store(cell.load(Relaxed) + 1, Relaxed);
         }
     }
 
