@@ -80,11 +80,19 @@ pub(crate) struct Entry {
     values: Option<PackedValues>,
     slot: u32,
     handles: AtomicU32,
-    /// Harvests in a row without change, and the reading seen last (for expiry).
-    idle: AtomicU32,
-    last: AtomicU64,
     id: SeriesId,
     start_nanos: u64,
+}
+
+/// What idle expiry remembers of one entry between harvests.
+#[derive(Clone, Copy, Default)]
+struct Idle {
+    /// The series seen; another id means the entry number was reused.
+    id: Option<SeriesId>,
+    /// The reading seen last (a counter's total, a gauge's bits, a timing's count).
+    last: u64,
+    /// Harvests in a row without change.
+    harvests: u32,
 }
 
 const ENTRY_CHUNK: usize = 1024;
@@ -139,6 +147,9 @@ pub(crate) struct FamilyInner {
     epoch: AtomicU32,
     table: RwLock<Table>,
     overflow_hits: AtomicU64,
+    /// Per entry, for idle expiry only: what the harvest saw last and for how many harvests.
+    /// Only the harvest touches it, so it stays out of the entries (and their memory).
+    idle: Mutex<Vec<Idle>>,
     /// Slots of removed entries, freed after two more harvests (a lookup that raced the removal
     /// still finds its slot in one piece).
     retired: Mutex<Vec<(u32, u8)>>,
@@ -181,6 +192,7 @@ impl FamilyInner {
             epoch: AtomicU32::new(0),
             table: RwLock::new(Table::default()),
             overflow_hits: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
         }
     }
@@ -242,8 +254,6 @@ impl FamilyInner {
             values,
             slot,
             handles: AtomicU32::new(0),
-            idle: AtomicU32::new(0),
-            last: AtomicU64::new(0),
             id: SeriesId::next(),
             start_nanos: now_nanos(),
         }
@@ -504,6 +514,7 @@ impl Sampler for FamilyInner {
             (d.as_nanos() / interval.as_nanos()).max(1) as u32
         });
         let mut expired = Vec::new();
+        let mut idle = expiry.map(|_| lock(&self.idle));
         {
             let t = self.read();
             for (e, entry) in t.iter() {
@@ -523,16 +534,24 @@ impl Sampler for FamilyInner {
                     continue;
                 };
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
-                if let Some(limit) = expiry {
+                if let (Some(limit), Some(idle)) = (expiry, idle.as_mut()) {
                     let key = Self::value_key(&value);
-                    if entry.last.swap(key, Relaxed) == key {
-                        let idle = entry.idle.fetch_add(1, Relaxed) + 1;
-                        if idle >= limit && entry.handles.load(Acquire) == 0 {
+                    if idle.len() <= e as usize {
+                        idle.resize(e as usize + 1, Idle::default());
+                    }
+                    let st = &mut idle[e as usize];
+                    if st.id != Some(entry.id) || st.last != key {
+                        *st = Idle {
+                            id: Some(entry.id),
+                            last: key,
+                            harvests: 0,
+                        };
+                    } else {
+                        st.harvests += 1;
+                        if st.harvests >= limit && entry.handles.load(Acquire) == 0 {
                             expired.push(e);
                             continue;
                         }
-                    } else {
-                        entry.idle.store(0, Relaxed);
                     }
                 }
                 out.series(Series {
