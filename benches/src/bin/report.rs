@@ -1,0 +1,7 @@
+//! Prints the README's tables from criterion's saved results.
+//!
+//! `cargo bench -p sampler-benches && cargo run --release -p sampler-benches --bin report`
+
+fn main() -> std::process::ExitCode {
+    sampler_benches::report::main()
+}

@@ -1,0 +1,313 @@
+//! Shared pieces of the side-by-side benchmarks: a counting global allocator, a runner that
+//! times the same work on one or more threads at once, the label values every library gets,
+//! and, for each library, a family of N labelled counters that can be harvested.
+//!
+//! The libraries compared are this workspace's `sampler-api`, `metrics` with a `metrics-util`
+//! registry, `prometheus-client`, `prometheus` and `opentelemetry_sdk`; a raw relaxed
+//! `AtomicU64` is the floor. `benches/record.rs` times recording, `benches/harvest.rs` times
+//! harvests, and the `memory` binary counts heap bytes per series.
+//!
+//! ```
+//! use sampler_benches::run_threads;
+//! use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+//!
+//! let hits = AtomicU64::new(0);
+//! // Two threads add 1000 each at the same time; the result is the slower thread's time.
+//! let took = run_threads(2, 1000, |n| {
+//!     for _ in 0..n {
+//!         hits.fetch_add(1, Relaxed);
+//!     }
+//! });
+//! assert_eq!(hits.load(Relaxed), 2000);
+//! assert!(took.as_nanos() > 0);
+//! ```
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod alloc;
+pub mod memory;
+pub mod report;
+pub mod series;
+
+pub use alloc::{net_allocated, CountingAlloc};
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// The label keys of the two-label series families (harvest and memory measurements).
+pub const SERIES_KEYS: [&str; 2] = ["service", "route"];
+
+/// The label values of series `i` of a two-label family: the same for every library.
+///
+/// 1000 routes per service, so any `i` below 100 million gets its own pair.
+///
+/// ```
+/// let [service, route] = sampler_benches::series_values(12_345);
+/// assert_eq!(service, "svc12");
+/// assert_eq!(route, "/api/v1/items/345");
+/// ```
+pub fn series_values(i: usize) -> [String; 2] {
+    [
+        format!("svc{}", i / 1000),
+        format!("/api/v1/items/{}", i % 1000),
+    ]
+}
+
+/// The label keys of the three-label lookup benchmark.
+pub const LOOKUP_KEYS: [&str; 3] = ["method", "route", "status"];
+/// The label values looked up in the three-label lookup benchmark.
+pub const LOOKUP_VALUES: [&str; 3] = ["GET", "/api/v1/items", "200"];
+
+/// 1024 timing values, log-uniform between 100 µs and 1 s (in seconds), from a fixed seed so
+/// that every library records the same sequence.
+///
+/// ```
+/// let v = sampler_benches::timing_values();
+/// assert_eq!(v.len(), 1024);
+/// assert!(v.iter().all(|&x| (1e-4..1.0).contains(&x)));
+/// ```
+pub fn timing_values() -> Vec<f64> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..1024)
+        .map(|_| {
+            // xorshift64: enough spread for picking histogram buckets.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            1e-4 * 10f64.powf(4.0 * u)
+        })
+        .collect()
+}
+
+/// Runs `work(iters)` on `threads` threads started together, and returns the time the
+/// slowest thread took: with each thread doing `iters` operations, that is the wall time of
+/// the parallel run, and divided by `iters` it is the time per operation per thread.
+///
+/// One thread runs on the calling thread; more are scoped threads released by a barrier, each
+/// timing its own loop (thread start-up is not counted).
+///
+/// A run only means something if its threads really ran at the same time, each on a core of
+/// its own. On Linux each thread reads its run-queue wait time (`/proc/thread-self/schedstat`)
+/// around its loop: a run longer than a millisecond in which a thread waited for a core for
+/// more than 2 % of its time, or whose threads overlapped for less than 95 % of the slowest
+/// one's time, is run again after a short pause, up to [`MAX_ATTEMPTS`] times. [`parallel_stats`] counts the
+/// retries and the runs that never came out clean.
+///
+/// ```
+/// let took = sampler_benches::run_threads(1, 10, |n| {
+///     std::hint::black_box(n);
+/// });
+/// assert!(took < std::time::Duration::from_secs(1));
+/// ```
+pub fn run_threads<F>(threads: usize, iters: u64, work: F) -> Duration
+where
+    F: Fn(u64) + Sync,
+{
+    let mut last = Duration::ZERO;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let run = run_once(threads.max(1), iters, &work);
+        last = run.took;
+        if run.clean() {
+            return last;
+        }
+        if attempt < MAX_ATTEMPTS {
+            RETRIED.fetch_add(1, Relaxed);
+            // Give whatever took the core a moment to finish before trying again.
+            std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+        }
+    }
+    UNCLEAN.fetch_add(1, Relaxed);
+    last
+}
+
+/// How many times [`run_threads`] tries to get a run whose threads all had a core.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+static UNCLEAN: AtomicU64 = AtomicU64::new(0);
+
+/// `(retried, unclean)`: runs of [`run_threads`] repeated because a thread lacked a core, and
+/// runs still not clean after [`MAX_ATTEMPTS`] tries (their time is kept, and is too high).
+pub fn parallel_stats() -> (u64, u64) {
+    (RETRIED.load(Relaxed), UNCLEAN.load(Relaxed))
+}
+
+/// Prints [`parallel_stats`] to stderr; a bench binary calls it last.
+pub fn print_parallel_stats() {
+    let (retried, unclean) = parallel_stats();
+    eprintln!(
+        "parallel runs: {retried} retried because a thread waited for a core, \
+         {unclean} never clean after {MAX_ATTEMPTS} tries"
+    );
+}
+
+/// One thread's part of a run.
+struct Part {
+    start: Instant,
+    took: Duration,
+    /// Nanoseconds spent waiting on a run queue during the loop, where the OS tells.
+    waited: Option<u64>,
+}
+
+struct Run {
+    took: Duration,
+    parts: Vec<Part>,
+}
+
+impl Run {
+    fn clean(&self) -> bool {
+        // Short runs (criterion's first warm-up calls) cannot be judged and hardly matter.
+        if self.took < Duration::from_millis(1) {
+            return true;
+        }
+        let budget = self.took.as_nanos() as u64 / 50; // 2 %
+        if self
+            .parts
+            .iter()
+            .any(|p| p.waited.is_some_and(|w| w > budget))
+        {
+            return false;
+        }
+        let first_end = self.parts.iter().map(|p| p.start + p.took).min();
+        let last_start = self.parts.iter().map(|p| p.start).max();
+        match (first_end, last_start) {
+            (Some(end), Some(start)) => {
+                let overlap = end.saturating_duration_since(start);
+                overlap.as_nanos() * 100 >= self.took.as_nanos() * 95
+            }
+            _ => true,
+        }
+    }
+}
+
+/// This thread's total run-queue wait in nanoseconds (Linux), else `None`.
+fn run_queue_wait() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn part<F: Fn(u64)>(iters: u64, work: &F) -> Part {
+    let w0 = run_queue_wait();
+    let start = Instant::now();
+    work(iters);
+    let took = start.elapsed();
+    let w1 = run_queue_wait();
+    Part {
+        start,
+        took,
+        waited: w0.zip(w1).map(|(a, b)| b.saturating_sub(a)),
+    }
+}
+
+fn run_once<F>(threads: usize, iters: u64, work: &F) -> Run
+where
+    F: Fn(u64) + Sync,
+{
+    let parts = if threads == 1 {
+        vec![part(iters, work)]
+    } else {
+        let barrier = Barrier::new(threads);
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        part(iters, work)
+                    })
+                })
+                .collect();
+            runs.into_iter().filter_map(|r| r.join().ok()).collect()
+        })
+    };
+    let took = parts.iter().map(|p| p.took).max().unwrap_or_default();
+    Run { took, parts }
+}
+
+/// Waits until every CPU has been at least 90 % idle over a 200 ms window, for at most
+/// `max_wait`; `true` when the machine is idle (or the OS does not tell, outside Linux).
+///
+/// Benchmarks call it before each measurement so that another process's burst of work does
+/// not land inside it: two threads sharing a handle only contend when each has a core.
+///
+/// ```
+/// let _idle = sampler_benches::wait_for_idle_cpus(std::time::Duration::ZERO);
+/// ```
+pub fn wait_for_idle_cpus(max_wait: Duration) -> bool {
+    let deadline = Instant::now() + max_wait;
+    loop {
+        let Some(a) = cpu_times() else { return true };
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(b) = cpu_times() else { return true };
+        let idle = a.iter().zip(&b).all(|((ia, ta), (ib, tb))| {
+            let total = tb.saturating_sub(*ta);
+            total == 0 || ib.saturating_sub(*ia) * 10 >= total * 9
+        });
+        if idle {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+/// `(idle, total)` jiffies of each CPU, from `/proc/stat`.
+fn cpu_times() -> Option<Vec<(u64, u64)>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpus: Vec<(u64, u64)> = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // idle + iowait, and the sum of every field.
+            (
+                v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0),
+                v.iter().sum(),
+            )
+        })
+        .collect();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Where criterion keeps its results for the running bench binary: `<target>/criterion`,
+/// found from the binary's path (`<target>/<profile>/deps/<name>`), as the report reads them.
+pub fn criterion_dir_of_exe() -> Option<std::path::PathBuf> {
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(std::path::PathBuf::from(t).join("criterion"));
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+/// The criterion settings of every benchmark here: short runs, so that the whole suite takes
+/// a few minutes on two cores.
+///
+/// ```
+/// let _c = sampler_benches::criterion();
+/// ```
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args()
+}
+
+/// A value on a cache line of its own, so that a contended benchmark cell shares its line
+/// with nothing else (128 bytes: adjacent-line prefetch on x86-64 pairs 64-byte lines).
+///
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// let cell = sampler_benches::Padded(AtomicU64::new(0));
+/// assert_eq!(std::mem::align_of_val(&cell), 128);
+/// ```
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Padded<T>(pub T);

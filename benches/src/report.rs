@@ -1,0 +1,232 @@
+//! Reads criterion's saved estimates and prints the side-by-side tables of the README.
+//!
+//! Run `cargo bench -p sampler-benches` first, then
+//! `cargo run --release -p sampler-benches --bin report`. Criterion keeps its results under
+//! `$CARGO_TARGET_DIR/criterion` (default `target/criterion`); a directory given as the first
+//! argument overrides that.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The floor's column name.
+pub const FLOOR: &str = "floor_atomic";
+/// Our column name.
+pub const OURS: &str = "sampler";
+/// The peers' column names.
+pub const PEERS: [&str; 4] = [
+    "metrics",
+    "prometheus_client",
+    "prometheus",
+    "opentelemetry",
+];
+
+/// The benchmark groups, in table order, with the operation each times.
+pub const GROUPS: [(&str, &str); 9] = [
+    ("counter_inc_1t", "counter increment, 1 thread"),
+    (
+        "counter_inc_2t",
+        "counter increment, 2 threads on one counter",
+    ),
+    ("gauge_set_1t", "gauge set"),
+    ("timing_record_1t", "timing record, 1 thread"),
+    ("timing_record_2t", "timing record, 2 threads on one timing"),
+    ("family_inc_1t", "3-label lookup + increment, 1 thread"),
+    ("family_inc_2t", "3-label lookup + increment, 2 threads"),
+    ("harvest_10k", "harvest 10k series"),
+    ("harvest_100k", "harvest 100k series"),
+];
+
+/// The estimated time per iteration of one benchmark, in nanoseconds: criterion's slope
+/// estimate when it has one, else its mean.
+pub fn estimate(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    ["slope", "mean"]
+        .iter()
+        .find_map(|k| v.get(k)?.get("point_estimate")?.as_f64())
+}
+
+/// How many runs of one benchmark never had a core per thread, from the `parallel.txt` the
+/// record bench leaves beside criterion's estimates (0 when there is none).
+pub fn unclean(dir: &Path, group: &str, id: &str) -> u64 {
+    std::fs::read_to_string(dir.join(group).join(id).join("parallel.txt"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("unclean ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A duration in nanoseconds, in the unit that suits it.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 10.0 {
+        format!("{ns:.2} ns")
+    } else if ns < 1_000.0 {
+        format!("{ns:.1} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+/// `a` against `b` as "N× faster" or "N× slower" (times: lower is better).
+pub fn speed(ours: f64, other: f64) -> String {
+    if ours <= other {
+        format!("{:.1}× faster", other / ours)
+    } else {
+        format!("{:.1}× slower", ours / other)
+    }
+}
+
+/// The criterion output directory: the first argument, else `$CARGO_TARGET_DIR/criterion`,
+/// else `target/criterion` at the workspace root.
+pub fn criterion_dir() -> PathBuf {
+    if let Some(arg) = std::env::args().nth(1) {
+        return PathBuf::from(arg);
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(t).join("criterion");
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("criterion")
+}
+
+/// The markdown tables: time per operation for each library, ours against the floor and the
+/// fastest peer, and how each library's time grows from one thread to two.
+pub fn render(dir: &Path) -> String {
+    let mut s = String::new();
+    let cols: Vec<&str> = [FLOOR, OURS].into_iter().chain(PEERS).collect();
+    let _ = writeln!(
+        s,
+        "| operation | {} | ours vs floor | ours vs fastest peer |",
+        cols.join(" | ")
+    );
+    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(cols.len() + 2));
+    let mut flagged = false;
+    for (group, label) in GROUPS {
+        let v: Vec<Option<f64>> = cols.iter().map(|c| estimate(dir, group, c)).collect();
+        let cells: Vec<String> = v
+            .iter()
+            .zip(&cols)
+            .map(|(x, c)| {
+                let mark = if unclean(dir, group, c) > 0 {
+                    flagged = true;
+                    " †"
+                } else {
+                    ""
+                };
+                x.map_or("-".to_owned(), |x| format!("{}{mark}", fmt_ns(x)))
+            })
+            .collect();
+        let ours = v[1];
+        let floor = v[0];
+        let fastest_peer = v[2..]
+            .iter()
+            .flatten()
+            .copied()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
+        let vs = |other: Option<f64>| match (ours, other) {
+            (Some(o), Some(x)) => speed(o, x),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} |",
+            cells.join(" | "),
+            vs(floor),
+            vs(fastest_peer)
+        );
+    }
+    if flagged {
+        let _ = writeln!(
+            s,
+            "\n† some runs of this benchmark never had a core per thread (another process was \
+             busy), so its time is not a clean measurement."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTwo threads against one (time per operation per thread, 2 threads ÷ 1 thread):\n"
+    );
+    let _ = writeln!(s, "| operation | {} |", cols.join(" | "));
+    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(cols.len()));
+    for (op, one, two) in [
+        ("counter increment", "counter_inc_1t", "counter_inc_2t"),
+        ("timing record", "timing_record_1t", "timing_record_2t"),
+        (
+            "3-label lookup + increment",
+            "family_inc_1t",
+            "family_inc_2t",
+        ),
+    ] {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match (estimate(dir, one, c), estimate(dir, two, c)) {
+                (Some(a), Some(b)) => format!("{:.2}×", b / a),
+                _ => "-".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(s, "| {op} | {} |", cells.join(" | "));
+    }
+    s
+}
+
+/// The entry point of the `report` binary.
+pub fn main() -> std::process::ExitCode {
+    let dir = criterion_dir();
+    if !dir.is_dir() {
+        eprintln!(
+            "no criterion results at {}: run `cargo bench -p sampler-benches` first",
+            dir.display()
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    print!("{}", render(&dir));
+    std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_read_both_ways() {
+        assert_eq!(speed(1.0, 3.0), "3.0× faster");
+        assert_eq!(speed(3.0, 1.5), "2.0× slower");
+    }
+
+    #[test]
+    fn durations_pick_their_unit() {
+        assert_eq!(fmt_ns(4.56), "4.56 ns");
+        assert_eq!(fmt_ns(31.0), "31.0 ns");
+        assert_eq!(fmt_ns(12_500.0), "12.5 µs");
+        assert_eq!(fmt_ns(17_250_000.0), "17.25 ms");
+    }
+
+    #[test]
+    fn estimates_prefer_the_slope() {
+        let dir =
+            std::env::temp_dir().join(format!("sampler-benches-report-{}", std::process::id()));
+        let d = dir.join("g").join("sampler").join("new");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("estimates.json"),
+            r#"{"mean":{"point_estimate":5.0},"slope":{"point_estimate":4.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(estimate(&dir, "g", "sampler"), Some(4.0));
+        std::fs::write(
+            d.join("estimates.json"),
+            r#"{"mean":{"point_estimate":5.0},"slope":null}"#,
+        )
+        .unwrap();
+        assert_eq!(estimate(&dir, "g", "sampler"), Some(5.0));
+        assert_eq!(estimate(&dir, "g", "metrics"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
