@@ -272,7 +272,9 @@ impl FamilyInner {
         let where_key = where_hash(values);
         let hit = CACHE
             .try_with(|c| {
-                let c = c.borrow();
+                // A lookup from inside a lookup (a global allocator that records metrics, run
+                // while a cache line is replaced) finds the cache busy and takes the slow path.
+                let c = c.try_borrow().ok()?;
                 let w = &c.wheres[cache_index(self.id, where_key)];
                 if w.family == self.id && w.key == where_key && w.epoch == epoch {
                     return c.confirm(w.link as usize, self.id, epoch, values);
@@ -300,7 +302,7 @@ impl FamilyInner {
         let hash = self.hash(values);
         let line = cache_index(self.id, hash);
         let hit = CACHE
-            .try_with(|c| c.borrow().confirm(line, self.id, epoch, values))
+            .try_with(|c| c.try_borrow().ok()?.confirm(line, self.id, epoch, values))
             .ok()
             .flatten();
         let (entry, slot, overflowed) = match hit {
@@ -308,12 +310,14 @@ impl FamilyInner {
             None => self.lookup_slow(values, hash, epoch),
         };
         let _ = CACHE.try_with(|c| {
-            c.borrow_mut().wheres[cache_index(self.id, where_key)] = WhereLine {
-                family: self.id,
-                epoch,
-                key: where_key,
-                link: line as u16,
-            };
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.wheres[cache_index(self.id, where_key)] = WhereLine {
+                    family: self.id,
+                    epoch,
+                    key: where_key,
+                    link: line as u16,
+                };
+            }
         });
         (entry, slot, overflowed)
     }
@@ -353,14 +357,21 @@ impl FamilyInner {
                     .unwrap_or_else(|| PackedValues::new(values))
             }
         });
-        let _ = CACHE.try_with(|c| {
-            c.borrow_mut().lines[cache_index(self.id, hash)] = CacheLine {
-                family: self.id,
-                epoch,
-                entry,
-                slot,
-                values: Some(packed),
-            };
+        let line = CacheLine {
+            family: self.id,
+            epoch,
+            entry,
+            slot,
+            values: Some(packed),
+        };
+        // The line it replaces is dropped after the borrow ends: dropping its values may free
+        // memory, and a global allocator may record metrics (see `lookup`).
+        let _old = CACHE.try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            Some(std::mem::replace(
+                &mut c.lines[cache_index(self.id, hash)],
+                line,
+            ))
         });
         (entry, slot, entry == OVERFLOW)
     }
