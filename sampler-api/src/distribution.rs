@@ -342,7 +342,7 @@ pub(crate) struct IndexTable {
     /// A slice meets at most one boundary (see `build`), so one load and one comparison find
     /// the sub-bucket of any mantissa. Sized for the largest scale, so masked indexes need no
     /// bounds checks.
-    slices: Box<[u64; TABLE]>,
+    slices: [u64; TABLE],
 }
 
 impl IndexTable {
@@ -358,7 +358,7 @@ impl IndexTable {
         // Twice as many linear slices as buckets: the narrowest bucket (2^(1/n) - 1 > ln 2 / n
         // of an octave) is wider than a slice (1 / 2n), so one slice meets at most one boundary.
         let shift = MANT_BITS - (scale as u32 + 1);
-        let mut slices = Box::new([0u64; TABLE]);
+        let mut slices = [0u64; TABLE];
         for (j, w) in slices.iter_mut().enumerate().take(2 * n) {
             let m = (j as u64) << shift;
             let k = bounds.partition_point(|&b| b <= m) - 1;
@@ -395,10 +395,12 @@ impl IndexTable {
     }
 }
 
+/// The table for `scale` (0 to `MAX_SCALE`; at scale 0 it always answers sub-bucket 0).
 pub(crate) fn index_table(scale: i8) -> &'static IndexTable {
-    static TABLES: [OnceLock<IndexTable>; MAX_SCALE as usize] =
-        [const { OnceLock::new() }; MAX_SCALE as usize];
-    TABLES[scale as usize - 1].get_or_init(|| IndexTable::build(scale))
+    static TABLES: [OnceLock<IndexTable>; MAX_SCALE as usize + 1] =
+        [const { OnceLock::new() }; MAX_SCALE as usize + 1];
+    TABLES[scale.clamp(0, MAX_SCALE) as usize]
+        .get_or_init(|| IndexTable::build(scale.clamp(0, MAX_SCALE)))
 }
 
 #[cfg(test)]

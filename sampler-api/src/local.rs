@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::distribution::{bucket_index, index_table, Distribution, IndexTable};
+use crate::distribution::{index_table, Distribution, IndexTable};
 
 /// Cells per chunk.
 const CHUNK: usize = 1024;
@@ -300,18 +300,17 @@ impl Reader {
 const GROUP: usize = 64;
 
 pub(crate) struct LocalHist {
-    /// Records so far; its low bits pick the sum lane.
-    count: AtomicU64,
-    /// The sum, spread over four lanes: a floating-point add to memory is a long dependency
-    /// chain, and four lanes let consecutive records overlap (the harvest adds the lanes).
+    /// The sum, spread over four lanes picked by the value's lowest bits: a floating-point add
+    /// to memory is a long dependency chain, and lanes let consecutive records overlap (the
+    /// harvest adds them up).
     sums: [AtomicU64; 4],
     min: AtomicU64,
     max: AtomicU64,
     zero: AtomicU64,
     /// `64 << scale`: bucket index `i` lives at position `i + range`.
     range: i32,
-    /// The boundary table for `scale` (scales 1 and up); scale 0 needs only the exponent.
-    table: Option<&'static IndexTable>,
+    /// The boundary table for `scale`.
+    table: &'static IndexTable,
     groups: Box<[AtomicPtr<[AtomicU64; GROUP]>]>,
 }
 
@@ -320,7 +319,6 @@ impl LocalHist {
         let scale = scale.clamp(0, crate::distribution::MAX_SCALE);
         let n = 2usize << scale;
         LocalHist {
-            count: AtomicU64::new(0),
             sums: std::array::from_fn(|_| AtomicU64::new(0f64.to_bits())),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
             // Values are never negative, and the bits of non-negative floats order like the
@@ -328,17 +326,14 @@ impl LocalHist {
             max: AtomicU64::new(0),
             zero: AtomicU64::new(0),
             range: 64i32 << scale,
-            table: (scale > 0).then(|| index_table(scale)),
+            table: index_table(scale),
             groups: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
         }
     }
 
     #[inline(always)]
     fn index(&self, value: f64) -> i32 {
-        match self.table {
-            Some(t) => t.index(value),
-            None => bucket_index(value, 0),
-        }
+        self.table.index(value)
     }
 
     #[inline(always)]
@@ -374,8 +369,7 @@ impl LocalHist {
     fn bump(&self, cell: &AtomicU64, value: f64, bits: u64, shared: bool) {
         if shared {
             cell.fetch_add(1, Relaxed);
-            let lane = self.count.fetch_add(1, Relaxed) as usize % 4;
-            let _ = self.sums[lane].fetch_update(Relaxed, Relaxed, |s| {
+            let _ = self.sums[bits as usize % 4].fetch_update(Relaxed, Relaxed, |s| {
                 Some((f64::from_bits(s) + value).to_bits())
             });
             self.min.fetch_min(bits, Relaxed);
@@ -384,11 +378,9 @@ impl LocalHist {
             // Owner-only cells: plain loads and stores (see `Slab::counter_add`). The fixed
             // cells are read before the bucket is written: the bucket's address is known last,
             // and loads placed after its store were measured to stall behind it.
-            let n = self.count.load(Relaxed);
-            let sum = &self.sums[n as usize % 4];
+            let sum = &self.sums[bits as usize % 4];
             let s = f64::from_bits(sum.load(Relaxed)) + value;
             let (lo, hi) = (self.min.load(Relaxed), self.max.load(Relaxed));
-            self.count.store(n + 1, Relaxed);
             sum.store(s.to_bits(), Relaxed);
             if bits < lo {
                 self.min.store(bits, Relaxed);
