@@ -460,37 +460,83 @@ impl Encoder {
     }
 
     fn encode_text(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>) {
+        self.encode_lines(plan, out, false);
+    }
+
+    fn encode_openmetrics(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>) {
+        self.encode_lines(plan, out, true);
+        out.extend_from_slice(b"# EOF\n");
+    }
+
+    /// The two text formats, which differ only where `om` says: OpenMetrics names a counter
+    /// family without `_total`, adds `# UNIT`, `_created` lines and its own escaping of help.
+    fn encode_lines(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>, om: bool) {
         let series = &plan.snapshot.series;
+        let created = om && self.created;
         for f in plan.families.iter().filter(|f| !f.dropped) {
             let name = f.name.as_bytes();
-            let total = f.kind == Kind::Counter;
+            let counter = f.kind == Kind::Counter;
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(name);
-            if total {
+            if counter && !om {
                 out.extend_from_slice(b"_total");
             }
             out.push(b' ');
-            escape_help_text(out, f.help());
+            if om {
+                escape_help_openmetrics(out, f.help());
+            } else {
+                escape_help_text(out, f.help());
+            }
             out.extend_from_slice(b"\n# TYPE ");
             out.extend_from_slice(name);
             out.extend_from_slice(match (f.kind, self.timings) {
-                (Kind::Counter, _) => b"_total counter\n".as_slice(),
+                (Kind::Counter, _) if om => b" counter\n".as_slice(),
+                (Kind::Counter, _) => b"_total counter\n",
                 (Kind::Gauge, _) => b" gauge\n",
                 (Kind::Timing, TimingMode::Histogram) => b" histogram\n",
                 (Kind::Timing, TimingMode::Summary) => b" summary\n",
             });
+            if om && !f.unit.is_empty() {
+                out.extend_from_slice(b"# UNIT ");
+                out.extend_from_slice(name);
+                out.push(b' ');
+                out.extend_from_slice(f.unit.as_bytes());
+                out.push(b'\n');
+            }
             let ids = &plan.order[f.range.clone()];
             match (f.kind, self.timings) {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
+                    let created_name = [name, b"_created"].concat();
+                    // Series of a family often share a start time: format it once.
+                    let mut last: Option<(SystemTime, Vec<u8>)> = None;
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Counter(v) = s.value {
                             out.extend_from_slice(&total);
+                            let l0 = out.len();
                             write_label_set(out, &s.labels);
+                            let l1 = out.len();
                             out.push(b' ');
                             write_u64(out, v);
                             out.push(b'\n');
+                            if created {
+                                out.extend_from_slice(&created_name);
+                                out.extend_from_within(l0..l1);
+                                out.push(b' ');
+                                match &mut last {
+                                    Some((t, text)) if *t == s.start_time => {
+                                        out.extend_from_slice(text)
+                                    }
+                                    _ => {
+                                        let mut text = Vec::with_capacity(24);
+                                        write_created(&mut text, s.start_time);
+                                        out.extend_from_slice(&text);
+                                        last = Some((s.start_time, text));
+                                    }
+                                }
+                                out.push(b'\n');
+                            }
                         }
                     }
                 }
@@ -511,7 +557,12 @@ impl Encoder {
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
-                            self.text_histogram(out, name, &s.labels, d, &set);
+                            if om {
+                                let c = created.then_some(s.start_time);
+                                self.om_histogram(out, name, &s.labels, d, &set, c);
+                            } else {
+                                self.text_histogram(out, name, &s.labels, d, &set);
+                            }
                         }
                     }
                 }
@@ -519,7 +570,8 @@ impl Encoder {
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
-                            self.summary(out, name, &s.labels, d, false, None);
+                            let c = created.then_some(s.start_time);
+                            self.summary(out, name, &s.labels, d, om, c);
                         }
                     }
                 }
@@ -620,103 +672,6 @@ impl Encoder {
             out.push(b'\n');
         }
         self.scratch_labels = lb;
-    }
-
-    fn encode_openmetrics(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>) {
-        let series = &plan.snapshot.series;
-        let created = self.created;
-        for f in plan.families.iter().filter(|f| !f.dropped) {
-            let name = f.name.as_bytes();
-            out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(name);
-            out.push(b' ');
-            escape_help_openmetrics(out, f.help());
-            out.extend_from_slice(b"\n# TYPE ");
-            out.extend_from_slice(name);
-            out.extend_from_slice(match (f.kind, self.timings) {
-                (Kind::Counter, _) => b" counter\n".as_slice(),
-                (Kind::Gauge, _) => b" gauge\n",
-                (Kind::Timing, TimingMode::Histogram) => b" histogram\n",
-                (Kind::Timing, TimingMode::Summary) => b" summary\n",
-            });
-            if !f.unit.is_empty() {
-                out.extend_from_slice(b"# UNIT ");
-                out.extend_from_slice(name);
-                out.push(b' ');
-                out.extend_from_slice(f.unit.as_bytes());
-                out.push(b'\n');
-            }
-            let ids = &plan.order[f.range.clone()];
-            match (f.kind, self.timings) {
-                (Kind::Counter, _) => {
-                    let total = [name, b"_total"].concat();
-                    let created_name = [name, b"_created"].concat();
-                    // Series of a family often share a start time: format it once.
-                    let mut last: Option<(SystemTime, Vec<u8>)> = None;
-                    for &i in ids {
-                        let s = &series[i as usize];
-                        if let Value::Counter(v) = s.value {
-                            out.extend_from_slice(&total);
-                            let l0 = out.len();
-                            write_label_set(out, &s.labels);
-                            let l1 = out.len();
-                            out.push(b' ');
-                            write_u64(out, v);
-                            out.push(b'\n');
-                            if created {
-                                out.extend_from_slice(&created_name);
-                                out.extend_from_within(l0..l1);
-                                out.push(b' ');
-                                match &mut last {
-                                    Some((t, text)) if *t == s.start_time => {
-                                        out.extend_from_slice(text)
-                                    }
-                                    _ => {
-                                        let mut text = Vec::with_capacity(24);
-                                        write_created(&mut text, s.start_time);
-                                        out.extend_from_slice(&text);
-                                        last = Some((s.start_time, text));
-                                    }
-                                }
-                                out.push(b'\n');
-                            }
-                        }
-                    }
-                }
-                (Kind::Gauge, _) => {
-                    for &i in ids {
-                        let s = &series[i as usize];
-                        if let Value::Gauge(v) = s.value {
-                            out.extend_from_slice(name);
-                            write_label_set(out, &s.labels);
-                            out.push(b' ');
-                            write_f64(out, v);
-                            out.push(b'\n');
-                        }
-                    }
-                }
-                (Kind::Timing, TimingMode::Histogram) => {
-                    let set = self.sets[f.buckets].clone();
-                    for &i in ids {
-                        let s = &series[i as usize];
-                        if let Value::Timing(d) = &s.value {
-                            let c = created.then_some(s.start_time);
-                            self.om_histogram(out, name, &s.labels, d, &set, c);
-                        }
-                    }
-                }
-                (Kind::Timing, TimingMode::Summary) => {
-                    for &i in ids {
-                        let s = &series[i as usize];
-                        if let Value::Timing(d) = &s.value {
-                            let c = created.then_some(s.start_time);
-                            self.summary(out, name, &s.labels, d, true, c);
-                        }
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(b"# EOF\n");
     }
 
     fn om_histogram(
