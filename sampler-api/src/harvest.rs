@@ -3,7 +3,8 @@
 //!
 //! Invariants (see `spec/sampler-api.md`, "Harvest"):
 //! - a sampler that panics loses only its own readings for that harvest and is counted;
-//! - a sampler over its time budget is reported, and the others still run;
+//! - a sampler over its time budget is reported, and the others still run; one that does not
+//!   return at all is left to its own thread and skipped until it does;
 //! - the harvest never waits on an exporter: when an exporter's queue is full, its oldest
 //!   snapshot is dropped and counted;
 //! - `shutdown` runs one last harvest and lets every exporter flush it before a deadline.
@@ -50,7 +51,7 @@ static HARVEST_SKIPPED: Descriptor = Descriptor::counter(
 static SAMPLER_ERRORS: Descriptor = Descriptor::counter(
     "sampler.sampler.errors",
     "1",
-    "sampler failures by reason: panic, budget (over its time budget), rejected (bad reading)",
+    "sampler failures by reason: panic, budget (over its time budget), hung (abandoned past twice its budget), rejected (bad reading)",
 );
 static SAMPLER_DURATION: Descriptor = Descriptor::gauge(
     "sampler.sampler.duration",
@@ -353,6 +354,8 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
 
 #[derive(Default)]
 struct State {
+    /// The thread samplers run on (see `Sampling`).
+    sampling: Sampling,
     /// Per sampler: its identities, and (unless it is an instrument, held weakly) the sampler
     /// itself, for its `stop` hook.
     samplers: HashMap<u64, (SamplerState, Option<Held>)>,
@@ -406,6 +409,11 @@ impl Core {
             }
         }
 
+        let poll = Poll {
+            time,
+            interval: self.interval,
+            budget: self.budget,
+        };
         for r in registered {
             let (sampler_state, _) = state.samplers.entry(r.id).or_insert_with(|| {
                 let _ = catch_unwind(AssertUnwindSafe(|| r.sampler.get().start()));
@@ -414,14 +422,16 @@ impl Core {
                     (!r.weak).then(|| r.sampler.clone()),
                 )
             });
-            let sampler = r.sampler.get();
-            run_one(
+            let sampler = match &r.sampler {
+                Held::Arc(a) => Polled::Arc(a.clone()),
+                Held::Static(s) => Polled::Static(*s),
+            };
+            state.sampling.run(
+                r.id,
                 sampler,
                 sampler_state,
                 &mut series,
-                time,
-                self.interval,
-                self.budget,
+                &poll,
                 &mut state.errors,
                 &mut state.durations,
             );
@@ -429,14 +439,13 @@ impl Core {
         state
             .extra
             .resize_with(self.extra.len(), SamplerState::default);
-        for (s, st) in self.extra.iter().zip(state.extra.iter_mut()) {
-            run_one(
-                &**s,
+        for (i, (s, st)) in self.extra.iter().zip(state.extra.iter_mut()).enumerate() {
+            state.sampling.run(
+                u64::MAX - i as u64,
+                Polled::Arc(s.clone()),
                 st,
                 &mut series,
-                time,
-                self.interval,
-                self.budget,
+                &poll,
                 &mut state.errors,
                 &mut state.durations,
             );
@@ -501,44 +510,195 @@ impl State {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    sampler: &dyn Sampler,
-    st: &mut SamplerState,
-    series: &mut Vec<Series>,
+/// What one harvest polls with.
+struct Poll {
     time: SystemTime,
     interval: Duration,
     budget: Duration,
-    errors: &mut HashMap<(String, &'static str), u64>,
-    durations: &mut Vec<(String, f64)>,
-) {
-    let before = series.len();
-    let t = Instant::now();
-    st.begin();
-    let mut rejected = 0;
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        let mut w = Writer::new(st, series, time, interval);
-        sampler.sample(&mut w);
-        rejected = w.rejected();
-    }));
-    let took = t.elapsed();
-    let name = sampler.name().to_owned();
-    match r {
-        Ok(()) => st.end(),
-        Err(_) => {
-            // Its partial output is dropped; its identities stay, so the next good harvest
-            // continues the same series.
-            series.truncate(before);
-            *errors.entry((name.clone(), "panic")).or_default() += 1;
+}
+
+/// A sampler as handed to the sampling thread.
+#[derive(Clone)]
+enum Polled {
+    Arc(Arc<dyn Sampler>),
+    Static(&'static dyn Sampler),
+}
+
+impl Polled {
+    fn get(&self) -> &dyn Sampler {
+        match self {
+            Polled::Arc(a) => &**a,
+            Polled::Static(s) => *s,
         }
     }
-    if rejected > 0 {
-        *errors.entry((name.clone(), "rejected")).or_default() += rejected;
+}
+
+/// Who settles a sampler call: the sampling thread when it finishes in time, or the harvest
+/// when it gives up waiting. Exactly one of them wins the exchange from `RUNNING`.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+struct Job {
+    id: u64,
+    claim: Arc<std::sync::atomic::AtomicU8>,
+    sampler: Polled,
+    state: SamplerState,
+    out: Vec<Series>,
+    time: SystemTime,
+    interval: Duration,
+}
+
+struct Done {
+    state: SamplerState,
+    out: Vec<Series>,
+    rejected: u64,
+    panicked: bool,
+    took: Duration,
+}
+
+/// Runs samplers on a thread of its own, so that one that never returns holds up only
+/// itself: past twice its budget (and at least 100 ms) the harvest stops waiting, counts it
+/// under `reason="hung"`, leaves that thread to it, and polls the rest on a new thread. The
+/// hung sampler is skipped (and counted again) at every harvest until its call returns.
+#[derive(Default)]
+struct Sampling {
+    worker: Option<(Sender<Job>, Receiver<Done>)>,
+    /// Samplers whose call has not returned; their abandoned thread removes them.
+    hung: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// A reused buffer for one sampler's output.
+    spare: Vec<Series>,
+}
+
+impl Sampling {
+    fn worker(&mut self) -> &(Sender<Job>, Receiver<Done>) {
+        self.worker.get_or_insert_with(|| {
+            let (job_tx, job_rx) = bounded::<Job>(1);
+            let (done_tx, done_rx) = bounded::<Done>(1);
+            let hung = self.hung.clone();
+            std::thread::Builder::new()
+                .name("sampler-sampling".into())
+                .spawn(move || sampling_thread(job_rx, done_tx, hung))
+                .expect("spawn sampling thread");
+            (job_tx, done_rx)
+        })
     }
-    if took > budget {
-        *errors.entry((name.clone(), "budget")).or_default() += 1;
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        id: u64,
+        sampler: Polled,
+        st: &mut SamplerState,
+        series: &mut Vec<Series>,
+        poll: &Poll,
+        errors: &mut HashMap<(String, &'static str), u64>,
+        durations: &mut Vec<(String, f64)>,
+    ) {
+        let name = sampler.get().name().to_owned();
+        if lock(&self.hung).contains(&id) {
+            *errors.entry((name, "hung")).or_default() += 1;
+            return;
+        }
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        let claim = Arc::new(std::sync::atomic::AtomicU8::new(RUNNING));
+        let job = Job {
+            id,
+            claim: claim.clone(),
+            sampler,
+            state: std::mem::take(st),
+            out,
+            time: poll.time,
+            interval: poll.interval,
+        };
+        let limit = (poll.budget * 2).max(Duration::from_millis(100));
+        let (tx, rx) = self.worker();
+        let rx = rx.clone();
+        let done = match tx.send(job) {
+            Ok(()) => match rx.recv_timeout(limit) {
+                Ok(done) => Some(done),
+                Err(_) => {
+                    // Marked before the claim, so the thread's clean-up cannot come first.
+                    lock(&self.hung).insert(id);
+                    if claim
+                        .compare_exchange(RUNNING, ABANDONED, AcqRel, Acquire)
+                        .is_ok()
+                    {
+                        None
+                    } else {
+                        // It finished just now: its result is on the way.
+                        lock(&self.hung).remove(&id);
+                        rx.recv().ok()
+                    }
+                }
+            },
+            Err(_) => None,
+        };
+        let Some(done) = done else {
+            self.worker = None;
+            *errors.entry((name, "hung")).or_default() += 1;
+            return;
+        };
+        *st = done.state;
+        let mut out = done.out;
+        if done.panicked {
+            // Its partial output is dropped; its identities stay, so the next good harvest
+            // continues the same series.
+            *errors.entry((name.clone(), "panic")).or_default() += 1;
+        } else {
+            series.append(&mut out);
+        }
+        self.spare = out;
+        if done.rejected > 0 {
+            *errors.entry((name.clone(), "rejected")).or_default() += done.rejected;
+        }
+        if done.took > poll.budget {
+            *errors.entry((name.clone(), "budget")).or_default() += 1;
+        }
+        durations.push((name, done.took.as_secs_f64()));
     }
-    durations.push((name, took.as_secs_f64()));
+}
+
+fn sampling_thread(
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+    hung: Arc<Mutex<std::collections::HashSet<u64>>>,
+) {
+    while let Ok(mut job) = jobs.recv() {
+        let t = Instant::now();
+        job.state.begin();
+        let mut rejected = 0;
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let mut w = Writer::new(&mut job.state, &mut job.out, job.time, job.interval);
+            job.sampler.get().sample(&mut w);
+            rejected = w.rejected();
+        }));
+        if r.is_ok() {
+            job.state.end();
+        }
+        let id = job.id;
+        if job
+            .claim
+            .compare_exchange(RUNNING, FINISHED, AcqRel, Acquire)
+            .is_err()
+        {
+            // The harvest gave up on this call and moved on: let the sampler be polled again,
+            // and end this thread (a new one serves the harvest).
+            lock(&hung).remove(&id);
+            return;
+        }
+        let result = Done {
+            state: job.state,
+            out: job.out,
+            rejected,
+            panicked: r.is_err(),
+            took: t.elapsed(),
+        };
+        if done.send(result).is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs the harvest loop and owns the exporter workers.

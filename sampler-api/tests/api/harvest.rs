@@ -311,3 +311,47 @@ fn an_on_demand_harvest_can_refuse_to_wait_for_a_running_one() {
     running.join().unwrap();
     assert!(handle.try_harvest().is_some());
 }
+
+#[test]
+fn a_sampler_that_never_returns_holds_up_only_itself() {
+    let registry = Registry::new();
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let stuck = Arc::new(AtomicBool::new(true));
+    let s2 = stuck.clone();
+    let _stuck = registry.register(FnSampler::new("stuck", move |out| {
+        if s2.load(Ordering::SeqCst) {
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        }
+        out.gauge(&OK, &[("s", "stuck")], 1.0);
+    }));
+    let _fine = registry.register(FnSampler::new("fine", |out| {
+        out.gauge(&OK, &[("s", "fine")], 1.0)
+    }));
+    let h = Harvester::builder()
+        .registry(registry)
+        .sampler_budget(Duration::from_millis(20))
+        .build();
+    for round in 1..=2 {
+        let t = Instant::now();
+        let s = h.harvest_now();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "harvest {round} waited on the stuck sampler"
+        );
+        assert!(s.find("test.ok", &[("s", "fine")]).is_some());
+        assert!(s.find("test.ok", &[("s", "stuck")]).is_none());
+        let hung = counter_of(
+            &s,
+            "sampler.sampler.errors",
+            &[("sampler", "stuck"), ("reason", "hung")],
+        );
+        assert_eq!(hung, Some(round));
+    }
+    // Once its call returns, the sampler is polled again.
+    stuck.store(false, Ordering::SeqCst);
+    release.send(()).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h
+        .harvest_now()
+        .find("test.ok", &[("s", "stuck")])
+        .is_some()));
+}
