@@ -365,6 +365,8 @@ struct State {
     durations: Vec<(String, f64)>,
     harvests: u64,
     skipped: u64,
+    /// Series in the last snapshot.
+    last_len: usize,
 }
 
 struct Core {
@@ -392,7 +394,8 @@ impl Core {
         let started = Instant::now();
         let state = &mut *guard;
         let registered = self.registry.snapshot();
-        let mut series = Vec::with_capacity(state.own_hint());
+        // Sized like the last snapshot, so a large harvest does not grow its vector step by step.
+        let mut series = Vec::with_capacity(state.last_len);
         state.durations.clear();
 
         // Stop hooks for samplers that went away.
@@ -487,6 +490,7 @@ impl Core {
             }
             own.end();
         }
+        guard.last_len = series.len();
         drop(guard);
 
         let snapshot = Arc::new(Snapshot {
@@ -501,12 +505,6 @@ impl Core {
             }
         }
         snapshot
-    }
-}
-
-impl State {
-    fn own_hint(&self) -> usize {
-        64
     }
 }
 
