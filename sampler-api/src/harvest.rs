@@ -431,6 +431,7 @@ impl Core {
             };
             state.sampling.run(
                 r.id,
+                r.weak,
                 sampler,
                 sampler_state,
                 &mut series,
@@ -445,6 +446,7 @@ impl Core {
         for (i, (s, st)) in self.extra.iter().zip(state.extra.iter_mut()).enumerate() {
             state.sampling.run(
                 u64::MAX - i as u64,
+                false,
                 Polled::Arc(s.clone()),
                 st,
                 &mut series,
@@ -555,8 +557,8 @@ struct Done {
     took: Duration,
 }
 
-/// Runs samplers on a thread of its own, so that one that never returns holds up only
-/// itself: past twice its budget (and at least 100 ms) the harvest stops waiting, counts it
+/// Runs samplers on a thread of its own (the crate's own instruments excepted: they only read
+/// memory), so that one that never returns holds up only itself: past twice its budget (and at least 100 ms) the harvest stops waiting, counts it
 /// under `reason="hung"`, leaves that thread to it, and polls the rest on a new thread. The
 /// hung sampler is skipped (and counted again) at every harvest until its call returns.
 #[derive(Default)]
@@ -582,10 +584,14 @@ impl Sampling {
         })
     }
 
+    /// Polls one sampler: on the sampling thread, or `inline` on the calling thread for the
+    /// crate's own instruments, which read memory only and cannot hang (this spares large
+    /// families a hand-over of their output between threads).
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         id: u64,
+        inline: bool,
         sampler: Polled,
         st: &mut SamplerState,
         series: &mut Vec<Series>,
@@ -598,22 +604,64 @@ impl Sampling {
             *errors.entry((name, "hung")).or_default() += 1;
             return;
         }
-        let mut out = std::mem::take(&mut self.spare);
-        out.clear();
         let claim = Arc::new(std::sync::atomic::AtomicU8::new(RUNNING));
-        let job = Job {
+        let mut job = Job {
             id,
             claim: claim.clone(),
             sampler,
             state: std::mem::take(st),
-            out,
+            out: Vec::new(),
             time: poll.time,
             interval: poll.interval,
         };
+        if inline {
+            // Written straight into the snapshot's vector; a panic truncates it back.
+            let before = series.len();
+            job.out = std::mem::take(series);
+            let (rejected, panicked, took) = sample_once(&mut job);
+            *st = job.state;
+            *series = job.out;
+            if panicked {
+                series.truncate(before);
+            }
+            account(name, rejected, panicked, took, poll, errors, durations);
+            return;
+        }
+        job.out = std::mem::take(&mut self.spare);
+        job.out.clear();
+        let Some(done) = self.run_on_thread(job, claim, poll) else {
+            self.worker = None;
+            *errors.entry((name, "hung")).or_default() += 1;
+            return;
+        };
+        *st = done.state;
+        let mut out = done.out;
+        if !done.panicked {
+            series.append(&mut out);
+        }
+        self.spare = out;
+        account(
+            name,
+            done.rejected,
+            done.panicked,
+            done.took,
+            poll,
+            errors,
+            durations,
+        );
+    }
+
+    fn run_on_thread(
+        &mut self,
+        job: Job,
+        claim: Arc<std::sync::atomic::AtomicU8>,
+        poll: &Poll,
+    ) -> Option<Done> {
+        let id = job.id;
         let limit = (poll.budget * 2).max(Duration::from_millis(100));
         let (tx, rx) = self.worker();
         let rx = rx.clone();
-        let done = match tx.send(job) {
+        match tx.send(job) {
             Ok(()) => match rx.recv_timeout(limit) {
                 Ok(done) => Some(done),
                 Err(_) => {
@@ -632,30 +680,47 @@ impl Sampling {
                 }
             },
             Err(_) => None,
-        };
-        let Some(done) = done else {
-            self.worker = None;
-            *errors.entry((name, "hung")).or_default() += 1;
-            return;
-        };
-        *st = done.state;
-        let mut out = done.out;
-        if done.panicked {
-            // Its partial output is dropped; its identities stay, so the next good harvest
-            // continues the same series.
-            *errors.entry((name.clone(), "panic")).or_default() += 1;
-        } else {
-            series.append(&mut out);
         }
-        self.spare = out;
-        if done.rejected > 0 {
-            *errors.entry((name.clone(), "rejected")).or_default() += done.rejected;
-        }
-        if done.took > poll.budget {
-            *errors.entry((name.clone(), "budget")).or_default() += 1;
-        }
-        durations.push((name, done.took.as_secs_f64()));
     }
+}
+
+/// Counts what one poll of a sampler did. A panicking sampler's partial output was dropped;
+/// its identities stay, so the next good harvest continues the same series.
+fn account(
+    name: String,
+    rejected: u64,
+    panicked: bool,
+    took: Duration,
+    poll: &Poll,
+    errors: &mut HashMap<(String, &'static str), u64>,
+    durations: &mut Vec<(String, f64)>,
+) {
+    if panicked {
+        *errors.entry((name.clone(), "panic")).or_default() += 1;
+    }
+    if rejected > 0 {
+        *errors.entry((name.clone(), "rejected")).or_default() += rejected;
+    }
+    if took > poll.budget {
+        *errors.entry((name.clone(), "budget")).or_default() += 1;
+    }
+    durations.push((name, took.as_secs_f64()));
+}
+
+/// Polls one sampler into the job's buffer, under a panic guard.
+fn sample_once(job: &mut Job) -> (u64, bool, Duration) {
+    let t = Instant::now();
+    job.state.begin();
+    let mut rejected = 0;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let mut w = Writer::new(&mut job.state, &mut job.out, job.time, job.interval);
+        job.sampler.get().sample(&mut w);
+        rejected = w.rejected();
+    }));
+    if r.is_ok() {
+        job.state.end();
+    }
+    (rejected, r.is_err(), t.elapsed())
 }
 
 fn sampling_thread(
@@ -664,18 +729,7 @@ fn sampling_thread(
     hung: Arc<Mutex<std::collections::HashSet<u64>>>,
 ) {
     while let Ok(mut job) = jobs.recv() {
-        let t = Instant::now();
-        job.state.begin();
-        let mut rejected = 0;
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let mut w = Writer::new(&mut job.state, &mut job.out, job.time, job.interval);
-            job.sampler.get().sample(&mut w);
-            rejected = w.rejected();
-        }));
-        if r.is_ok() {
-            job.state.end();
-        }
-        let id = job.id;
+        let (rejected, panicked, took) = sample_once(&mut job);
         if job
             .claim
             .compare_exchange(RUNNING, FINISHED, AcqRel, Acquire)
@@ -683,15 +737,15 @@ fn sampling_thread(
         {
             // The harvest gave up on this call and moved on: let the sampler be polled again,
             // and end this thread (a new one serves the harvest).
-            lock(&hung).remove(&id);
+            lock(&hung).remove(&job.id);
             return;
         }
         let result = Done {
             state: job.state,
             out: job.out,
             rejected,
-            panicked: r.is_err(),
-            took: t.elapsed(),
+            panicked,
+            took,
         };
         if done.send(result).is_err() {
             return;
