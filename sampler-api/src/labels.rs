@@ -176,33 +176,43 @@ impl PackedValues {
     }
 
     /// Whether these packed values equal `values`, without allocating.
+    ///
+    /// This runs on every family lookup, so it indexes with raw pointers after checking the
+    /// bounds once per value.
     #[inline]
     pub(crate) fn matches(&self, values: &[&str]) -> bool {
         let buf: &[u8] = &self.0;
-        let n = values.len();
+        let (len, n) = (buf.len(), values.len());
         let head = 4 + n * 4;
-        if buf.len() < head {
+        if len < head {
             return false;
         }
+        let base = buf.as_ptr();
         let word = |i: usize| {
             debug_assert!(i <= n);
-            // SAFETY: callers pass `i <= n`, and the header holds `1 + n` words (`head` bytes,
-            // checked above); unaligned reads of plain bytes are fine.
-            unsafe { buf.as_ptr().add(i * 4).cast::<u32>().read_unaligned() }
+            // SAFETY: callers pass `i <= n`, and the header of `1 + n` words (`head` bytes)
+            // lies within `buf` (checked above); unaligned reads of plain bytes are fine.
+            u32::from_le(unsafe { base.add(i * 4).cast::<u32>().read_unaligned() }) as usize
         };
-        if u32::from_le(word(0)) as usize != n {
+        if word(0) != n {
             return false;
         }
         let mut pos = head;
-        for (i, v) in values.iter().enumerate() {
-            let v = v.as_bytes();
-            let end = head + u32::from_le(word(i + 1)) as usize;
-            if end != pos + v.len() || end > buf.len() || !short_eq(&buf[pos..end], v) {
+        for i in 0..n {
+            // SAFETY: `i < n == values.len()`.
+            let v = unsafe { values.get_unchecked(i) }.as_bytes();
+            let end = head + word(i + 1);
+            if end != pos + v.len() || end > len {
+                return false;
+            }
+            // SAFETY: `pos + v.len() == end <= len`, so the range lies within `buf`.
+            let stored = unsafe { std::slice::from_raw_parts(base.add(pos), v.len()) };
+            if !short_eq(stored, v) {
                 return false;
             }
             pos = end;
         }
-        pos == buf.len()
+        pos == len
     }
 }
 
