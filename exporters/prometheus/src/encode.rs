@@ -605,18 +605,7 @@ impl Encoder {
             write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
             out.push(b'\n');
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_sum");
-        braced(out, &lb);
-        out.push(b' ');
-        write_f64(out, d.sum());
-        out.push(b'\n');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_count");
-        braced(out, &lb);
-        out.push(b' ');
-        write_u64(out, d.count());
-        out.push(b'\n');
+        write_sum_count(out, name, &lb, d);
         self.scratch_labels = lb;
         self.scratch_counts = cum;
     }
@@ -651,25 +640,9 @@ impl Encoder {
             write_f64(out, d.quantile(q.q).unwrap_or(f64::NAN));
             out.push(b'\n');
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_sum");
-        braced(out, &lb);
-        out.push(b' ');
-        write_f64(out, d.sum());
-        out.push(b'\n');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_count");
-        braced(out, &lb);
-        out.push(b' ');
-        write_u64(out, d.count());
-        out.push(b'\n');
+        write_sum_count(out, name, &lb, d);
         if let Some(c) = created {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b"_created");
-            braced(out, &lb);
-            out.push(b' ');
-            write_created(out, c);
-            out.push(b'\n');
+            write_created_line(out, name, &lb, c);
         }
         self.scratch_labels = lb;
     }
@@ -686,18 +659,7 @@ impl Encoder {
         let mut lb = std::mem::take(&mut self.scratch_labels);
         lb.clear();
         write_label_list(&mut lb, labels, Some("le"));
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_sum");
-        braced(out, &lb);
-        out.push(b' ');
-        write_f64(out, d.sum());
-        out.push(b'\n');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"_count");
-        braced(out, &lb);
-        out.push(b' ');
-        write_u64(out, d.count());
-        out.push(b'\n');
+        write_sum_count(out, name, &lb, d);
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
         for (j, le) in set.om.iter().enumerate() {
@@ -714,12 +676,7 @@ impl Encoder {
             out.push(b'\n');
         }
         if let Some(c) = created {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b"_created");
-            braced(out, &lb);
-            out.push(b' ');
-            write_created(out, c);
-            out.push(b'\n');
+            write_created_line(out, name, &lb, c);
         }
         self.scratch_labels = lb;
         self.scratch_counts = cum;
@@ -761,6 +718,32 @@ impl Encoder {
 /// A `_created` value: the start time in seconds since the Unix epoch, written exactly (the
 /// decimal digits of the nanoseconds, trailing zeros trimmed).
 #[inline]
+/// `F_sum{labels} <sum>` and `F_count{labels} <count>`, as histograms and summaries end.
+fn write_sum_count(out: &mut Vec<u8>, name: &[u8], labels: &[u8], d: &Distribution) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"_sum");
+    braced(out, labels);
+    out.push(b' ');
+    write_f64(out, d.sum());
+    out.push(b'\n');
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"_count");
+    braced(out, labels);
+    out.push(b' ');
+    write_u64(out, d.count());
+    out.push(b'\n');
+}
+
+/// `F_created{labels} <start>` (OpenMetrics).
+fn write_created_line(out: &mut Vec<u8>, name: &[u8], labels: &[u8], t: SystemTime) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"_created");
+    braced(out, labels);
+    out.push(b' ');
+    write_created(out, t);
+    out.push(b'\n');
+}
+
 fn write_created(out: &mut Vec<u8>, t: SystemTime) {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         write_f64(out, mapping::unix_seconds(t));
