@@ -1,7 +1,6 @@
 //! The endpoint over real HTTP on loopback: negotiation, gzip, the other paths, slow
 //! harvests, harvest-on-scrape, self-metrics and shutdown.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
@@ -11,62 +10,10 @@ use sampler_api::{Descriptor, Harvester, Registry, Sampler, Writer};
 
 use super::*;
 
-pub(crate) struct Reply {
-    pub status: u16,
-    pub content_type: String,
-    pub content_encoding: String,
-    pub body: Vec<u8>,
-}
-
-pub(crate) fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
-    let mut encoding_set = false;
-    for (k, v) in headers {
-        encoding_set |= k.eq_ignore_ascii_case("accept-encoding");
-        req = req.header(*k, *v);
-    }
-    if !encoding_set {
-        req = req.header("Accept-Encoding", "identity");
-    }
-    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let h = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (content_type, content_encoding) = (h("content-type"), h("content-encoding"));
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
-    Reply {
-        status: resp.status().as_u16(),
-        content_type,
-        content_encoding,
-        body,
-    }
-}
-
-pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
-    // An HTTP client built with gzip support may already have inflated it.
-    if b.len() < 2 || b[..2] != [0x1f, 0x8b] {
-        return b.to_vec();
-    }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .expect("valid gzip");
-    out
-}
+// The HTTP helpers of the interop tests serve these tests too.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{get, gunzip};
 
 static G: Descriptor = Descriptor::gauge("slow.value", "1", "a value read slowly");
 
