@@ -83,9 +83,9 @@ impl CounterFamily {
         keys: &[&str],
         o: FamilyOptions,
     ) -> Self {
-        let inner = Arc::new(FamilyInner::new(d, Kind::Counter, keys, o));
-        registry.register_weak(inner.clone());
-        CounterFamily { inner }
+        CounterFamily {
+            inner: FamilyInner::register(registry, d, Kind::Counter, keys, o),
+        }
     }
 
     /// The handle for these label values (in key order), created on first use.

@@ -15,6 +15,7 @@ use hashbrown::HashTable;
 use crate::descriptor::{validate_label_key, Descriptor, Kind};
 use crate::labels::{LabelKeys, Labels, PackedValues};
 use crate::local::{self, lock, Reader};
+use crate::registry::Registry;
 use crate::sampler::{Sampler, Writer};
 use crate::snapshot::{Series, SeriesId, Value};
 
@@ -195,6 +196,19 @@ impl FamilyInner {
             idle: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new family, registered in `registry` for as long as something holds it.
+    pub(crate) fn register(
+        registry: &Registry,
+        descriptor: &Descriptor,
+        kind: Kind,
+        keys: &[&str],
+        options: FamilyOptions,
+    ) -> Arc<Self> {
+        let inner = Arc::new(FamilyInner::new(descriptor, kind, keys, options));
+        registry.register_weak(inner.clone());
+        inner
     }
 
     pub(crate) fn kind(&self) -> Kind {

@@ -99,9 +99,9 @@ impl GaugeFamily {
         keys: &[&str],
         o: FamilyOptions,
     ) -> Self {
-        let inner = Arc::new(FamilyInner::new(d, Kind::Gauge, keys, o));
-        registry.register_weak(inner.clone());
-        GaugeFamily { inner }
+        GaugeFamily {
+            inner: FamilyInner::register(registry, d, Kind::Gauge, keys, o),
+        }
     }
 
     /// The handle for these label values, created on first use.

@@ -110,9 +110,9 @@ impl TimingFamily {
         keys: &[&str],
         o: FamilyOptions,
     ) -> Self {
-        let inner = Arc::new(FamilyInner::new(d, Kind::Timing, keys, o));
-        registry.register_weak(inner.clone());
-        TimingFamily { inner }
+        TimingFamily {
+            inner: FamilyInner::register(registry, d, Kind::Timing, keys, o),
+        }
     }
 
     /// The handle for these label values, created on first use.
