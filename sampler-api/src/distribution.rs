@@ -371,6 +371,12 @@ impl IndexTable {
         }
     }
 
+    /// The scale this table is for.
+    #[inline(always)]
+    pub(crate) fn scale(&self) -> i8 {
+        self.scale
+    }
+
     #[inline(always)]
     fn sub_index(&self, mant: u64) -> usize {
         let w = self.slices[(mant >> self.shift) as usize % TABLE];

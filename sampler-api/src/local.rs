@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::distribution::{index_table, Distribution, IndexTable};
+use crate::distribution::{Distribution, IndexTable};
 
 /// Cells per chunk.
 const CHUNK: usize = 1024;
@@ -89,7 +89,8 @@ impl<T> Drop for Stable<T> {
 pub(crate) struct Slab {
     counters: Stable<AtomicU64>,
     hists: Stable<AtomicPtr<LocalHist>>,
-    /// The shared slab for threads being torn down: updated with atomic RMW by anyone.
+    /// The shared slab for threads being torn down: updated with atomic RMW by anyone. It is
+    /// never stored in `SLAB`, so the inlined fast paths only ever see an owned slab.
     shared: bool,
 }
 
@@ -103,22 +104,15 @@ impl Slab {
     }
 
     #[inline(always)]
-    fn counter_add(&self, slot: u32, n: u64) {
-        let cell = match self.counters.get(slot) {
+    fn counter_cell(&self, slot: u32) -> &AtomicU64 {
+        match self.counters.get(slot) {
             Some(c) => c,
             None => self.counters.get_or_alloc(slot),
-        };
-        if self.shared {
-            cell.fetch_add(n, Relaxed);
-        } else {
-            // Only this slab's owner thread writes here (besides zeroing of unused slots), so a
-            // plain load and store cannot lose an update and no locked instruction is needed.
-            cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
         }
     }
 
     #[inline(always)]
-    fn timing_record(&self, slot: u32, scale: i8, value: f64) {
+    fn hist(&self, slot: u32, scale: i8) -> &LocalHist {
         let cell = match self.hists.get(slot) {
             Some(c) => c,
             None => self.hists.get_or_alloc(slot),
@@ -128,9 +122,8 @@ impl Slab {
             h = self.alloc_hist(cell, scale);
         }
         // SAFETY: a LocalHist pointer is freed only by `free_timing_slot`, under TIMING_LOCK,
-        // for a slot that no handle refers to any more; this call holds a handle to `slot`.
-        let h = unsafe { &*h };
-        h.record(value, self.shared);
+        // for a slot that no handle refers to any more; the caller holds a handle to `slot`.
+        unsafe { &*h }
     }
 
     #[cold]
@@ -179,11 +172,11 @@ struct Guard;
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // Records made after this point (from other thread-local destructors) go to the shared
-        // slab, which adds atomically.
+        // Records made after this point (from other thread-local destructors) find `SLAB` null,
+        // take the slow path, find the guard gone and add atomically into the shared slab.
         let _ = SLAB.try_with(|cell| {
-            let p = cell.replace(shared_slab());
-            if !p.is_null() && !std::ptr::eq(p, shared_slab()) {
+            let p = cell.replace(ptr::null());
+            if !p.is_null() {
                 // SAFETY: set by `take` from a leaked `&'static Slab`.
                 lock(&POOL).free.push(unsafe { &*p });
             }
@@ -196,9 +189,7 @@ impl Drop for Guard {
 fn take() -> &'static Slab {
     // Register the guard first; if this thread is already tearing down, use the shared slab.
     if GUARD.try_with(|_| ()).is_err() {
-        let shared = shared_slab();
-        let _ = SLAB.try_with(|c| c.set(shared));
-        return shared;
+        return shared_slab();
     }
     let slab = {
         let mut pool = lock(&POOL);
@@ -218,26 +209,71 @@ fn take() -> &'static Slab {
     slab
 }
 
+/// This thread's own slab, or null before its first record and once it is being torn down.
 #[inline(always)]
-fn slab() -> &'static Slab {
-    let p = SLAB.with(|c| c.get());
-    if p.is_null() {
-        return take();
-    }
-    // SAFETY: the pointer was set by `take` or `Guard::drop` from a leaked `&'static Slab`.
-    unsafe { &*p }
+fn own_slab() -> *const Slab {
+    SLAB.with(|c| c.get())
 }
 
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    slab().counter_add(slot, n);
+    let p = own_slab();
+    if p.is_null() {
+        return counter_add_slow(slot, n);
+    }
+    // SAFETY: set by `take` from a leaked `&'static Slab`.
+    let cell = unsafe { &*p }.counter_cell(slot);
+    // Only this slab's owner thread writes here (besides zeroing of unused slots), so a plain
+    // load and store cannot lose an update and no locked instruction is needed.
+    cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// Records `value` into timing slot `slot` in this thread's histogram.
+#[cold]
+#[inline(never)]
+fn counter_add_slow(slot: u32, n: u64) {
+    let slab = take();
+    let cell = slab.counter_cell(slot);
+    if slab.shared {
+        cell.fetch_add(n, Relaxed);
+    } else {
+        cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
+/// Records `value` into timing slot `slot` in this thread's histogram at `table`'s scale.
 #[inline(always)]
-pub(crate) fn timing_record(slot: u32, scale: i8, value: f64) {
-    slab().timing_record(slot, scale, value);
+pub(crate) fn timing_record(slot: u32, table: &'static IndexTable, value: f64) {
+    // The bucket's position depends only on the value and the scale, so it is found while the
+    // loads that reach this thread's histogram are still on their way.
+    let pos = Position::of(table, value);
+    let p = own_slab();
+    if p.is_null() {
+        return timing_record_slow(slot, table, value);
+    }
+    // SAFETY: set by `take` from a leaked `&'static Slab`.
+    let h = unsafe { &*p }.hist(slot, table.scale());
+    if value > 0.0 {
+        h.record_positive(pos, value);
+    } else {
+        h.record_zero(value, false);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {
+    let slab = take();
+    let h = slab.hist(slot, table.scale());
+    if value.is_nan() || value <= 0.0 {
+        return h.record_zero(value, slab.shared);
+    }
+    let pos = Position::of(table, value);
+    if slab.shared {
+        h.bump_atomic(h.bucket(pos), value);
+    } else {
+        h.record_positive(pos, value);
+    }
 }
 
 fn slabs() -> Vec<&'static Slab> {
@@ -295,9 +331,34 @@ impl Reader {
     }
 }
 
-/// Bucket groups of 64 cells; at scale `s` the index range `[-64·2^s, 64·2^s)` (values from
-/// 2^-64 to 2^64) is covered by `2^(s+1)` groups, allocated on first use.
-const GROUP: usize = 64;
+/// Bucket groups per histogram. At scale `s` the index range `[-64·2^s, 64·2^s)` (values from
+/// 2^-64 to 2^64) splits into 16 groups of `8·2^s` buckets (8 powers of two each: 512 bytes at
+/// the default scale 3), allocated on first use. The group pointers sit inside the histogram,
+/// so a record reaches its bucket with two loads once it has the histogram.
+const GROUPS: usize = 16;
+
+/// Where a positive value's bucket lives in a [`LocalHist`] of the table's scale.
+#[derive(Clone, Copy)]
+struct Position {
+    /// The bucket index plus `64 << scale`, clamped to `0..128 << scale`.
+    pos: usize,
+    /// log2 of the buckets per group: `3 + scale`.
+    shift: u32,
+}
+
+impl Position {
+    #[inline(always)]
+    fn of(table: &IndexTable, value: f64) -> Self {
+        let scale = table.scale();
+        let r = 64i32 << scale;
+        Position {
+            // `max`/`min` rather than `clamp`: the bounds are always ordered, and `clamp` would
+            // check that on every record.
+            pos: (table.index(value).max(-r).min(r - 1) + r) as usize,
+            shift: 3 + scale as u32,
+        }
+    }
+}
 
 pub(crate) struct LocalHist {
     /// The sum, spread over four lanes picked by the value's lowest bits: a floating-point add
@@ -309,15 +370,15 @@ pub(crate) struct LocalHist {
     zero: AtomicU64,
     /// `64 << scale`: bucket index `i` lives at position `i + range`.
     range: i32,
-    /// The boundary table for `scale`.
-    table: &'static IndexTable,
-    groups: Box<[AtomicPtr<[AtomicU64; GROUP]>]>,
+    /// log2 of the buckets per group: `3 + scale`.
+    shift: u32,
+    /// Each a boxed slice of `1 << shift` cells, or null.
+    groups: [AtomicPtr<AtomicU64>; GROUPS],
 }
 
 impl LocalHist {
     fn new(scale: i8) -> Self {
         let scale = scale.clamp(0, crate::distribution::MAX_SCALE);
-        let n = 2usize << scale;
         LocalHist {
             sums: std::array::from_fn(|_| AtomicU64::new(0f64.to_bits())),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
@@ -326,70 +387,76 @@ impl LocalHist {
             max: AtomicU64::new(0),
             zero: AtomicU64::new(0),
             range: 64i32 << scale,
-            table: index_table(scale),
-            groups: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            shift: 3 + scale as u32,
+            groups: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
 
-    #[inline(always)]
-    fn index(&self, value: f64) -> i32 {
-        self.table.index(value)
+    fn group_len(&self) -> usize {
+        1 << self.shift
     }
 
+    /// The cell at `at` (found with this histogram's scale), allocating its group.
     #[inline(always)]
-    fn record(&self, value: f64, shared: bool) {
-        if value.is_nan() || value <= 0.0 {
-            return self.record_zero(value, shared);
-        }
-        let bits = value.to_bits();
-        let r = self.range;
-        let idx = (self.index(value).clamp(-r, r - 1) + r) as usize;
-        // SAFETY: `idx` is in `0..2r` and there are `2r / GROUP` groups (see `new`).
-        let g = unsafe { self.groups.get_unchecked(idx / GROUP) };
+    fn bucket(&self, at: Position) -> &AtomicU64 {
+        debug_assert_eq!(at.shift, self.shift);
+        // `pos < 128 << scale = GROUPS << shift`, so the group index is in bounds.
+        let g = &self.groups[(at.pos >> at.shift) % GROUPS];
         let mut p = g.load(Acquire);
         if p.is_null() {
-            p = alloc_group(g);
+            p = alloc_group(g, self.group_len());
         }
-        // SAFETY: groups are freed only with the LocalHist itself (see `timing_record`).
-        let cell = unsafe { &(*p)[idx % GROUP] };
-        self.bump(cell, value, bits, shared);
+        // SAFETY: a group holds `1 << shift` cells and lives as long as the histogram (see
+        // `Slab::hist`); the offset is below `1 << shift`.
+        unsafe { &*p.add(at.pos & ((1 << at.shift) - 1)) }
     }
 
+    /// Records a positive `value` whose bucket is at `at`, by this slab's owner thread.
+    #[inline(always)]
+    fn record_positive(&self, at: Position, value: f64) {
+        let bits = value.to_bits();
+        // Owner-only cells: plain loads and stores (see `counter_add`). The fixed cells are
+        // read before the bucket is written: the bucket's address is known last, and loads
+        // placed after its store were measured to stall behind it.
+        let sum = &self.sums[bits as usize % 4];
+        let s = f64::from_bits(sum.load(Relaxed)) + value;
+        let (lo, hi) = (self.min.load(Relaxed), self.max.load(Relaxed));
+        let cell = self.bucket(at);
+        sum.store(s.to_bits(), Relaxed);
+        if bits < lo {
+            self.min.store(bits, Relaxed);
+        }
+        if bits > hi {
+            self.max.store(bits, Relaxed);
+        }
+        cell.store(cell.load(Relaxed) + 1, Relaxed);
+    }
+
+    /// Records zero, a negative value (as zero) or NaN (ignored).
     #[cold]
     #[inline(never)]
     fn record_zero(&self, value: f64, shared: bool) {
         if value.is_nan() {
             return;
         }
-        // Zero and anything below it count in the zero bucket.
-        self.bump(&self.zero, 0.0, 0, shared);
+        if shared {
+            self.bump_atomic(&self.zero, 0.0);
+        } else {
+            self.zero.store(self.zero.load(Relaxed) + 1, Relaxed);
+            // Zero's bits are 0, the least of any value's.
+            self.min.store(0, Relaxed);
+        }
     }
 
-    #[inline(always)]
-    fn bump(&self, cell: &AtomicU64, value: f64, bits: u64, shared: bool) {
-        if shared {
-            cell.fetch_add(1, Relaxed);
-            let _ = self.sums[bits as usize % 4].fetch_update(Relaxed, Relaxed, |s| {
-                Some((f64::from_bits(s) + value).to_bits())
-            });
-            self.min.fetch_min(bits, Relaxed);
-            self.max.fetch_max(bits, Relaxed);
-        } else {
-            // Owner-only cells: plain loads and stores (see `Slab::counter_add`). The fixed
-            // cells are read before the bucket is written: the bucket's address is known last,
-            // and loads placed after its store were measured to stall behind it.
-            let sum = &self.sums[bits as usize % 4];
-            let s = f64::from_bits(sum.load(Relaxed)) + value;
-            let (lo, hi) = (self.min.load(Relaxed), self.max.load(Relaxed));
-            sum.store(s.to_bits(), Relaxed);
-            if bits < lo {
-                self.min.store(bits, Relaxed);
-            }
-            if bits > hi {
-                self.max.store(bits, Relaxed);
-            }
-            cell.store(cell.load(Relaxed) + 1, Relaxed);
-        }
+    /// Records into `cell` with atomic read-modify-writes (the shared slab).
+    fn bump_atomic(&self, cell: &AtomicU64, value: f64) {
+        let bits = value.to_bits();
+        cell.fetch_add(1, Relaxed);
+        let _ = self.sums[bits as usize % 4].fetch_update(Relaxed, Relaxed, |s| {
+            Some((f64::from_bits(s) + value).to_bits())
+        });
+        self.min.fetch_min(bits, Relaxed);
+        self.max.fetch_max(bits, Relaxed);
     }
 
     fn sum(&self) -> f64 {
@@ -406,12 +473,12 @@ impl LocalHist {
             if p.is_null() {
                 continue;
             }
-            // SAFETY: as in `record`.
-            let cells = unsafe { &*p };
+            // SAFETY: as in `bucket`.
+            let cells = unsafe { std::slice::from_raw_parts(p, self.group_len()) };
             for (ci, c) in cells.iter().enumerate() {
                 let n = c.load(Relaxed);
                 if n > 0 {
-                    d.add_to_bucket((gi * GROUP + ci) as i32 - r, n);
+                    d.add_to_bucket(((gi << self.shift) + ci) as i32 - r, n);
                 }
             }
         }
@@ -419,13 +486,14 @@ impl LocalHist {
 }
 
 #[cold]
-fn alloc_group(g: &AtomicPtr<[AtomicU64; GROUP]>) -> *mut [AtomicU64; GROUP] {
-    let fresh = Box::into_raw(Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+fn alloc_group(g: &AtomicPtr<AtomicU64>, len: usize) -> *mut AtomicU64 {
+    let fresh: Box<[AtomicU64]> = (0..len).map(|_| AtomicU64::new(0)).collect();
+    let fresh = Box::into_raw(fresh) as *mut AtomicU64;
     match g.compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
         Ok(_) => fresh,
         Err(other) => {
-            // SAFETY: `fresh` was never shared.
-            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: `fresh` came from a boxed slice of `len` cells just above, never shared.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, len)) });
             other
         }
     }
@@ -433,11 +501,13 @@ fn alloc_group(g: &AtomicPtr<[AtomicU64; GROUP]>) -> *mut [AtomicU64; GROUP] {
 
 impl Drop for LocalHist {
     fn drop(&mut self) {
+        let len = self.group_len();
         for g in self.groups.iter() {
             let p = g.load(Acquire);
             if !p.is_null() {
-                // SAFETY: allocated by `alloc_group`, dropped once, here.
-                drop(unsafe { Box::from_raw(p) });
+                // SAFETY: allocated by `alloc_group` as a boxed slice of `len` cells; dropped
+                // once, here.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, len)) });
             }
         }
     }
@@ -527,6 +597,7 @@ pub(crate) fn free_gauge_slot(slot: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distribution::index_table;
 
     #[test]
     fn counters_sum_across_threads_and_exits() {
@@ -553,7 +624,7 @@ mod tests {
     fn timing_merges() {
         let slot = TIMING_SLOTS.alloc().unwrap();
         for v in [0.0, 0.5, 1.0, 2.0, 1e30] {
-            timing_record(slot, 3, v);
+            timing_record(slot, index_table(3), v);
         }
         let g = timing_lock();
         let d = Reader::new().timing(slot, 3, &g);
@@ -563,5 +634,45 @@ mod tests {
         assert_eq!(d.max(), 1e30);
         assert_eq!(d.min(), 0.0);
         free_timing_slot(slot);
+    }
+
+    #[test]
+    fn records_from_thread_local_destructors_are_kept() {
+        // A thread-local whose destructor records after this module's guard has returned the
+        // thread's slab to the pool: the records go to the shared slab, none is lost.
+        struct Late(u32, u32);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                counter_add(self.0, 7);
+                for v in [0.25, 0.0, -1.0, f64::NAN, 1e300] {
+                    timing_record(self.1, index_table(3), v);
+                }
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+        }
+        let (c, t) = (
+            COUNTER_SLOTS.alloc().unwrap(),
+            TIMING_SLOTS.alloc().unwrap(),
+        );
+        std::thread::spawn(move || {
+            // Registered before the guard, so destroyed after it (destructors run in reverse).
+            LATE.with(|l| *l.borrow_mut() = Some(Late(c, t)));
+            counter_add(c, 1);
+            timing_record(t, index_table(3), 0.5);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(Reader::new().counter(c), 8);
+        let g = timing_lock();
+        let d = Reader::new().timing(t, 3, &g);
+        drop(g);
+        // 0.5, 0.25, 1e300 in buckets; 0.0 and -1.0 as zeros; NaN ignored.
+        assert_eq!((d.count(), d.zero_count()), (5, 2));
+        assert_eq!((d.min(), d.max()), (0.0, 1e300));
+        assert_eq!(d.sum(), 0.75 + 1e300);
+        free_counter_slot(c);
+        free_timing_slot(t);
     }
 }

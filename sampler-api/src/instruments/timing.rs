@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::{FamilyInner, FamilyOptions, Handle};
 use crate::descriptor::{Descriptor, Kind};
-use crate::distribution::Distribution;
+use crate::distribution::{index_table, Distribution, IndexTable};
 use crate::local;
 use crate::registry::Registry;
 
@@ -28,22 +28,23 @@ use crate::registry::Registry;
 #[derive(Clone)]
 pub struct Timing {
     handle: Handle,
-    scale: i8,
+    /// The bucket boundaries of the family's scale.
+    table: &'static IndexTable,
 }
 
 impl Timing {
     pub(crate) fn from_family(family: Arc<FamilyInner>, values: &[&str]) -> Self {
-        let scale = family.scale();
+        let table = index_table(family.scale());
         Timing {
             handle: Handle::new(family, values),
-            scale,
+            table,
         }
     }
 
     /// Records one value. NaN is ignored; values below zero count as zero.
     #[inline]
     pub fn record(&self, value: f64) {
-        local::timing_record(self.handle.slot, self.scale, value);
+        local::timing_record(self.handle.slot, self.table, value);
     }
 
     /// Records a duration, in seconds.
@@ -63,7 +64,7 @@ impl Timing {
     /// The merged distribution so far (reads every thread's histogram: not for hot paths).
     pub fn distribution(&self) -> Distribution {
         let g = local::timing_lock();
-        local::Reader::new().timing(self.handle.slot, self.scale, &g)
+        local::Reader::new().timing(self.handle.slot, self.table.scale(), &g)
     }
 }
 
@@ -71,7 +72,7 @@ impl fmt::Debug for Timing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timing")
             .field("handle", &self.handle)
-            .field("scale", &self.scale)
+            .field("scale", &self.table.scale())
             .finish()
     }
 }
@@ -124,7 +125,7 @@ impl TimingFamily {
     #[inline]
     pub fn record(&self, values: &[&str], value: f64) {
         let (_, slot, _) = self.inner.lookup(values);
-        local::timing_record(slot, self.inner.scale(), value);
+        local::timing_record(slot, index_table(self.inner.scale()), value);
     }
 
     /// Records a duration (seconds) into the series for these label values.

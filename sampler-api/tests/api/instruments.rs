@@ -135,7 +135,7 @@ proptest! {
     #[test]
     fn quantiles_stay_within_the_stated_bound(
         values in proptest::collection::vec(1e-6f64..1e4, 1..2000),
-        scale in 0i8..=6,
+        scale in 0i8..=8,
     ) {
         let registry = Registry::new();
         let timing = registry.timing_family_with(&T, &[], FamilyOptions::default().scale(scale)).get(&[]);
