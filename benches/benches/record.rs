@@ -11,6 +11,7 @@ use metrics::{Key, Level, Metadata, Recorder};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use sampler_api::{Descriptor, Registry};
+use sampler_benches::report::PLAIN_FLOOR;
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
     criterion_dir_of_exe, parallel_stats, run_threads, timing_values, wait_for_idle_cpus,
@@ -88,6 +89,18 @@ fn counter_inc(c: &mut Criterion) {
                 black_box(&cell.0).fetch_add(1, Relaxed);
             }
         });
+
+        if threads == 1 {
+            // What any increment that writes memory costs at least in this loop: a plain load
+            // and store to one cell (not atomic as a whole, so only meaningful on one thread).
+            let cell = floor_cell();
+            bench(&mut g, &name, PLAIN_FLOOR, threads, |n| {
+                for _ in 0..n {
+                    let c = black_box(&cell.0);
+                    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+                }
+            });
+        }
 
         let registry = Registry::new();
         let ours = registry.counter(&REQUESTS);

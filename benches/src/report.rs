@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// The floor's column name.
 pub const FLOOR: &str = "floor_atomic";
+/// A plain (not atomic) load and store of one cell, timed on one thread only: the least any
+/// increment that writes memory costs in the same loop.
+pub const PLAIN_FLOOR: &str = "floor_plain";
 /// Our column name.
 pub const OURS: &str = "sampler";
 /// The peers' column names.
@@ -140,6 +143,18 @@ pub fn render(dir: &Path) -> String {
             cells.join(" | "),
             vs(floor),
             vs(fastest_peer)
+        );
+    }
+    if let Some(plain) = estimate(dir, "counter_inc_1t", PLAIN_FLOOR) {
+        let atomic = estimate(dir, "counter_inc_1t", FLOOR);
+        let _ = writeln!(
+            s,
+            "\nA plain load and store of one cell in the same loop (1 thread): {}{}.",
+            fmt_ns(plain),
+            atomic.map_or(String::new(), |a| format!(
+                ", {:.1}× under the atomic floor",
+                a / plain
+            ))
         );
     }
     if flagged {

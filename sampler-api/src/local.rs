@@ -9,6 +9,7 @@
 //! Recording that happens while a thread is being torn down (its slab already returned) goes to
 //! one shared slab updated with atomic read-modify-write instead.
 
+use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
@@ -85,38 +86,100 @@ impl<T> Drop for Stable<T> {
     }
 }
 
+/// Types whose all-zero bit pattern is a valid value (so their arrays can come zeroed from
+/// the allocator, and the operating system commits only the pages that get written).
+///
+/// # Safety
+/// An all-zero `Self` must be valid.
+unsafe trait ZeroIsValid {}
+// SAFETY: an all-zero `AtomicU64` is 0 and an all-zero `AtomicPtr` is null.
+unsafe impl ZeroIsValid for AtomicU64 {}
+// SAFETY: as above.
+unsafe impl<T> ZeroIsValid for AtomicPtr<T> {}
+
+/// One thread's cells of one kind: slots below `flat.len()` in one array allocated with the
+/// slab (reached with a single load from a pointer the thread keeps at hand), slots created
+/// later in a lazily filled two-level array.
+struct Cells<T> {
+    flat: Box<[T]>,
+    rest: Stable<T>,
+}
+
+impl<T: Default + ZeroIsValid> Cells<T> {
+    fn new(flat_len: usize) -> Self {
+        Cells {
+            flat: zeroed_slice(flat_len),
+            rest: Stable::new(),
+        }
+    }
+
+    /// The cell of `slot`, if it exists yet.
+    #[inline]
+    fn get(&self, slot: u32) -> Option<&T> {
+        match self.flat.get(slot as usize) {
+            Some(c) => Some(c),
+            None => self.rest.get(slot),
+        }
+    }
+
+    /// The cell of `slot`, allocating its chunk on first use.
+    fn get_or_alloc(&self, slot: u32) -> &T {
+        match self.flat.get(slot as usize) {
+            Some(c) => c,
+            None => self.rest.get_or_alloc(slot),
+        }
+    }
+
+    /// The flat array's start and length, for [`Local`].
+    fn flat_parts(&self) -> (*const T, u32) {
+        (self.flat.as_ptr(), self.flat.len() as u32)
+    }
+}
+
+/// `len` zeroed cells straight from the allocator (large arrays come as untouched pages).
+fn zeroed_slice<T: ZeroIsValid>(len: usize) -> Box<[T]> {
+    let layout = std::alloc::Layout::array::<T>(len).expect("slot count fits in memory");
+    if layout.size() == 0 {
+        return Vec::new().into_boxed_slice();
+    }
+    // SAFETY: the layout's size is not zero.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is a fresh allocation of `len` zeroed `T`s, valid as `T: ZeroIsValid`, with
+    // the layout `Box<[T]>` frees it with.
+    unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, len)) }
+}
+
+/// How many cells a new slab holds in its flat arrays for slots of one kind: room for every
+/// slot handed out so far, rounded up to a power of two (at least 64).
+fn flat_len(slots: &Slots) -> usize {
+    (slots.high_water().max(64) as usize).next_power_of_two()
+}
+
 /// One thread's cells.
 pub(crate) struct Slab {
-    counters: Stable<AtomicU64>,
-    hists: Stable<AtomicPtr<LocalHist>>,
+    counters: Cells<AtomicU64>,
+    hists: Cells<AtomicPtr<LocalHist>>,
     /// The shared slab for threads being torn down: updated with atomic RMW by anyone. It is
-    /// never stored in `SLAB`, so the inlined fast paths only ever see an owned slab.
+    /// never installed in `LOCAL`, so the inlined fast paths only ever see an owned slab.
     shared: bool,
 }
 
 impl Slab {
     fn new(shared: bool) -> Self {
+        // The shared slab is rarely used: everything goes to its two-level arrays.
+        let flat = |slots| if shared { 0 } else { flat_len(slots) };
         Slab {
-            counters: Stable::new(),
-            hists: Stable::new(),
+            counters: Cells::new(flat(&COUNTER_SLOTS)),
+            hists: Cells::new(flat(&TIMING_SLOTS)),
             shared,
         }
     }
 
-    #[inline(always)]
-    fn counter_cell(&self, slot: u32) -> &AtomicU64 {
-        match self.counters.get(slot) {
-            Some(c) => c,
-            None => self.counters.get_or_alloc(slot),
-        }
-    }
-
-    #[inline(always)]
     fn hist(&self, slot: u32, scale: i8) -> &LocalHist {
-        let cell = match self.hists.get(slot) {
-            Some(c) => c,
-            None => self.hists.get_or_alloc(slot),
-        };
+        let cell = self.hists.get_or_alloc(slot);
         let mut h = cell.load(Acquire);
         if h.is_null() {
             h = self.alloc_hist(cell, scale);
@@ -160,10 +223,52 @@ fn shared_slab() -> &'static Slab {
     })
 }
 
+/// What a thread keeps at hand: its slab and the flat arrays in it. All null and zero until
+/// the thread's first record and again once the thread is being torn down, so that the fast
+/// paths need no other check than the slot against the length.
+struct Local {
+    slab: Cell<*const Slab>,
+    counters: Cell<*const AtomicU64>,
+    counters_len: Cell<u32>,
+    hists: Cell<*const AtomicPtr<LocalHist>>,
+    hists_len: Cell<u32>,
+}
+
+impl Local {
+    const fn empty() -> Self {
+        Local {
+            slab: Cell::new(ptr::null()),
+            counters: Cell::new(ptr::null()),
+            counters_len: Cell::new(0),
+            hists: Cell::new(ptr::null()),
+            hists_len: Cell::new(0),
+        }
+    }
+
+    fn install(&self, slab: &'static Slab) {
+        let (c, c_len) = slab.counters.flat_parts();
+        let (h, h_len) = slab.hists.flat_parts();
+        self.slab.set(slab);
+        self.counters.set(c);
+        self.counters_len.set(c_len);
+        self.hists.set(h);
+        self.hists_len.set(h_len);
+    }
+
+    /// Forgets the slab and returns it.
+    fn clear(&self) -> *const Slab {
+        self.counters_len.set(0);
+        self.hists_len.set(0);
+        self.counters.set(ptr::null());
+        self.hists.set(ptr::null());
+        self.slab.replace(ptr::null())
+    }
+}
+
 thread_local! {
-    /// This thread's slab; null until the first record. It has no destructor, so reading it
-    /// costs one thread-local load with no state check, even while the thread is exiting.
-    static SLAB: std::cell::Cell<*const Slab> = const { std::cell::Cell::new(ptr::null()) };
+    /// This thread's slab and flat arrays. It has no destructor, so reading it costs one
+    /// thread-local load with no state check, even while the thread is exiting.
+    static LOCAL: Local = const { Local::empty() };
     /// Returns the slab to the pool when the thread exits.
     static GUARD: Guard = const { Guard };
 }
@@ -172,10 +277,10 @@ struct Guard;
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // Records made after this point (from other thread-local destructors) find `SLAB` null,
+        // Records made after this point (from other thread-local destructors) find no slab,
         // take the slow path, find the guard gone and add atomically into the shared slab.
-        let _ = SLAB.try_with(|cell| {
-            let p = cell.replace(ptr::null());
+        let _ = LOCAL.try_with(|local| {
+            let p = local.clear();
             if !p.is_null() {
                 // SAFETY: set by `take` from a leaked `&'static Slab`.
                 lock(&POOL).free.push(unsafe { &*p });
@@ -205,25 +310,30 @@ fn take() -> &'static Slab {
             }
         }
     };
-    let _ = SLAB.try_with(|c| c.set(slab));
+    let _ = LOCAL.try_with(|l| l.install(slab));
     slab
 }
 
-/// This thread's own slab, or null before its first record and once it is being torn down.
-#[inline(always)]
-fn own_slab() -> *const Slab {
-    SLAB.with(|c| c.get())
+/// This thread's slab: its own, or the shared one while the thread is being torn down.
+fn slab() -> &'static Slab {
+    let p = LOCAL.with(|l| l.slab.get());
+    if p.is_null() {
+        return take();
+    }
+    // SAFETY: set by `Local::install` from a leaked `&'static Slab`.
+    unsafe { &*p }
 }
 
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    let p = own_slab();
-    if p.is_null() {
+    let (flat, len) = LOCAL.with(|l| (l.counters.get(), l.counters_len.get()));
+    if slot >= len {
         return counter_add_slow(slot, n);
     }
-    // SAFETY: set by `take` from a leaked `&'static Slab`.
-    let cell = unsafe { &*p }.counter_cell(slot);
+    // SAFETY: `flat` and `len` were installed together from the slab's flat array, which
+    // lives for ever (slabs are leaked), and `slot < len`.
+    let cell = unsafe { &*flat.add(slot as usize) };
     // Only this slab's owner thread writes here (besides zeroing of unused slots), so a plain
     // load and store cannot lose an update and no locked instruction is needed.
     cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
@@ -232,8 +342,8 @@ pub(crate) fn counter_add(slot: u32, n: u64) {
 #[cold]
 #[inline(never)]
 fn counter_add_slow(slot: u32, n: u64) {
-    let slab = take();
-    let cell = slab.counter_cell(slot);
+    let slab = slab();
+    let cell = slab.counters.get_or_alloc(slot);
     if slab.shared {
         cell.fetch_add(n, Relaxed);
     } else {
@@ -247,12 +357,18 @@ pub(crate) fn timing_record(slot: u32, table: &'static IndexTable, value: f64) {
     // The bucket's position depends only on the value and the scale, so it is found while the
     // loads that reach this thread's histogram are still on their way.
     let pos = Position::of(table, value);
-    let p = own_slab();
-    if p.is_null() {
+    let (flat, len) = LOCAL.with(|l| (l.hists.get(), l.hists_len.get()));
+    if slot >= len {
         return timing_record_slow(slot, table, value);
     }
-    // SAFETY: set by `take` from a leaked `&'static Slab`.
-    let h = unsafe { &*p }.hist(slot, table.scale());
+    // SAFETY: as in `counter_add`.
+    let h = unsafe { &*flat.add(slot as usize) }.load(Acquire);
+    if h.is_null() {
+        return timing_record_slow(slot, table, value);
+    }
+    // SAFETY: a LocalHist pointer is freed only by `free_timing_slot`, under TIMING_LOCK, for
+    // a slot that no handle refers to any more; the caller holds a handle to `slot`.
+    let h = unsafe { &*h };
     if value > 0.0 {
         h.record_positive(pos, value);
     } else {
@@ -263,7 +379,7 @@ pub(crate) fn timing_record(slot: u32, table: &'static IndexTable, value: f64) {
 #[cold]
 #[inline(never)]
 fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {
-    let slab = take();
+    let slab = slab();
     let h = slab.hist(slot, table.scale());
     if value.is_nan() || value <= 0.0 {
         return h.record_zero(value, slab.shared);
@@ -535,6 +651,11 @@ impl Slots {
         }
     }
 
+    /// One more than the highest slot ever handed out.
+    fn high_water(&self) -> u32 {
+        lock(&self.inner).0
+    }
+
     pub(crate) fn alloc(&self) -> Option<u32> {
         let mut g = lock(&self.inner);
         if let Some(s) = g.1.pop() {
@@ -674,5 +795,41 @@ mod tests {
         assert_eq!(d.sum(), 0.75 + 1e300);
         free_counter_slot(c);
         free_timing_slot(t);
+    }
+
+    #[test]
+    fn slots_past_the_flat_arrays_are_counted() {
+        std::thread::spawn(|| {
+            // The first record makes this thread's slab; then take slots until some lie past
+            // its flat arrays, which were sized when it was made.
+            let first = COUNTER_SLOTS.alloc().unwrap();
+            counter_add(first, 1);
+            let (c_len, h_len) = LOCAL.with(|l| (l.counters_len.get(), l.hists_len.get()));
+            let (mut counters, mut timings) = (vec![first], vec![TIMING_SLOTS.alloc().unwrap()]);
+            while *counters.last().unwrap() < c_len {
+                counters.push(COUNTER_SLOTS.alloc().unwrap());
+            }
+            while *timings.last().unwrap() < h_len {
+                timings.push(TIMING_SLOTS.alloc().unwrap());
+            }
+            let (c, t) = (*counters.last().unwrap(), *timings.last().unwrap());
+            counter_add(c, 3);
+            counter_add(c, 4);
+            timing_record(t, index_table(3), 2.0);
+            timing_record(t, index_table(3), 0.0);
+            assert_eq!(Reader::new().counter(c), 7);
+            let g = timing_lock();
+            let d = Reader::new().timing(t, 3, &g);
+            drop(g);
+            assert_eq!((d.count(), d.zero_count(), d.max()), (2, 1, 2.0));
+            // Freed and reused, a slot past the flat array starts from zero again.
+            free_counter_slot(c);
+            assert_eq!(Reader::new().counter(c), 0);
+            counters.pop();
+            counters.into_iter().for_each(free_counter_slot);
+            timings.into_iter().for_each(free_timing_slot);
+        })
+        .join()
+        .unwrap();
     }
 }
