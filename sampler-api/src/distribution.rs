@@ -378,26 +378,31 @@ impl IndexTable {
     }
 
     #[inline(always)]
-    fn sub_index(&self, mant: u64) -> usize {
-        let w = self.slices[(mant >> self.shift) as usize % TABLE];
+    fn sub_index(&self, mant: u64, shift: u32) -> usize {
+        let w = self.slices[(mant >> shift) as usize % TABLE];
         (w & 0xfff) as usize + (mant > w >> 12) as usize
     }
 
     /// The bucket index of `2^exp · (1 + mant / 2^52)`.
     #[inline(always)]
     pub(crate) fn index_of(&self, exp: i32, mant: u64) -> i32 {
-        (exp << self.scale) + self.sub_index(mant) as i32 - (mant == 0) as i32
+        (exp << self.scale) + self.sub_index(mant, self.shift) as i32 - (mant == 0) as i32
     }
 
-    /// The bucket index of a positive normal `value` (subnormals count as the smallest normal).
+    /// The bucket index of a positive normal `value` (subnormals count as the smallest normal),
+    /// given this table's scale: with a constant `scale` the shifts become constants too.
     #[inline(always)]
-    pub(crate) fn index(&self, value: f64) -> i32 {
+    pub(crate) fn index_at(&self, value: f64, scale: i8) -> i32 {
+        debug_assert_eq!(scale, self.scale);
+        let shift = MANT_BITS - (scale as u32 + 1);
         let bits = value.to_bits();
         let raw_exp = ((bits >> MANT_BITS) & 0x7ff) as i32;
-        if raw_exp == 0 {
-            return self.index_of(-1022, 0);
-        }
-        self.index_of(raw_exp - 1023, bits & MANT_MASK)
+        let (exp, mant) = if raw_exp == 0 {
+            (-1022, 0)
+        } else {
+            (raw_exp - 1023, bits & MANT_MASK)
+        };
+        (exp << scale) + self.sub_index(mant, shift) as i32 - (mant == 0) as i32
     }
 }
 
