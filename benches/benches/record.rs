@@ -11,7 +11,8 @@ use metrics::{Key, Level, Metadata, Recorder};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use sampler_api::{Descriptor, Registry};
-use sampler_benches::report::PLAIN_FLOOR;
+use sampler_benches::floor::record_local;
+use sampler_benches::report::{PLAIN_FLOOR, TIMING_FLOOR};
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
     criterion_dir_of_exe, parallel_stats, run_threads, timing_values, wait_for_idle_cpus,
@@ -208,6 +209,18 @@ fn timing_record(c: &mut Criterion) {
     for threads in [1, 2] {
         let name = format!("timing_record_{threads}t");
         let mut g = c.benchmark_group(&name);
+
+        if threads == 1 {
+            // The least a record can cost: a thread-local histogram with every bucket in
+            // place, found with no lookup (see `sampler_benches::floor`).
+            bench(&mut g, &name, TIMING_FLOOR, threads, |n| {
+                for i in 0..n {
+                    // Hides a reference from the optimiser as the others' `black_box(&handle)`.
+                    black_box(&n);
+                    record_local(v[i as usize & 1023]);
+                }
+            });
+        }
 
         let registry = Registry::new();
         let ours = registry.timing(&LATENCY);

@@ -26,6 +26,7 @@
 #![warn(missing_debug_implementations)]
 
 mod alloc;
+pub mod floor;
 pub mod memory;
 pub mod report;
 pub mod series;

@@ -13,6 +13,9 @@ pub const FLOOR: &str = "floor_atomic";
 /// A plain (not atomic) load and store of one cell, timed on one thread only: the least any
 /// increment that writes memory costs in the same loop.
 pub const PLAIN_FLOOR: &str = "floor_plain";
+/// A thread-local histogram with every bucket in place, timed on one thread: the least a
+/// timing record costs in the same loop (`crate::floor`).
+pub const TIMING_FLOOR: &str = "floor_local";
 /// Our column name.
 pub const OURS: &str = "sampler";
 /// The peers' column names.
@@ -155,6 +158,14 @@ pub fn render(dir: &Path) -> String {
                 ", {:.1}× under the atomic floor",
                 a / plain
             ))
+        );
+    }
+    if let Some(local) = estimate(dir, "timing_record_1t", TIMING_FLOOR) {
+        let _ = writeln!(
+            s,
+            "\nA timing record into a thread-local histogram with every bucket in place, found \
+             with no lookup, in the same loop (1 thread): {}.",
+            fmt_ns(local)
         );
     }
     if flagged {

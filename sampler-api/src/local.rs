@@ -1,10 +1,12 @@
 //! Where instrument values live: per-thread slabs for counters and timings, one shared array
 //! for gauges, and the slot allocators behind them.
 //!
-//! Every counter and timing series owns a *slot* number. Each recording thread owns a slab: a
-//! lazily filled two-level array with one cell per slot. A thread adds into its own cell with a
-//! plain load and store (no locked instruction, no cache line shared with another thread); the
-//! harvest sums the cells of all slabs. A slab never goes away: when its thread exits it goes
+//! Every counter and timing series owns a *slot* number. Each recording thread owns a slab with
+//! one cell per slot: the slots that existed when the slab was made sit in flat arrays whose
+//! start and length the thread keeps in a thread-local, so a counter add is a compare and an add
+//! into the cell; later slots sit in lazily filled two-level arrays. A thread adds into its own
+//! cell with a plain load and store (no locked instruction, no cache line shared with another
+//! thread); the harvest sums the cells of all slabs. A slab never goes away: when its thread exits it goes
 //! back to a pool and the next new thread takes it over, values and all, so totals stay exact.
 //! Recording that happens while a thread is being torn down (its slab already returned) goes to
 //! one shared slab updated with atomic read-modify-write instead.
@@ -327,13 +329,19 @@ fn slab() -> &'static Slab {
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    let (flat, len) = LOCAL.with(|l| (l.counters.get(), l.counters_len.get()));
-    if slot >= len {
-        return counter_add_slow(slot, n);
-    }
-    // SAFETY: `flat` and `len` were installed together from the slab's flat array, which
-    // lives for ever (slabs are leaked), and `slot < len`.
-    let cell = unsafe { &*flat.add(slot as usize) };
+    let (flat, len, slab) = LOCAL.with(|l| (l.counters.get(), l.counters_len.get(), l.slab.get()));
+    let cell = if slot < len {
+        // SAFETY: `flat` and `len` were installed together from the slab's flat array, which
+        // lives for ever (slabs are leaked), and `slot < len`.
+        unsafe { &*flat.add(slot as usize) }
+    } else {
+        // A slot made after this thread's slab: in the two-level array, when its chunk exists.
+        // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
+        match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
+            Some(cell) => cell,
+            None => return counter_add_slow(slot, n),
+        }
+    };
     // Only this slab's owner thread writes here (besides zeroing of unused slots), so a plain
     // load and store cannot lose an update and no locked instruction is needed.
     cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
@@ -369,12 +377,18 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
     // The bucket's position depends only on the value and the scale, so it is found while the
     // loads that reach this thread's histogram are still on their way.
     let pos = Position::of(table, value, scale);
-    let (flat, len) = LOCAL.with(|l| (l.hists.get(), l.hists_len.get()));
-    if slot >= len {
-        return timing_record_slow(slot, table, value);
-    }
-    // SAFETY: as in `counter_add`.
-    let h = unsafe { &*flat.add(slot as usize) }.load(Acquire);
+    let (flat, len, slab) = LOCAL.with(|l| (l.hists.get(), l.hists_len.get(), l.slab.get()));
+    let cell = if slot < len {
+        // SAFETY: as in `counter_add`.
+        unsafe { &*flat.add(slot as usize) }
+    } else {
+        // SAFETY: as in `counter_add`.
+        match unsafe { slab.as_ref() }.and_then(|s| s.hists.rest.get(slot)) {
+            Some(cell) => cell,
+            None => return timing_record_slow(slot, table, value),
+        }
+    };
+    let h = cell.load(Acquire);
     if h.is_null() {
         return timing_record_slow(slot, table, value);
     }
