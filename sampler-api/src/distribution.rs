@@ -314,19 +314,25 @@ pub fn bucket_lower_bound(index: i32, scale: i8) -> f64 {
 /// assert_eq!(bucket_index(2.0, 3), 7); // 2 = b^8 closes bucket 7 at scale 3
 /// ```
 pub fn bucket_index(value: f64, scale: i8) -> i32 {
-    let bits = value.to_bits();
-    let raw_exp = ((bits >> MANT_BITS) & 0x7ff) as i32;
-    let (exp, mant) = if raw_exp == 0 {
-        // Subnormal: count it with the smallest normal power of two.
-        (-1022, 0)
-    } else {
-        (raw_exp - 1023, bits & MANT_MASK)
-    };
+    let (exp, mant) = split(value);
     if scale <= 0 {
         let e = exp - (mant == 0) as i32;
         return e >> (-scale);
     }
     index_table(scale).index_of(exp, mant)
+}
+
+/// The binary exponent and the 52 mantissa bits of a positive `value`; a subnormal counts as
+/// the smallest normal power of two.
+#[inline(always)]
+fn split(value: f64) -> (i32, u64) {
+    let bits = value.to_bits();
+    let raw_exp = ((bits >> MANT_BITS) & 0x7ff) as i32;
+    if raw_exp == 0 {
+        (-1022, 0)
+    } else {
+        (raw_exp - 1023, bits & MANT_MASK)
+    }
 }
 
 /// Entries in each boundary table: enough for `2^(MAX_SCALE + 1)` linear slices.
@@ -335,10 +341,10 @@ const TABLE: usize = 2 << MAX_SCALE;
 /// Boundary tables for one positive scale.
 pub(crate) struct IndexTable {
     scale: i8,
-    shift: u32,
-    /// One word per linear slice `j` of the mantissa (slice `j` starts at `j << shift`): the
-    /// sub-bucket `k` holding the slice's start in the low 12 bits, and above them the last
-    /// mantissa still in sub-bucket `k` (the next boundary minus one; at most `2^52 - 1`).
+    /// One word per linear slice `j` of the mantissa (slice `j` starts at `j << shift`, where
+    /// `shift = 52 - (scale + 1)`): the sub-bucket `k` holding the slice's start in the low 12
+    /// bits, and above them the last mantissa still in sub-bucket `k` (the next boundary minus
+    /// one; at most `2^52 - 1`).
     /// A slice meets at most one boundary (see `build`), so one load and one comparison find
     /// the sub-bucket of any mantissa. Sized for the largest scale, so masked indexes need no
     /// bounds checks.
@@ -364,11 +370,7 @@ impl IndexTable {
             let k = bounds.partition_point(|&b| b <= m) - 1;
             *w = ((bounds[k + 1] - 1) << 12) | k as u64;
         }
-        IndexTable {
-            scale,
-            shift,
-            slices,
-        }
+        IndexTable { scale, slices }
     }
 
     /// The scale this table is for.
@@ -386,22 +388,21 @@ impl IndexTable {
     /// The bucket index of `2^exp · (1 + mant / 2^52)`.
     #[inline(always)]
     pub(crate) fn index_of(&self, exp: i32, mant: u64) -> i32 {
-        (exp << self.scale) + self.sub_index(mant, self.shift) as i32 - (mant == 0) as i32
+        self.index_at_scale(exp, mant, self.scale)
     }
 
-    /// The bucket index of a positive normal `value` (subnormals count as the smallest normal),
-    /// given this table's scale: with a constant `scale` the shifts become constants too.
+    /// The bucket index of a positive `value` (subnormals count as the smallest normal), given
+    /// this table's scale: with a constant `scale` the shifts become constants too.
     #[inline(always)]
     pub(crate) fn index_at(&self, value: f64, scale: i8) -> i32 {
+        let (exp, mant) = split(value);
+        self.index_at_scale(exp, mant, scale)
+    }
+
+    #[inline(always)]
+    fn index_at_scale(&self, exp: i32, mant: u64, scale: i8) -> i32 {
         debug_assert_eq!(scale, self.scale);
         let shift = MANT_BITS - (scale as u32 + 1);
-        let bits = value.to_bits();
-        let raw_exp = ((bits >> MANT_BITS) & 0x7ff) as i32;
-        let (exp, mant) = if raw_exp == 0 {
-            (-1022, 0)
-        } else {
-            (raw_exp - 1023, bits & MANT_MASK)
-        };
         (exp << scale) + self.sub_index(mant, shift) as i32 - (mant == 0) as i32
     }
 }
