@@ -102,6 +102,8 @@ impl Drop for TimingGuard<'_> {
 #[derive(Clone)]
 pub struct TimingFamily {
     inner: Arc<FamilyInner>,
+    /// The bucket boundaries of the family's scale, looked up once.
+    table: &'static IndexTable,
 }
 
 impl TimingFamily {
@@ -111,9 +113,9 @@ impl TimingFamily {
         keys: &[&str],
         o: FamilyOptions,
     ) -> Self {
-        TimingFamily {
-            inner: FamilyInner::register(registry, d, Kind::Timing, keys, o),
-        }
+        let inner = FamilyInner::register(registry, d, Kind::Timing, keys, o);
+        let table = index_table(inner.scale());
+        TimingFamily { inner, table }
     }
 
     /// The handle for these label values, created on first use.
@@ -125,7 +127,7 @@ impl TimingFamily {
     #[inline]
     pub fn record(&self, values: &[&str], value: f64) {
         let (_, slot, _) = self.inner.lookup(values);
-        local::timing_record(slot, index_table(self.inner.scale()), value);
+        local::timing_record(slot, self.table, value);
     }
 
     /// Records a duration (seconds) into the series for these label values.
