@@ -118,10 +118,7 @@ impl<T: Default + ZeroIsValid> Cells<T> {
     /// The cell of `slot`, if it exists yet.
     #[inline]
     fn get(&self, slot: u32) -> Option<&T> {
-        match self.flat.get(slot as usize) {
-            Some(c) => Some(c),
-            None => self.rest.get(slot),
-        }
+        self.flat.get(slot as usize).or_else(|| self.rest.get(slot))
     }
 
     /// The cell of `slot`, allocating its chunk on first use.
@@ -298,20 +295,15 @@ fn take() -> &'static Slab {
     if GUARD.try_with(|_| ()).is_err() {
         return shared_slab();
     }
-    let slab = {
-        let mut pool = lock(&POOL);
-        match pool.free.pop() {
-            Some(s) => s,
-            None => {
-                // Slabs are leaked on purpose: the harvest may read any slab at any time, and
-                // a pooled slab is handed to the next new thread, so their number stays at the
-                // peak number of threads that recorded at once.
-                let s: &'static Slab = Box::leak(Box::new(Slab::new(false)));
-                pool.all.push(s);
-                s
-            }
-        }
-    };
+    let pooled = lock(&POOL).free.pop();
+    let slab = pooled.unwrap_or_else(|| {
+        // Made outside the pool lock, which every harvest takes. Slabs are leaked on purpose:
+        // the harvest may read any slab at any time, and a pooled slab is handed to the next
+        // new thread, so their number stays at the peak number of threads that recorded at once.
+        let s: &'static Slab = Box::leak(Box::new(Slab::new(false)));
+        lock(&POOL).all.push(s);
+        s
+    });
     let _ = LOCAL.try_with(|l| l.install(slab));
     slab
 }
@@ -510,8 +502,6 @@ pub(crate) struct LocalHist {
     min: AtomicU64,
     max: AtomicU64,
     zero: AtomicU64,
-    /// `64 << scale`: bucket index `i` lives at position `i + range`.
-    range: i32,
     /// log2 of the buckets per group: `3 + scale`.
     shift: u32,
     /// Each a boxed slice of `1 << shift` cells, or null.
@@ -528,7 +518,6 @@ impl LocalHist {
             // floats themselves, so the integer min/max of the bits is the float min/max.
             max: AtomicU64::new(0),
             zero: AtomicU64::new(0),
-            range: 64i32 << scale,
             shift: 3 + scale as u32,
             groups: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
@@ -536,6 +525,12 @@ impl LocalHist {
 
     fn group_len(&self) -> usize {
         1 << self.shift
+    }
+
+    /// `64 << scale` (`GROUPS << shift` positions, half of them below bucket 0): bucket index
+    /// `i` lives at position `i + range`.
+    fn range(&self) -> i32 {
+        (GROUPS << self.shift) as i32 / 2
     }
 
     /// The cell at `at` (found with this histogram's scale), allocating its group.
@@ -609,7 +604,7 @@ impl LocalHist {
     }
 
     fn merge_into(&self, d: &mut Distribution) {
-        let r = self.range;
+        let r = self.range();
         for (gi, g) in self.groups.iter().enumerate() {
             let p = g.load(Acquire);
             if p.is_null() {
