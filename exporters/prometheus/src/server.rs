@@ -111,16 +111,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Routes one request.
-pub(crate) async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+/// Routes one request (its body, if any, is never read).
+async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     let (parts, _body) = req.into_parts();
-    respond(&parts, shared).await
-}
-
-pub(crate) async fn respond(
-    parts: &hyper::http::request::Parts,
-    shared: &Arc<Shared>,
-) -> Response<Full<Bytes>> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut()
@@ -129,7 +122,7 @@ pub(crate) async fn respond(
     }
     let path = parts.uri.path();
     if path == shared.path {
-        return metrics(parts, shared).await;
+        return metrics(&parts, shared).await;
     }
     match path {
         "/" => {
