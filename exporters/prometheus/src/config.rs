@@ -153,9 +153,8 @@ impl Buckets {
                         "bucket range must satisfy 0 < min <= max (finite), got min {min}, max {max}"
                     ));
                 }
-                let per = (1i64 << scale) as f64;
-                let lo = (min.log2() * per + 1e-9).floor() as i64;
-                let hi = (max.log2() * per - 1e-9).ceil() as i64;
+                let lo = first_exponent(*min, *scale);
+                let hi = (max.log2() * (1i64 << scale) as f64 - 1e-9).ceil() as i64;
                 if hi - lo + 1 > MAX_BUCKETS as i64 {
                     return Err(format!(
                         "bucket range {min}..{max} at scale {scale} gives {} buckets, more than {MAX_BUCKETS}",
@@ -168,11 +167,16 @@ impl Buckets {
                 if v.len() > MAX_BUCKETS {
                     return Err(format!("at most {MAX_BUCKETS} buckets, got {}", v.len()));
                 }
-                if v.iter().any(|b| !b.is_finite()) {
-                    return Err("bucket boundaries must be finite (+Inf is added)".to_owned());
+                if let Some(b) = v.iter().find(|b| !b.is_finite()) {
+                    return Err(format!(
+                        "bucket boundaries must be finite (+Inf is always added), got {b}"
+                    ));
                 }
-                if v.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err("bucket boundaries must be strictly increasing".to_owned());
+                if let Some(w) = v.windows(2).find(|w| w[0] >= w[1]) {
+                    return Err(format!(
+                        "bucket boundaries must be strictly increasing, got {} after {}",
+                        w[1], w[0]
+                    ));
                 }
                 Ok(v.clone())
             }
@@ -182,13 +186,15 @@ impl Buckets {
     /// For exponential boundaries, their scale and the exponent index of the first one.
     pub(crate) fn exponential_index(&self) -> Option<(i8, i64)> {
         match self {
-            Buckets::Exponential { scale, min, .. } => {
-                let per = (1i64 << scale) as f64;
-                Some((*scale, (min.log2() * per + 1e-9).floor() as i64))
-            }
+            Buckets::Exponential { scale, min, .. } => Some((*scale, first_exponent(*min, *scale))),
             Buckets::Explicit(_) => None,
         }
     }
+}
+
+/// The exponent `k` of the highest boundary `2^(k / 2^scale)` at or below `min` (`scale` 0 to 8).
+fn first_exponent(min: f64, scale: i8) -> i64 {
+    (min.log2() * (1i64 << scale) as f64 + 1e-9).floor() as i64
 }
 
 /// `2^(k / 2^scale)`, exact at powers of two.
@@ -277,6 +283,15 @@ mod tests {
         assert!(Buckets::Explicit(vec![1.0, f64::INFINITY])
             .bounds()
             .is_err());
+        // The message names the boundary at fault.
+        assert_eq!(
+            Buckets::Explicit(vec![1.0, 2.0, 2.0]).bounds().unwrap_err(),
+            "bucket boundaries must be strictly increasing, got 2 after 2"
+        );
+        assert_eq!(
+            Buckets::Explicit(vec![1.0, f64::NAN]).bounds().unwrap_err(),
+            "bucket boundaries must be finite (+Inf is always added), got NaN"
+        );
     }
 }
 
