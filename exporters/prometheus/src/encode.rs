@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
 use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
 
 use crate::config::{Buckets, PrometheusConfig, TimingMode};
@@ -108,7 +109,8 @@ struct BucketSet {
     om: Vec<String>,
     /// Scale and exponent index of the first boundary, for exponential boundaries.
     exp: Option<(i8, i64)>,
-    /// Per distribution scale (`scale + 10`): the highest bucket index counted at each bound.
+    /// Per distribution scale (slot `scale - MIN_SCALE`): the highest bucket index counted at
+    /// each bound.
     thresholds: Vec<std::sync::OnceLock<Box<[i64]>>>,
 }
 
@@ -124,7 +126,7 @@ impl BucketSet {
             text,
             om,
             exp: b.exponential_index(),
-            thresholds: (0..=(sampler_api::distribution::MAX_SCALE as i32 + 10))
+            thresholds: (MIN_SCALE..=MAX_SCALE)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
         })
@@ -133,7 +135,7 @@ impl BucketSet {
     /// For each finite bound: the highest bucket index (at `scale`) whose upper bound is at
     /// most the bound.
     fn thresholds(&self, scale: i8) -> &[i64] {
-        let slot = (scale as i32 + 10).clamp(0, self.thresholds.len() as i32 - 1) as usize;
+        let slot = (scale.clamp(MIN_SCALE, MAX_SCALE) - MIN_SCALE) as usize;
         self.thresholds[slot].get_or_init(|| {
             let s = scale as i64;
             self.bounds
@@ -508,8 +510,9 @@ impl Encoder {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
                     let created_name = [name, b"_created"].concat();
-                    // Series of a family often share a start time: format it once.
-                    let mut last: Option<(SystemTime, Vec<u8>)> = None;
+                    // Series of a family often share a start time: format it once, then copy
+                    // it from where it was written.
+                    let mut last: Option<(SystemTime, Range<usize>)> = None;
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Counter(v) = s.value {
@@ -524,15 +527,14 @@ impl Encoder {
                                 out.extend_from_slice(&created_name);
                                 out.extend_from_within(l0..l1);
                                 out.push(b' ');
-                                match &mut last {
+                                match &last {
                                     Some((t, text)) if *t == s.start_time => {
-                                        out.extend_from_slice(text)
+                                        out.extend_from_within(text.clone())
                                     }
                                     _ => {
-                                        let mut text = Vec::with_capacity(24);
-                                        write_created(&mut text, s.start_time);
-                                        out.extend_from_slice(&text);
-                                        last = Some((s.start_time, text));
+                                        let at = out.len();
+                                        write_created(out, s.start_time);
+                                        last = Some((s.start_time, at..out.len()));
                                     }
                                 }
                                 out.push(b'\n');
@@ -557,12 +559,8 @@ impl Encoder {
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
-                            if om {
-                                let c = created.then_some(s.start_time);
-                                self.om_histogram(out, name, &s.labels, d, &set, c);
-                            } else {
-                                self.text_histogram(out, name, &s.labels, d, &set);
-                            }
+                            let c = created.then_some(s.start_time);
+                            self.histogram(out, name, &s.labels, d, &set, om, c);
                         }
                     }
                 }
@@ -579,33 +577,39 @@ impl Encoder {
         }
     }
 
-    fn text_histogram(
+    /// A classic histogram's samples. OpenMetrics writes `_sum` and `_count` first and `le`
+    /// before the series' labels (as `prometheus-client` does), then `_created` when wanted.
+    #[allow(clippy::too_many_arguments)]
+    fn histogram(
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
         labels: &Labels,
         d: &Distribution,
         set: &BucketSet,
+        om: bool,
+        created: Option<SystemTime>,
     ) {
         let mut lb = std::mem::take(&mut self.scratch_labels);
         lb.clear();
         write_label_list(&mut lb, labels, Some("le"));
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
-        for (j, le) in set.text.iter().enumerate() {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b"_bucket{");
-            if !lb.is_empty() {
-                out.extend_from_slice(&lb);
-                out.push(b',');
-            }
-            out.extend_from_slice(b"le=\"");
-            out.extend_from_slice(le.as_bytes());
-            out.extend_from_slice(b"\"} ");
+        if om {
+            write_sum_count(out, name, &lb, d);
+        }
+        let les = if om { &set.om } else { &set.text };
+        for (j, le) in les.iter().enumerate() {
+            write_sample_start(out, name, b"_bucket", &lb, b"le", le, om);
             write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
             out.push(b'\n');
         }
-        write_sum_count(out, name, &lb, d);
+        if !om {
+            write_sum_count(out, name, &lb, d);
+        }
+        if let Some(c) = created {
+            write_created_line(out, name, &lb, c);
+        }
         self.scratch_labels = lb;
         self.scratch_counts = cum;
     }
@@ -624,19 +628,8 @@ impl Encoder {
         lb.clear();
         write_label_list(&mut lb, labels, Some("quantile"));
         for q in &self.quantiles {
-            out.extend_from_slice(name);
-            out.push(b'{');
-            if !lb.is_empty() {
-                out.extend_from_slice(&lb);
-                out.push(b',');
-            }
-            out.extend_from_slice(b"quantile=\"");
-            out.extend_from_slice(if om {
-                q.om.as_bytes()
-            } else {
-                q.text.as_bytes()
-            });
-            out.extend_from_slice(b"\"} ");
+            let spelled = if om { &q.om } else { &q.text };
+            write_sample_start(out, name, b"", &lb, b"quantile", spelled, false);
             write_f64(out, d.quantile(q.q).unwrap_or(f64::NAN));
             out.push(b'\n');
         }
@@ -647,42 +640,8 @@ impl Encoder {
         self.scratch_labels = lb;
     }
 
-    fn om_histogram(
-        &mut self,
-        out: &mut Vec<u8>,
-        name: &[u8],
-        labels: &Labels,
-        d: &Distribution,
-        set: &BucketSet,
-        created: Option<SystemTime>,
-    ) {
-        let mut lb = std::mem::take(&mut self.scratch_labels);
-        lb.clear();
-        write_label_list(&mut lb, labels, Some("le"));
-        write_sum_count(out, name, &lb, d);
-        let mut cum = std::mem::take(&mut self.scratch_counts);
-        set.cumulative(d, &mut cum);
-        for (j, le) in set.om.iter().enumerate() {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b"_bucket{le=\"");
-            out.extend_from_slice(le.as_bytes());
-            out.push(b'"');
-            if !lb.is_empty() {
-                out.push(b',');
-                out.extend_from_slice(&lb);
-            }
-            out.extend_from_slice(b"} ");
-            write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
-            out.push(b'\n');
-        }
-        if let Some(c) = created {
-            write_created_line(out, name, &lb, c);
-        }
-        self.scratch_labels = lb;
-        self.scratch_counts = cum;
-    }
-
-    /// The classic buckets of a timing as `(upper bound, cumulative count)`, `+Inf` last.
+    /// The classic buckets of a timing as `(upper bound, cumulative count)`, finite bounds only
+    /// (the `+Inf` bucket's count is the timing's count).
     pub(crate) fn classic_buckets(
         &mut self,
         family: &PlannedFamily<'_>,
@@ -691,13 +650,12 @@ impl Encoder {
         let set = &self.sets[family.buckets];
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
-        let mut v: Vec<(f64, u64)> = set
+        let v = set
             .bounds
             .iter()
             .copied()
             .zip(cum.iter().copied())
             .collect();
-        v.push((f64::INFINITY, d.count()));
         self.scratch_counts = cum;
         v
     }
@@ -715,9 +673,37 @@ impl Encoder {
     }
 }
 
-/// A `_created` value: the start time in seconds since the Unix epoch, written exactly (the
-/// decimal digits of the nanoseconds, trailing zeros trimmed).
+/// `F<suffix>{labels,key="value"} `: the start of a sample with a label of its own (`le`,
+/// `quantile`) besides the series' `labels` (already written, without braces); `own_first`
+/// puts it before them.
 #[inline]
+fn write_sample_start(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    suffix: &[u8],
+    labels: &[u8],
+    key: &[u8],
+    value: &str,
+    own_first: bool,
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(suffix);
+    out.push(b'{');
+    if !own_first && !labels.is_empty() {
+        out.extend_from_slice(labels);
+        out.push(b',');
+    }
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"=\"");
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+    if own_first && !labels.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(labels);
+    }
+    out.extend_from_slice(b"} ");
+}
+
 /// `F_sum{labels} <sum>` and `F_count{labels} <count>`, as histograms and summaries end.
 fn write_sum_count(out: &mut Vec<u8>, name: &[u8], labels: &[u8], d: &Distribution) {
     out.extend_from_slice(name);
@@ -744,6 +730,9 @@ fn write_created_line(out: &mut Vec<u8>, name: &[u8], labels: &[u8], t: SystemTi
     out.push(b'\n');
 }
 
+/// A `_created` value: the start time in seconds since the Unix epoch, written exactly (the
+/// decimal digits of the nanoseconds, trailing zeros trimmed).
+#[inline]
 fn write_created(out: &mut Vec<u8>, t: SystemTime) {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         write_f64(out, mapping::unix_seconds(t));
@@ -804,21 +793,6 @@ fn braced(out: &mut Vec<u8>, list: &[u8]) {
         out.extend_from_slice(list);
         out.push(b'}');
     }
-}
-
-/// The label pairs as the protobuf exposition carries them (names mapped, values raw).
-pub(crate) fn label_pairs(labels: &Labels, reserved: Option<&str>) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            let name = if reserved == Some(k) {
-                format!("exported_{k}")
-            } else {
-                label_name(k).into_owned()
-            };
-            (name, v.to_owned())
-        })
-        .collect()
 }
 
 #[cfg(test)]

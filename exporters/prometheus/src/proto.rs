@@ -7,10 +7,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use sampler_api::{Distribution, Kind, Value};
+use sampler_api::{Distribution, Kind, Labels, Value};
 
 use crate::config::TimingMode;
-use crate::encode::{label_pairs, Encoder, Plan};
+use crate::encode::{Encoder, Plan};
+use crate::mapping::label_name;
 
 /// `MetricType` values.
 const COUNTER: i32 = 0;
@@ -236,12 +237,18 @@ fn timestamp(t: SystemTime) -> Timestamp {
     }
 }
 
-fn labels(pairs: Vec<(String, String)>) -> Vec<LabelPair> {
-    pairs
-        .into_iter()
-        .map(|(n, v)| LabelPair {
-            name: Some(n),
-            value: Some(v),
+/// The label pairs as the protobuf exposition carries them: names mapped (a key equal to
+/// `reserved` becomes `exported_<key>`), values raw.
+fn labels(labels: &Labels, reserved: Option<&str>) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| LabelPair {
+            name: Some(if reserved == Some(k) {
+                format!("exported_{k}")
+            } else {
+                label_name(k).into_owned()
+            }),
+            value: Some(v.to_owned()),
         })
         .collect()
 }
@@ -251,6 +258,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
     let series = &plan.snapshot.series;
     let native = enc.native_histograms();
     let created = enc.created();
+    let quantiles = enc.quantile_values();
     for f in plan.families.iter().filter(|f| !f.dropped) {
         let ids = &plan.order[f.range.clone()];
         let (name, kind) = match (f.kind, enc.timings(), native) {
@@ -264,7 +272,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
             let s = &series[i as usize];
             let m = match &s.value {
                 Value::Counter(v) => Metric {
-                    label: labels(label_pairs(&s.labels, None)),
+                    label: labels(&s.labels, None),
                     counter: Some(Counter {
                         value: Some(*v as f64),
                         created_timestamp: created.then(|| timestamp(s.start_time)),
@@ -272,17 +280,16 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                     ..Default::default()
                 },
                 Value::Gauge(v) => Metric {
-                    label: labels(label_pairs(&s.labels, None)),
+                    label: labels(&s.labels, None),
                     gauge: Some(Gauge { value: Some(*v) }),
                     ..Default::default()
                 },
                 Value::Timing(d) if kind == SUMMARY => Metric {
-                    label: labels(label_pairs(&s.labels, Some("quantile"))),
+                    label: labels(&s.labels, Some("quantile")),
                     summary: Some(Summary {
                         sample_count: Some(d.count()),
                         sample_sum: Some(d.sum()),
-                        quantile: enc
-                            .quantile_values()
+                        quantile: quantiles
                             .iter()
                             .map(|q| Quantile {
                                 quantile: Some(*q),
@@ -301,9 +308,9 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                         ..Default::default()
                     };
                     if enc.timings() == TimingMode::Histogram {
-                        let mut b = enc.classic_buckets(f, d);
-                        b.pop(); // +Inf is implied by the sample count
-                        h.bucket = b
+                        // +Inf is implied by the sample count.
+                        h.bucket = enc
+                            .classic_buckets(f, d)
                             .into_iter()
                             .map(|(le, c)| Bucket {
                                 cumulative_count: Some(c),
@@ -327,7 +334,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                         h.positive_delta = n.deltas;
                     }
                     Metric {
-                        label: labels(label_pairs(&s.labels, Some("le"))),
+                        label: labels(&s.labels, Some("le")),
                         histogram: Some(h),
                         ..Default::default()
                     }

@@ -258,6 +258,33 @@ fn openmetrics_created_lines_are_the_only_addition() {
 }
 
 #[test]
+fn created_follows_each_series_start_time() {
+    let req = Arc::new(Descriptor::counter("jobs.done", "1", "jobs"));
+    let at = |ms: u64, route: &str| Series {
+        start_time: UNIX_EPOCH + Duration::from_millis(ms),
+        ..series(&req, &[("route", route)], Value::Counter(1))
+    };
+    let s = snapshot(vec![
+        at(1_700_000_000_250, "a"),
+        at(1_700_000_000_250, "b"),
+        at(1_700_000_001_000, "c"),
+        at(1_700_000_000_250, "d"),
+    ]);
+    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let created: Vec<&str> = om.lines().filter(|l| l.contains("_created")).collect();
+    assert_eq!(
+        created,
+        [
+            "jobs_done_created{route=\"a\"} 1700000000.25",
+            "jobs_done_created{route=\"b\"} 1700000000.25",
+            "jobs_done_created{route=\"c\"} 1700000001.0",
+            "jobs_done_created{route=\"d\"} 1700000000.25",
+        ],
+        "{om}"
+    );
+}
+
+#[test]
 fn explicit_and_finer_buckets_match_too() {
     let s = fixture(true);
     for b in [
