@@ -1,65 +1,15 @@
 //! Samples real processes (children started by the test) through a harvester.
 #![cfg(target_os = "linux")]
 
+mod sleeper;
+
 use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sampler_adapter_process::{HostSampler, ProcessSampler, Target};
 use sampler_api::{Harvester, Registry, Snapshot, Value};
-
-/// A `sleep` child killed and reaped on drop.
-struct Sleeper(Child);
-
-impl Sleeper {
-    /// Spawns `sleep` and waits (up to 5 s) until it is asleep: `spawn` returns as soon as the
-    /// child starts its `exec`, before its command line is set and its libraries are loaded,
-    /// and a harvest taken then would see a half-made process.
-    fn start(seconds: &str) -> Self {
-        let child = Command::new("sleep")
-            .arg(seconds)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn sleep (coreutils)");
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
-            if cmdline.starts_with(b"sleep\0") && state == Some('S') {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sleep {pid} did not settle: {stat}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        Sleeper(child)
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn vm_rss(pid: u32) -> f64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024.0
-}
+use sleeper::{vm_rss, Sleeper};
 
 fn gauge(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     match s.find(name, labels)?.value {

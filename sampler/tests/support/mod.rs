@@ -6,6 +6,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+// The process adapter's tests watch the same `sleep` children.
+#[path = "../../../adapters/process/tests/sleeper/mod.rs"]
+mod sleeper;
+pub use sleeper::{vm_rss, Sleeper};
+
 /// The `sampler` binary cargo built for these tests.
 pub fn sampler() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sampler"))
@@ -184,62 +189,6 @@ impl Drop for Background {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A `sleep` child, killed and reaped on drop.
-pub struct Sleeper(Child);
-
-impl Sleeper {
-    /// Spawns `sleep` and waits (up to 5 s) until it is asleep: `spawn` returns as soon as the
-    /// child starts its `exec`, before its command line is set and its libraries are loaded,
-    /// and a harvest taken then would see a half-made process.
-    pub fn start(seconds: &str) -> Self {
-        let child = Command::new("sleep")
-            .arg(seconds)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn sleep (coreutils)");
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
-            if cmdline.starts_with(b"sleep\0") && state == Some('S') {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sleep {pid} did not settle: {stat}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        Sleeper(child)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Kills and reaps it, so /proc/PID goes away.
-    pub fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// `VmRSS` of /proc/PID/status, in bytes.
-pub fn vm_rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024.0
 }
 
 /// Parses JSON lines, panicking on the first that does not parse.
