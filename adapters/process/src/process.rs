@@ -179,6 +179,8 @@ struct TargetState {
 pub struct ProcessSampler {
     name: String,
     targets: Vec<Target>,
+    /// Each target's [`Target::spec`], the `target` label of `process.up`.
+    specs: Vec<String>,
     state: Mutex<Vec<TargetState>>,
     handler: Option<Handler>,
 }
@@ -205,17 +207,16 @@ impl ProcessSampler {
 
     /// Samples several targets; a process several of them resolve to is reported once.
     pub fn with_targets(targets: Vec<Target>) -> Self {
+        let specs: Vec<String> = targets.iter().map(Target::spec).collect();
         let name = match targets.as_slice() {
             [Target::Current] => "process".to_owned(),
-            _ => {
-                let specs: Vec<String> = targets.iter().map(Target::spec).collect();
-                format!("process[{}]", specs.join(","))
-            }
+            _ => format!("process[{}]", specs.join(",")),
         };
         let state = targets.iter().map(|_| TargetState::default()).collect();
         ProcessSampler {
             name,
             targets,
+            specs,
             state: Mutex::new(state),
             handler: None,
         }
@@ -278,15 +279,17 @@ impl Sampler for ProcessSampler {
         let mut states = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut written: HashSet<u32> = HashSet::new();
         let mut events = Vec::new();
-        for (target, st) in self.targets.iter().zip(states.iter_mut()) {
-            let words = target.to_string();
+        let targets = self.targets.iter().zip(&self.specs);
+        for ((target, spec), st) in targets.zip(states.iter_mut()) {
+            // The target in words, for events only.
+            let words = || target.to_string();
             let (live, error) = read_target(target, me);
             let mut gone_now = 0;
             for (pid, name) in &st.seen {
                 if !live.iter().any(|p| p.pid == *pid) {
                     gone_now += 1;
                     events.push(Event::Gone {
-                        target: words.clone(),
+                        target: words(),
                         pid: *pid,
                         name: name.clone(),
                         reason: gone_reason(*pid),
@@ -297,7 +300,7 @@ impl Sampler for ProcessSampler {
                 for p in &live {
                     if !st.seen.contains_key(&p.pid) {
                         events.push(Event::Found {
-                            target: words.clone(),
+                            target: words(),
                             pid: p.pid,
                             name: p.stat.comm.clone(),
                         });
@@ -308,7 +311,7 @@ impl Sampler for ProcessSampler {
                 if !st.missing && gone_now == 0 {
                     if let Some(error) = error {
                         events.push(Event::Missing {
-                            target: words.clone(),
+                            target: words(),
                             error,
                         });
                     }
@@ -321,19 +324,18 @@ impl Sampler for ProcessSampler {
             st.seen = live.iter().map(|p| (p.pid, p.stat.comm.clone())).collect();
 
             if !matches!(target, Target::Current) {
-                let spec = target.spec();
                 let up = if live.is_empty() { 0.0 } else { 1.0 };
-                out.gauge(&UP, &[("target", &spec)], up);
+                out.gauge(&UP, &[("target", spec)], up);
             }
+            let pidfile = match target {
+                Target::PidFile(path) => Some(path.display().to_string()),
+                _ => None,
+            };
             for p in &live {
                 if !written.insert(p.pid) {
                     continue;
                 }
                 let pid = p.pid.to_string();
-                let pidfile = match target {
-                    Target::PidFile(path) => Some(path.display().to_string()),
-                    _ => None,
-                };
                 let mut labels: Vec<(&str, &str)> = Vec::with_capacity(4);
                 if !matches!(target, Target::Current) {
                     labels.push(("pid", &pid));
@@ -389,7 +391,7 @@ fn read_target(target: &Target, me: u32) -> (Vec<ProcInfo>, Option<TargetError>)
 }
 
 fn gone_reason(pid: u32) -> GoneReason {
-    match procfs::read_process(pid) {
+    match procfs::read_stat(pid) {
         Err(ReadError::Exited) => GoneReason::Exited,
         _ => GoneReason::NoSuchProcess(pid),
     }

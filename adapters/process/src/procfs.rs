@@ -228,10 +228,13 @@ pub(crate) enum ReadError {
     Unreadable,
 }
 
-/// Reads one process's stat, status and fd count.
-pub(crate) fn read_process(pid: u32) -> Result<ProcInfo, ReadError> {
-    let dir = Path::new("/proc").join(pid.to_string());
-    let stat_text = fs::read_to_string(dir.join("stat")).map_err(|e| {
+/// Reads one live process's `/proc/PID/stat` alone: enough to tell whether it is there.
+pub(crate) fn read_stat(pid: u32) -> Result<Stat, ReadError> {
+    read_stat_in(&Path::new("/proc").join(pid.to_string()))
+}
+
+fn read_stat_in(dir: &Path) -> Result<Stat, ReadError> {
+    let text = fs::read_to_string(dir.join("stat")).map_err(|e| {
         // ESRCH shows when the process exits between the open and the read.
         if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) {
             ReadError::Missing
@@ -239,10 +242,17 @@ pub(crate) fn read_process(pid: u32) -> Result<ProcInfo, ReadError> {
             ReadError::Unreadable
         }
     })?;
-    let stat = parse_stat(&stat_text).ok_or(ReadError::Unreadable)?;
+    let stat = parse_stat(&text).ok_or(ReadError::Unreadable)?;
     if stat.exited() {
         return Err(ReadError::Exited);
     }
+    Ok(stat)
+}
+
+/// Reads one process's stat, status and fd count.
+pub(crate) fn read_process(pid: u32) -> Result<ProcInfo, ReadError> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let stat = read_stat_in(&dir)?;
     let status = match fs::read_to_string(dir.join("status")) {
         Ok(t) => parse_status(&t),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Missing),
@@ -352,5 +362,7 @@ mod tests {
         assert!(clock_ticks() > 0);
         assert!(boot_time().unwrap() > 1_000_000_000);
         assert!(matches!(read_process(u32::MAX), Err(ReadError::Missing)));
+        assert_eq!(read_stat(std::process::id()).unwrap().comm, me.stat.comm);
+        assert!(matches!(read_stat(u32::MAX), Err(ReadError::Missing)));
     }
 }

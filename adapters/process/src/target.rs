@@ -255,9 +255,9 @@ pub enum TargetError {
     },
 }
 
-/// Whether `/proc/PID` is a live process.
+/// Whether `/proc/PID` is a live process. Reads its stat alone: the harvest reads the rest.
 fn check_alive(pid: u32) -> Result<(), GoneReason> {
-    match procfs::read_process(pid) {
+    match procfs::read_stat(pid) {
         Ok(_) => Ok(()),
         Err(ReadError::Exited) => Err(GoneReason::Exited),
         Err(ReadError::Missing) => Err(GoneReason::NoSuchProcess(pid)),
