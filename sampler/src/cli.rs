@@ -80,7 +80,7 @@ impl Watch {
 }
 
 /// How and where the console exporter prints.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct Output {
     /// Output format: an aligned table for people, or JSON lines for programs.
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
@@ -90,19 +90,11 @@ pub struct Output {
     pub output: Option<PathBuf>,
 }
 
-impl Default for Output {
-    fn default() -> Self {
-        Output {
-            format: FormatArg::Table,
-            output: None,
-        }
-    }
-}
-
 /// The console formats, as flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum FormatArg {
     /// An aligned table.
+    #[default]
     Table,
     /// One JSON object per series per line.
     Json,

@@ -63,6 +63,14 @@ impl Plan {
     /// the targets given (itself when none is). Gone and returning targets are reported on
     /// stderr, one line each.
     pub fn from_flags(watch: &Watch, output: &Output) -> Result<Plan> {
+        let explicit = watch.is_explicit();
+        // Before the output file is opened, so a refused run leaves nothing behind.
+        if explicit && !sampler_adapter_process::SUPPORTED {
+            bail!(
+                "cannot watch processes on {}: process metrics need Linux /proc",
+                std::env::consts::OS
+            );
+        }
         let console = match &output.output {
             Some(path) => ConsoleExporter::file(path, output.format.into())?,
             None => ConsoleExporter::stdout(output.format.into()),
@@ -71,7 +79,6 @@ impl Plan {
         targets.extend(watch.pid.iter().map(|&p| Target::Pid(p)));
         targets.extend(watch.pidfile.iter().cloned().map(Target::PidFile));
         targets.extend(watch.name.iter().cloned().map(Target::Name));
-        let explicit = !targets.is_empty();
         if !explicit {
             targets.push(Target::Current);
         }
@@ -81,12 +88,6 @@ impl Plan {
             samplers: Vec::new(),
             watched: None,
         };
-        if explicit && !sampler_adapter_process::SUPPORTED {
-            bail!(
-                "cannot watch processes on {}: process metrics need Linux /proc",
-                std::env::consts::OS
-            );
-        }
         // Elsewhere than Linux the process sampler harvests nothing and says so once, through
         // the same handler.
         let process = Arc::new(
