@@ -212,21 +212,14 @@ pub fn json_lines(snapshot: &Snapshot) -> String {
             }
             Value::Gauge(v) => out.push_str(&json_f64(*v)),
             Value::Timing(d) => {
-                let empty = d.count() == 0;
-                let opt = |x: f64| {
-                    if empty {
-                        "null".to_owned()
-                    } else {
-                        json_f64(x)
-                    }
-                };
+                // An empty timing's min and max are +inf and -inf: `null`, as for the others.
                 let _ = write!(
                     out,
                     "{{\"count\":{},\"sum\":{},\"min\":{},\"max\":{},\"mean\":{},\"p50\":{},\"p90\":{},\"p99\":{}}}",
                     d.count(),
                     json_f64(d.sum()),
-                    opt(d.min()),
-                    opt(d.max()),
+                    json_f64(d.min()),
+                    json_f64(d.max()),
                     json_opt(d.mean()),
                     json_opt(d.quantile(0.5)),
                     json_opt(d.quantile(0.9)),

@@ -195,18 +195,16 @@ fn every_json_line_parses_and_carries_every_series() {
         .collect();
     assert_eq!(seen, want);
 
-    let timing = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["name"] == "http.server.duration")
-        .unwrap();
+    let named = |name: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["name"] == name)
+            .unwrap()
+    };
+    let timing = named("http.server.duration");
     assert_eq!(timing["value"]["count"], 6);
     assert_eq!(timing["value"]["max"], 0.25);
-    let empty = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["name"] == "queue.wait")
-        .unwrap();
+    let empty = named("queue.wait");
     assert_eq!(empty["value"]["count"], 0);
     assert!(empty["value"]["p50"].is_null() && empty["value"]["min"].is_null());
 }
