@@ -8,6 +8,7 @@
 //! ADDRESS defaults to `127.0.0.1:9464`; the program runs for SECONDS (default: until killed),
 //! handling made-up requests so the endpoint has counters, gauges and timings to show.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sampler_api::{Descriptor, Harvester, Registry};
@@ -17,12 +18,26 @@ static REQUESTS: Descriptor = Descriptor::counter("demo.requests", "1", "request
 static LATENCY: Descriptor = Descriptor::timing("demo.request.duration", "s", "request latency");
 static QUEUE: Descriptor = Descriptor::gauge("demo.queue.depth", "1", "requests waiting");
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    // Errors print as their messages (`Result` from `main` would print their `Debug` form).
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("example-prometheus-endpoint: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let address = args.next().unwrap_or_else(|| "127.0.0.1:9464".to_owned());
     let run_for = args
         .next()
-        .map(|s| s.parse::<u64>())
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|e| format!("invalid SECONDS (second argument) {s}: {e}"))
+        })
         .transpose()?
         .map(Duration::from_secs);
 
