@@ -130,6 +130,15 @@ impl Descriptor {
     }
 
     /// Checks the name and unit against the naming rules of `spec/sampler-api.md`.
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Kind};
+    /// let d = Descriptor::owned("net.rtt", Kind::Gauge, "µs", "");
+    /// assert_eq!(
+    ///     d.validate().unwrap_err().to_string(),
+    ///     r#"invalid unit "µs" of metric "net.rtt": must be printable ASCII without quotes or backslashes"#
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), NameError> {
         validate_name(&self.name)?;
         if !self
@@ -137,26 +146,41 @@ impl Descriptor {
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            return Err(NameError::new(
-                &self.unit,
-                "unit must be printable ASCII without quotes or backslashes",
-            ));
+            return Err(NameError {
+                subject: format!("unit {:?} of metric {:?}", self.unit, self.name),
+                why: "must be printable ASCII without quotes or backslashes",
+            });
         }
         Ok(())
     }
 }
 
-/// A name or label key that breaks the naming rules.
+/// A metric name, label key or unit that breaks the naming rules; the message names which
+/// one, its value and the rule.
+///
+/// ```
+/// use sampler_api::validate_label_key;
+/// let e = validate_label_key("Route").unwrap_err();
+/// assert_eq!(e.to_string(), r#"invalid label key "Route": must start with a-z or _"#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameError {
-    name: String,
+    /// What is invalid, with its value: `metric name "Http"`.
+    subject: String,
     why: &'static str,
 }
 
 impl NameError {
-    fn new(name: &str, why: &'static str) -> Self {
+    fn name(name: &str, why: &'static str) -> Self {
         NameError {
-            name: name.to_owned(),
+            subject: format!("metric name {name:?}"),
+            why,
+        }
+    }
+
+    fn key(key: &str, why: &'static str) -> Self {
+        NameError {
+            subject: format!("label key {key:?}"),
             why,
         }
     }
@@ -164,7 +188,7 @@ impl NameError {
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid name {:?}: {}", self.name, self.why)
+        write!(f, "invalid {}: {}", self.subject, self.why)
     }
 }
 
@@ -179,27 +203,27 @@ impl std::error::Error for NameError {}
 /// ```
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > 255 {
-        return Err(NameError::new(name, "must be 1 to 255 bytes long"));
+        return Err(NameError::name(name, "must be 1 to 255 bytes long"));
     }
     for segment in name.split('.') {
         let mut bytes = segment.bytes();
         match bytes.next() {
             Some(b'a'..=b'z') => {}
             Some(_) => {
-                return Err(NameError::new(
+                return Err(NameError::name(
                     name,
                     "each dotted segment must start with a-z",
                 ))
             }
             None => {
-                return Err(NameError::new(
+                return Err(NameError::name(
                     name,
-                    "empty segment (two dots, or a dot at an end)",
+                    "has an empty segment (two dots, or a dot at an end)",
                 ))
             }
         }
         if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
-            return Err(NameError::new(
+            return Err(NameError::name(
                 name,
                 "segments may hold only a-z, 0-9 and _",
             ));
@@ -219,22 +243,19 @@ pub fn validate_label_key(key: &str) -> Result<(), NameError> {
     let mut bytes = key.bytes();
     match bytes.next() {
         Some(b'a'..=b'z' | b'_') => {}
-        _ => return Err(NameError::new(key, "a label key must start with a-z or _")),
+        _ => return Err(NameError::key(key, "must start with a-z or _")),
     }
     if key.len() > 128 {
-        return Err(NameError::new(key, "a label key may be at most 128 bytes"));
+        return Err(NameError::key(key, "may be at most 128 bytes"));
     }
     if key.starts_with("__") {
-        return Err(NameError::new(
+        return Err(NameError::key(
             key,
-            "label keys starting with __ are reserved",
+            "is reserved (keys starting with __ are)",
         ));
     }
     if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
-        return Err(NameError::new(
-            key,
-            "a label key may hold only a-z, 0-9 and _",
-        ));
+        return Err(NameError::key(key, "may hold only a-z, 0-9 and _"));
     }
     Ok(())
 }
@@ -251,6 +272,10 @@ mod tests {
         for bad in ["", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č"] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            validate_name("a..b").unwrap_err().to_string(),
+            r#"invalid metric name "a..b": has an empty segment (two dots, or a dot at an end)"#
+        );
     }
 
     #[test]
