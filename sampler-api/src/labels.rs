@@ -144,9 +144,14 @@ impl PackedValues {
         let total = head + values.iter().map(|v| v.len()).sum::<usize>();
         let mut buf = Vec::with_capacity(total);
         buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        // Checked once for the sum: a wrapped offset would let `get` cut a value mid-character.
+        assert!(
+            u32::try_from(total - head).is_ok(),
+            "the label values of one series must total under 4 GiB"
+        );
         let mut end = 0u32;
         for v in values {
-            end += u32::try_from(v.len()).expect("label values under 4 GiB");
+            end += v.len() as u32;
             buf.extend_from_slice(&end.to_le_bytes());
         }
         for v in values {
