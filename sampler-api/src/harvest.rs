@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::descriptor::Descriptor;
-use crate::exporter::{ExportError, Exporter};
+use crate::exporter::Exporter;
 use crate::local::lock;
-use crate::registry::{Held, Registry};
+use crate::registry::{Held, Registered, Registry};
 use crate::sampler::{Sampler, SamplerState, Writer};
 use crate::snapshot::{Series, Snapshot};
 
@@ -171,14 +171,9 @@ impl HarvesterBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| (self.interval / 4).min(Duration::from_secs(1)));
-        let mut extra = Vec::new();
+        let extra = self.exporters.iter().filter_map(|e| e.sampler()).collect();
         let mut links = Vec::new();
         let mut workers = Vec::new();
-        for exporter in &self.exporters {
-            if let Some(s) = exporter.sampler() {
-                extra.push(s);
-            }
-        }
         let core = Arc::new(Core {
             registry: self.registry,
             interval: self.interval,
@@ -216,7 +211,9 @@ impl HarvesterBuilder {
             let handle = std::thread::Builder::new()
                 .name(format!("sampler-export-{name}"))
                 .spawn(move || worker(exporter, rx, stats_link))
-                .expect("spawn exporter worker thread");
+                .unwrap_or_else(|e| {
+                    panic!("failed to spawn the worker thread of exporter {name}: {e}")
+                });
             links.push(link);
             workers.push(handle);
         }
@@ -241,6 +238,29 @@ impl HarvesterBuilder {
 
 /// Lets an exporter ask for a fresh snapshot of its own (for scrape-time freshness), without
 /// sending it to the other exporters.
+///
+/// ```
+/// use sampler_api::{ExportError, Exporter, HarvestHandle, Harvester, Registry, Snapshot};
+/// use std::{sync::{Arc, Mutex}, time::Duration};
+///
+/// /// Serves the freshest data on each scrape.
+/// #[derive(Clone, Default)]
+/// struct Pull(Arc<Mutex<Option<HarvestHandle>>>);
+/// impl Exporter for Pull {
+///     fn name(&self) -> &str { "pull" }
+///     fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> { Ok(()) }
+///     fn attach(&mut self, handle: HarvestHandle) { *self.0.lock().unwrap() = Some(handle); }
+/// }
+///
+/// let pull = Pull::default();
+/// let harvester = Harvester::builder().registry(Registry::new()).exporter(pull.clone()).build();
+/// let handle = pull.0.lock().unwrap().clone().expect("attached at build");
+/// let fresh = handle.harvest().expect("the harvester is alive");
+/// assert_eq!(fresh.sequence, 1);
+/// harvester.shutdown(Duration::from_secs(1))?;
+/// assert!(handle.harvest().is_none(), "gone with the harvester");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct HarvestHandle {
     core: std::sync::Weak<Core>,
@@ -275,7 +295,13 @@ impl HarvestHandle {
 
 enum Msg {
     Snapshot(Arc<Snapshot>),
-    Shutdown(Instant, Sender<Result<(), ExportError>>),
+    /// The last snapshot travels with the request to shut down, so a full queue cannot push it
+    /// out: the worker exports it, shuts the exporter down and replies with what failed.
+    Shutdown {
+        last: Arc<Snapshot>,
+        deadline: Instant,
+        reply: Sender<Vec<String>>,
+    },
 }
 
 #[derive(Default)]
@@ -317,39 +343,58 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Snapshot(s) => {
-                let t = Instant::now();
-                let r = catch_unwind(AssertUnwindSafe(|| exporter.export(s)));
-                link.stats
-                    .last_nanos
-                    .store(t.elapsed().as_nanos() as u64, Relaxed);
-                match r {
-                    Ok(Ok(())) => {
-                        link.stats.exported.fetch_add(1, Relaxed);
-                    }
-                    Ok(Err(e)) => {
-                        link.stats.errors.fetch_add(1, Relaxed);
-                        *lock(&link.stats.last_error) = Some(e.chain());
-                    }
-                    Err(_) => {
-                        link.stats.errors.fetch_add(1, Relaxed);
-                        *lock(&link.stats.last_error) =
-                            Some(format!("exporter {} panicked during export", link.name));
+                let _ = export(&mut *exporter, s, &link);
+            }
+            Msg::Shutdown {
+                last,
+                deadline,
+                reply,
+            } => {
+                let mut failures = Vec::new();
+                if let Err(e) = export(&mut *exporter, last, &link) {
+                    failures.push(format!("failed to export the last snapshot: {e}"));
+                }
+                match catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push(e.chain()),
+                    Err(p) => {
+                        failures.push(format!("panicked during shutdown: {}", panic_message(&*p)))
                     }
                 }
-            }
-            Msg::Shutdown(deadline, reply) => {
-                let r = catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline)))
-                    .unwrap_or_else(|_| {
-                        Err(ExportError::new(format!(
-                            "exporter {} panicked during shutdown",
-                            link.name
-                        )))
-                    });
-                let _ = reply.send(r);
+                let _ = reply.send(failures);
                 return;
             }
         }
     }
+}
+
+/// Exports one snapshot under a panic guard and counts the outcome in the link's stats.
+fn export(exporter: &mut dyn Exporter, snapshot: Arc<Snapshot>, link: &Link) -> Result<(), String> {
+    let t = Instant::now();
+    let r = catch_unwind(AssertUnwindSafe(|| exporter.export(snapshot)));
+    link.stats
+        .last_nanos
+        .store(t.elapsed().as_nanos() as u64, Relaxed);
+    let error = match r {
+        Ok(Ok(())) => {
+            link.stats.exported.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        Ok(Err(e)) => e.chain(),
+        Err(p) => format!("panicked during export: {}", panic_message(&*p)),
+    };
+    link.stats.errors.fetch_add(1, Relaxed);
+    *lock(&link.stats.last_error) = Some(error.clone());
+    Err(error)
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 #[derive(Default)]
@@ -359,10 +404,11 @@ struct State {
     /// Per sampler: its identities, and (unless it is an instrument, held weakly) the sampler
     /// itself, for its `stop` hook.
     samplers: HashMap<u64, (SamplerState, Option<Held>)>,
-    extra: Vec<SamplerState>,
     own: SamplerState,
     errors: HashMap<(String, &'static str), u64>,
-    durations: Vec<(String, f64)>,
+    /// Seconds each sampler took in this harvest, summed over samplers of one name (two
+    /// `gauge_fn`s of one metric), so that none is dropped as a duplicate series.
+    durations: HashMap<String, f64>,
     harvests: u64,
     skipped: u64,
     /// Series in the last snapshot.
@@ -377,6 +423,7 @@ struct Core {
     state: Mutex<State>,
     sequence: AtomicU64,
     links: Mutex<Vec<Arc<Link>>>,
+    /// The exporters' self-metrics samplers.
     extra: Vec<Arc<dyn Sampler>>,
 }
 
@@ -393,7 +440,14 @@ impl Core {
     ) -> Arc<Snapshot> {
         let started = Instant::now();
         let state = &mut *guard;
-        let registered = self.registry.snapshot();
+        let mut registered = self.registry.snapshot();
+        // The exporters' own samplers go through the same lifecycle (hooks, identities,
+        // isolation) as registered ones, after them, under ids the registry never hands out.
+        registered.extend(self.extra.iter().enumerate().map(|(i, s)| Registered {
+            id: u64::MAX - i as u64,
+            sampler: Held::Arc(s.clone()),
+            weak: false,
+        }));
         // Sized like the last snapshot, so a large harvest does not grow its vector step by step.
         let mut series = Vec::with_capacity(state.last_len);
         state.durations.clear();
@@ -408,7 +462,12 @@ impl Core {
             .collect();
         for id in gone {
             if let Some((_, Some(held))) = state.samplers.remove(&id) {
-                let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+                if !run_hook(&held, |s| s.stop()) {
+                    *state
+                        .errors
+                        .entry((held.name().to_owned(), "panic"))
+                        .or_default() += 1;
+                }
             }
         }
 
@@ -419,36 +478,22 @@ impl Core {
         };
         for r in registered {
             let (sampler_state, _) = state.samplers.entry(r.id).or_insert_with(|| {
-                let _ = catch_unwind(AssertUnwindSafe(|| r.sampler.get().start()));
+                if !run_hook(&r.sampler, |s| s.start()) {
+                    *state
+                        .errors
+                        .entry((r.sampler.name().to_owned(), "panic"))
+                        .or_default() += 1;
+                }
                 (
                     SamplerState::default(),
                     (!r.weak).then(|| r.sampler.clone()),
                 )
             });
-            let sampler = match &r.sampler {
-                Held::Arc(a) => Polled::Arc(a.clone()),
-                Held::Static(s) => Polled::Static(*s),
-            };
             state.sampling.run(
                 r.id,
                 r.weak,
-                sampler,
+                r.sampler,
                 sampler_state,
-                &mut series,
-                &poll,
-                &mut state.errors,
-                &mut state.durations,
-            );
-        }
-        state
-            .extra
-            .resize_with(self.extra.len(), SamplerState::default);
-        for (i, (s, st)) in self.extra.iter().zip(state.extra.iter_mut()).enumerate() {
-            state.sampling.run(
-                u64::MAX - i as u64,
-                false,
-                Polled::Arc(s.clone()),
-                st,
                 &mut series,
                 &poll,
                 &mut state.errors,
@@ -517,22 +562,6 @@ struct Poll {
     budget: Duration,
 }
 
-/// A sampler as handed to the sampling thread.
-#[derive(Clone)]
-enum Polled {
-    Arc(Arc<dyn Sampler>),
-    Static(&'static dyn Sampler),
-}
-
-impl Polled {
-    fn get(&self) -> &dyn Sampler {
-        match self {
-            Polled::Arc(a) => &**a,
-            Polled::Static(s) => *s,
-        }
-    }
-}
-
 /// Who settles a sampler call: the sampling thread when it finishes in time, or the harvest
 /// when it gives up waiting. Exactly one of them wins the exchange from `RUNNING`.
 const RUNNING: u8 = 0;
@@ -542,7 +571,7 @@ const ABANDONED: u8 = 2;
 struct Job {
     id: u64,
     claim: Arc<std::sync::atomic::AtomicU8>,
-    sampler: Polled,
+    sampler: Held,
     state: SamplerState,
     out: Vec<Series>,
     time: SystemTime,
@@ -579,7 +608,7 @@ impl Sampling {
             std::thread::Builder::new()
                 .name("sampler-sampling".into())
                 .spawn(move || sampling_thread(job_rx, done_tx, hung))
-                .expect("spawn sampling thread");
+                .unwrap_or_else(|e| panic!("failed to spawn the harvest's sampling thread: {e}"));
             (job_tx, done_rx)
         })
     }
@@ -592,14 +621,14 @@ impl Sampling {
         &mut self,
         id: u64,
         inline: bool,
-        sampler: Polled,
+        sampler: Held,
         st: &mut SamplerState,
         series: &mut Vec<Series>,
         poll: &Poll,
         errors: &mut HashMap<(String, &'static str), u64>,
-        durations: &mut Vec<(String, f64)>,
+        durations: &mut HashMap<String, f64>,
     ) {
-        let name = sampler.get().name().to_owned();
+        let name = sampler.name().to_owned();
         if lock(&self.hung).contains(&id) {
             *errors.entry((name, "hung")).or_default() += 1;
             return;
@@ -684,6 +713,11 @@ impl Sampling {
     }
 }
 
+/// Runs a sampler's `start` or `stop` hook under a panic guard; `false` if it panicked.
+fn run_hook(sampler: &Held, hook: fn(&dyn Sampler)) -> bool {
+    catch_unwind(AssertUnwindSafe(|| hook(sampler.get()))).is_ok()
+}
+
 /// Counts what one poll of a sampler did. A panicking sampler's partial output was dropped;
 /// its identities stay, so the next good harvest continues the same series.
 fn account(
@@ -693,7 +727,7 @@ fn account(
     took: Duration,
     poll: &Poll,
     errors: &mut HashMap<(String, &'static str), u64>,
-    durations: &mut Vec<(String, f64)>,
+    durations: &mut HashMap<String, f64>,
 ) {
     if panicked {
         *errors.entry((name.clone(), "panic")).or_default() += 1;
@@ -704,7 +738,7 @@ fn account(
     if took > poll.budget {
         *errors.entry((name.clone(), "budget")).or_default() += 1;
     }
-    durations.push((name, took.as_secs_f64()));
+    *durations.entry(name).or_default() += took.as_secs_f64();
 }
 
 /// Polls one sampler into the job's buffer, under a panic guard.
@@ -757,6 +791,21 @@ fn sampling_thread(
 ///
 /// Dropping a harvester shuts it down with a 5 s deadline; call [`shutdown`](Self::shutdown)
 /// to choose the deadline and see what failed.
+///
+/// ```
+/// use sampler_api::{Descriptor, Harvester, Registry, Value};
+/// use std::time::Duration;
+/// static JOBS: Descriptor = Descriptor::counter("jobs.done", "1", "jobs done");
+/// let registry = Registry::new();
+/// let jobs = registry.counter(&JOBS);
+/// let mut harvester = Harvester::builder().registry(registry).build();
+/// jobs.add(2);
+/// let snapshot = harvester.harvest_now(); // also queued to every exporter
+/// assert_eq!(snapshot.find("jobs.done", &[]).unwrap().value, Value::Counter(2));
+/// harvester.start(); // harvests every 10 s from now on
+/// harvester.shutdown(Duration::from_secs(1))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Harvester {
     core: Arc<Core>,
     thread: Option<JoinHandle<()>>,
@@ -814,7 +863,7 @@ impl Harvester {
             std::thread::Builder::new()
                 .name("sampler-harvest".into())
                 .spawn(move || run_loop(core, rx, at_start))
-                .expect("spawn harvest thread"),
+                .unwrap_or_else(|e| panic!("failed to spawn the harvest thread: {e}")),
         );
     }
 
@@ -831,9 +880,32 @@ impl Harvester {
     }
 
     /// Stops the loop, runs a last harvest, and has every exporter export it, flush and shut
-    /// down within `timeout`. On a harvester that was never started this is exactly one
-    /// harvest, exported and flushed (what a one-shot `dump` wants). Exporters still busy at the deadline are left behind and named in
-    /// the error.
+    /// down within `timeout`, then runs the samplers' `stop` hooks. On a harvester that was
+    /// never started this is exactly one harvest, exported and flushed (what a one-shot `dump`
+    /// wants). The last snapshot reaches every exporter whatever its queue holds. Exporters
+    /// still busy at the deadline are left behind; they, exporters that failed to export the
+    /// last snapshot or to shut down, and samplers whose `stop` panicked are named in the error.
+    ///
+    /// ```
+    /// use sampler_api::{ExportError, Exporter, Harvester, Registry, Snapshot};
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// struct Down;
+    /// impl Exporter for Down {
+    ///     fn name(&self) -> &str { "down" }
+    ///     fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> {
+    ///         Err(ExportError::new("failed to connect to graphite at 127.0.0.1:2003: connection refused"))
+    ///     }
+    /// }
+    ///
+    /// let harvester = Harvester::builder().registry(Registry::new()).exporter(Down).build();
+    /// let err = harvester.shutdown(Duration::from_secs(1)).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "shutdown incomplete: exporter down: failed to export the last snapshot: \
+    ///      failed to connect to graphite at 127.0.0.1:2003: connection refused"
+    /// );
+    /// ```
     pub fn shutdown(mut self, timeout: Duration) -> Result<(), ShutdownError> {
         self.shutdown_inner(timeout)
     }
@@ -848,20 +920,25 @@ impl Harvester {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.core.harvest(SystemTime::now(), true);
+        let last = self.core.harvest(SystemTime::now(), false);
         let links = lock(&self.core.links).clone();
         let mut replies = Vec::new();
         for l in &links {
-            let (tx, rx) = bounded(1);
-            l.send(Msg::Shutdown(deadline, tx));
+            let (reply, rx) = bounded(1);
+            l.send(Msg::Shutdown {
+                last: last.clone(),
+                deadline,
+                reply,
+            });
             replies.push((l.name.clone(), rx));
         }
         let mut failures = Vec::new();
         for (name, rx) in replies {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("exporter {name}: {}", e.chain())),
+                Ok(errors) => {
+                    failures.extend(errors.iter().map(|e| format!("exporter {name}: {e}")))
+                }
                 Err(_) => failures.push(format!(
                     "exporter {name}: did not finish before the shutdown deadline"
                 )),
@@ -876,7 +953,12 @@ impl Harvester {
         let mut state = lock(&self.core.state);
         for (_, (_, held)) in state.samplers.drain() {
             if let Some(held) = held {
-                let _ = catch_unwind(AssertUnwindSafe(|| held.get().stop()));
+                if !run_hook(&held, |s| s.stop()) {
+                    failures.push(format!(
+                        "sampler {}: panicked in its stop hook",
+                        held.name()
+                    ));
+                }
             }
         }
         if failures.is_empty() {
@@ -935,10 +1017,12 @@ fn run_loop(core: Arc<Core>, stop: Receiver<()>, at_start: bool) {
     }
 }
 
-/// Which exporters failed to shut down in time, and why.
+/// What failed during [`Harvester::shutdown`]: exporters that did not finish by the deadline
+/// or failed to export the last snapshot or to shut down, and samplers whose `stop` panicked.
 #[derive(Debug, Clone)]
 pub struct ShutdownError {
-    /// One message per failed exporter.
+    /// One message per failure, each naming the exporter or sampler (`exporter stuck: did
+    /// not finish before the shutdown deadline`).
     pub failures: Vec<String>,
 }
 

@@ -24,7 +24,8 @@ impl StaticSampler {
         StaticSampler { name, sampler }
     }
 
-    /// The name given at registration.
+    /// The name given at registration; self-metrics and reports name the sampler by it (the
+    /// `sampler` label of `sampler.sampler.*`), in place of [`Sampler::name`].
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -41,6 +42,9 @@ impl std::fmt::Debug for StaticSampler {
 inventory::collect!(StaticSampler);
 
 /// Registers a `static` sampler in one line; any binary linking this crate harvests it.
+///
+/// The name given here stands for the sampler in self-metrics and reports (the `sampler`
+/// label of `sampler.sampler.*`).
 ///
 /// ```
 /// use sampler_api::{register_sampler, Descriptor, Sampler, Writer};
@@ -64,7 +68,7 @@ macro_rules! register_sampler {
 enum Source {
     Strong(Arc<dyn Sampler>),
     Weak(Weak<dyn Sampler>),
-    Static(&'static dyn Sampler),
+    Static(&'static StaticSampler),
 }
 
 struct Entry {
@@ -122,14 +126,23 @@ pub(crate) struct Registered {
 #[derive(Clone)]
 pub(crate) enum Held {
     Arc(Arc<dyn Sampler>),
-    Static(&'static dyn Sampler),
+    Static(&'static StaticSampler),
 }
 
 impl Held {
     pub(crate) fn get(&self) -> &dyn Sampler {
         match self {
             Held::Arc(a) => &**a,
-            Held::Static(s) => *s,
+            Held::Static(s) => s.sampler,
+        }
+    }
+
+    /// The name self-metrics and reports use: a static sampler's registration name, else the
+    /// sampler's own.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Held::Arc(a) => a.name(),
+            Held::Static(s) => s.name,
         }
     }
 }
@@ -152,7 +165,7 @@ impl Registry {
         GLOBAL.get_or_init(|| {
             let r = Registry::new();
             for s in inventory::iter::<StaticSampler> {
-                r.push(Source::Static(s.sampler));
+                r.push(Source::Static(s));
             }
             r
         })
@@ -200,7 +213,7 @@ impl Registry {
         entries.retain(|e| {
             let (held, weak) = match &e.source {
                 Source::Strong(a) => (Held::Arc(a.clone()), false),
-                Source::Static(s) => (Held::Static(*s), false),
+                Source::Static(s) => (Held::Static(s), false),
                 Source::Weak(w) => match w.upgrade() {
                     Some(a) => (Held::Arc(a), true),
                     None => return false,
@@ -317,6 +330,17 @@ impl Registry {
 
 /// Keeps a sampler registered; dropping it unregisters the sampler, whose series then
 /// disappear from the next snapshot.
+///
+/// ```
+/// use sampler_api::{Descriptor, FnSampler, Harvester, Registry};
+/// static DEPTH: Descriptor = Descriptor::gauge("queue.depth", "1", "jobs waiting");
+/// let registry = Registry::new();
+/// let harvester = Harvester::builder().registry(registry.clone()).build();
+/// let reg = registry.register(FnSampler::new("queue", |out| out.gauge(&DEPTH, &[], 4.0)));
+/// assert!(harvester.harvest_now().find("queue.depth", &[]).is_some());
+/// drop(reg);
+/// assert!(harvester.harvest_now().find("queue.depth", &[]).is_none());
+/// ```
 #[must_use = "dropping a Registration unregisters the sampler at once"]
 #[derive(Debug)]
 pub struct Registration {

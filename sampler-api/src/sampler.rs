@@ -133,6 +133,27 @@ impl SamplerState {
 }
 
 /// Where a sampler puts its readings during one harvest.
+///
+/// A reading whose descriptor kind does not match the method, whose name or label key breaks
+/// the naming rules, or that repeats a series already written in this harvest is rejected and
+/// counted (`sampler.sampler.errors{reason="rejected"}`).
+///
+/// ```
+/// use sampler_api::{Descriptor, Distribution, FnSampler, Harvester, Registry};
+/// static SENT: Descriptor = Descriptor::counter("mail.sent", "1", "mails sent");
+/// static QUEUED: Descriptor = Descriptor::gauge("mail.queued", "1", "mails waiting");
+/// static DELAY: Descriptor = Descriptor::timing("mail.delay", "s", "time mails waited");
+/// let registry = Registry::new();
+/// let _reg = registry.register(FnSampler::new("mail", |out| {
+///     out.counter(&SENT, &[("domain", "example.org")], 42);
+///     out.gauge(&QUEUED, &[], 3.0);
+///     let mut delays = Distribution::new(3);
+///     delays.record(0.25);
+///     out.timing(&DELAY, &[], delays);
+/// }));
+/// let snapshot = Harvester::builder().registry(registry).build().harvest_now();
+/// assert!(snapshot.find("mail.sent", &[("domain", "example.org")]).is_some());
+/// ```
 pub struct Writer<'a> {
     state: &'a mut SamplerState,
     out: &'a mut Vec<Series>,

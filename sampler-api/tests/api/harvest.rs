@@ -355,3 +355,151 @@ fn a_sampler_that_never_returns_holds_up_only_itself() {
         .find("test.ok", &[("s", "stuck")])
         .is_some()));
 }
+
+#[test]
+fn shutdown_delivers_the_last_snapshot_even_through_a_queue_of_one() {
+    for round in 0..20 {
+        let registry = Registry::new();
+        let hits = registry.counter(&HITS);
+        let collect = Collect::default();
+        let h = Harvester::builder()
+            .registry(registry)
+            .queue_capacity(1)
+            .exporter(collect.clone())
+            .build();
+        hits.add(round + 1);
+        h.shutdown(Duration::from_secs(5)).unwrap();
+        let all = collect.0.lock().unwrap();
+        let last = all.last().expect("a final snapshot");
+        assert_eq!(
+            counter_of(last, "test.hits", &[]),
+            Some(round + 1),
+            "round {round}"
+        );
+    }
+}
+
+/// Fails every export, naming its backend.
+struct Refuse;
+
+impl Exporter for Refuse {
+    fn name(&self) -> &str {
+        "refuse"
+    }
+    fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> {
+        Err(ExportError::new(
+            "failed to send to backend at 127.0.0.1:9: connection refused",
+        ))
+    }
+}
+
+#[test]
+fn a_failed_export_of_the_last_snapshot_fails_the_shutdown() {
+    let h = Harvester::builder()
+        .registry(Registry::new())
+        .exporter(Refuse)
+        .exporter(Collect::default())
+        .build();
+    let err = h.shutdown(Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert!(
+        err.failures[0].contains("exporter refuse")
+            && err.failures[0].contains("127.0.0.1:9: connection refused"),
+        "{err}"
+    );
+}
+
+/// Panics in its `start` and `stop` hooks, samples fine.
+struct BadHooks;
+
+impl sampler_api::Sampler for BadHooks {
+    fn name(&self) -> &str {
+        "bad-hooks"
+    }
+    fn sample(&self, out: &mut sampler_api::Writer<'_>) {
+        out.gauge(&OK, &[("s", "hooks")], 1.0);
+    }
+    fn start(&self) {
+        panic!("start hook bug");
+    }
+    fn stop(&self) {
+        panic!("stop hook bug");
+    }
+}
+
+#[test]
+fn a_panicking_start_or_stop_hook_is_counted() {
+    let registry = Registry::new();
+    let reg = registry.register(BadHooks);
+    let h = Harvester::builder().registry(registry.clone()).build();
+    let panics = |s: &Snapshot| {
+        counter_of(
+            s,
+            "sampler.sampler.errors",
+            &[("sampler", "bad-hooks"), ("reason", "panic")],
+        )
+    };
+    let s = h.harvest_now();
+    assert!(s.find("test.ok", &[("s", "hooks")]).is_some());
+    assert_eq!(panics(&s), Some(1), "the start hook's panic");
+    drop(reg);
+    assert_eq!(panics(&h.harvest_now()), Some(2), "the stop hook's panic");
+    // At shutdown, a stop hook's panic is named in the error.
+    let _again = registry.register(BadHooks);
+    h.harvest_now();
+    let err = h.shutdown(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sampler bad-hooks: panicked in its stop hook"),
+        "{err}"
+    );
+}
+
+/// A statically registered sampler whose own name is left at the default (its type name).
+struct StaticProbe;
+
+impl sampler_api::Sampler for StaticProbe {
+    fn sample(&self, out: &mut sampler_api::Writer<'_>) {
+        out.gauge(&OK, &[("s", "static")], 1.0);
+    }
+}
+
+static STATIC_PROBE: StaticProbe = StaticProbe;
+sampler_api::register_sampler!("static-probe", STATIC_PROBE);
+
+#[test]
+fn a_static_sampler_is_reported_under_its_registration_name() {
+    let h = Harvester::builder()
+        .registry(Registry::global().clone())
+        .build();
+    let s = h.harvest_now();
+    assert!(s.find("test.ok", &[("s", "static")]).is_some());
+    assert!(
+        s.find("sampler.sampler.duration", &[("sampler", "static-probe")])
+            .is_some(),
+        "durations: {:?}",
+        s.named("sampler.sampler.duration")
+            .map(|x| x.labels.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn samplers_of_one_name_report_their_summed_duration() {
+    let registry = Registry::new();
+    let nap = |out: &mut sampler_api::Writer<'_>| {
+        std::thread::sleep(Duration::from_millis(20));
+        out.gauge(&OK, &[], 1.0);
+    };
+    let _a = registry.register(FnSampler::new("twin", nap));
+    let _b = registry.register(FnSampler::new("twin", nap));
+    let h = Harvester::builder().registry(registry).build();
+    let s = h.harvest_now();
+    let took = s
+        .find("sampler.sampler.duration", &[("sampler", "twin")])
+        .map(|x| x.value.clone());
+    match took {
+        Some(Value::Gauge(secs)) => assert!(secs >= 0.040, "twin took {secs} s"),
+        other => panic!("sampler.sampler.duration{{sampler=twin}}: {other:?}"),
+    }
+}
