@@ -82,6 +82,19 @@ fn dump_to_a_file() {
 }
 
 #[test]
+fn dump_fails_when_its_output_cannot_be_written() {
+    let done = run_to_end(&["dump", "--output", "/dev/full"]);
+    assert_eq!(done.status.code(), Some(1), "stderr: {}", done.stderr);
+    assert_eq!(done.stderr.lines().count(), 1, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("failed to write console output to /dev/full: No space left on device"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
 fn run_prints_every_second_and_exits_0_after_a_final_harvest_on_sigint() {
     let mut bg = Background::spawn(&["run", "--interval", "1s"]);
     let lines = bg

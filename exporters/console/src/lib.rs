@@ -153,7 +153,9 @@ impl ConsoleExporter {
             })?;
         Ok(ConsoleExporter {
             format,
-            sink: Sink::Writer(Box::new(io::BufWriter::new(file))),
+            // Unbuffered: each export is one whole `write_all`, so a buffer would only copy
+            // it, and after a failed write keep its tail to write again into later output.
+            sink: Sink::Writer(Box::new(file)),
             place: path.display().to_string(),
             table: TableRenderer::new(),
         })
