@@ -9,8 +9,10 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
 pub enum Kind {
-    /// A monotonic cumulative total (`u64`) since the series' start time.
+    /// A monotonic cumulative total (`u64`, in whole `1/divisor` parts of the unit: see
+    /// [`Descriptor::divisor`]) since the series' start time.
     Counter,
     /// An instantaneous value (`f64`).
     Gauge,
@@ -51,6 +53,7 @@ pub struct Descriptor {
     kind: Kind,
     unit: Cow<'static, str>,
     description: Cow<'static, str>,
+    divisor: u64,
 }
 
 impl Descriptor {
@@ -66,6 +69,7 @@ impl Descriptor {
             kind,
             unit: Cow::Borrowed(unit),
             description: Cow::Borrowed(description),
+            divisor: 1,
         }
     }
 
@@ -106,6 +110,64 @@ impl Descriptor {
             kind,
             unit: unit.into(),
             description: description.into(),
+            divisor: 1,
+        }
+    }
+
+    /// A counter that counts whole `1/divisor` parts of its unit, so a total in a base unit
+    /// keeps a fraction while the recorded value stays an exact `u64`; usable in a `static`.
+    ///
+    /// CPU time in seconds with microsecond precision records microseconds under unit `s`;
+    /// every exporter shows `raw / divisor` in the unit (`spec/sampler-api.md`, "Counter").
+    /// A divisor of 0 is taken as 1.
+    ///
+    /// ```
+    /// use sampler_api::Descriptor;
+    /// static CPU: Descriptor =
+    ///     Descriptor::fractional_counter("process.cpu.time", "s", 1_000_000, "CPU time");
+    /// assert_eq!(CPU.divisor(), 1_000_000);
+    /// assert_eq!(CPU.counter_value(2_500_000), 2.5);
+    /// ```
+    pub const fn fractional_counter(
+        name: &'static str,
+        unit: &'static str,
+        divisor: u64,
+        description: &'static str,
+    ) -> Self {
+        let mut d = Self::new(name, Kind::Counter, unit, description);
+        d.divisor = if divisor == 0 { 1 } else { divisor };
+        d
+    }
+
+    /// The same descriptor with another divisor (see [`fractional_counter`]); for
+    /// descriptors built at run time. A divisor of 0 is taken as 1. Gauges and timings ignore it.
+    ///
+    /// [`fractional_counter`]: Self::fractional_counter
+    pub fn with_divisor(mut self, divisor: u64) -> Self {
+        self.divisor = divisor.max(1);
+        self
+    }
+
+    /// How many recorded units make one unit of [`unit`](Self::unit); 1 for most counters.
+    pub fn divisor(&self) -> u64 {
+        self.divisor
+    }
+
+    /// A counter's recorded total in its unit: `raw / divisor`, correctly rounded (exact for
+    /// totals below 2^53 when the divisor is 1).
+    ///
+    /// ```
+    /// use sampler_api::Descriptor;
+    /// let d = Descriptor::fractional_counter("process.cpu.time", "s", 100, "");
+    /// assert_eq!(d.counter_value(7), 0.07);
+    /// ```
+    pub fn counter_value(&self, raw: u64) -> f64 {
+        if self.divisor == 1 {
+            raw as f64
+        } else {
+            // Whole units and the remainder apart, so totals past 2^53 raw parts keep their
+            // fraction as well as an f64 can.
+            (raw / self.divisor) as f64 + (raw % self.divisor) as f64 / self.divisor as f64
         }
     }
 

@@ -29,9 +29,14 @@ impl SeriesId {
 }
 
 /// One reading.
+///
+/// New kinds may be added in a minor version: exporters skip (and count) a value they do not
+/// know instead of failing.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Value {
-    /// A cumulative total since the series' start time.
+    /// A cumulative total since the series' start time, in whole `1/divisor` parts of the
+    /// descriptor's unit ([`Descriptor::counter_value`] gives it in the unit).
     Counter(u64),
     /// An instantaneous value.
     Gauge(f64),

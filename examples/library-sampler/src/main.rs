@@ -21,7 +21,7 @@ fn main() {
     for s in &snapshot.series {
         let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let value = match &s.value {
-            Value::Counter(c) => c.to_string(),
+            Value::Counter(c) => s.descriptor.counter_value(*c).to_string(),
             Value::Gauge(g) => g.to_string(),
             Value::Timing(d) => format!(
                 "count={} p50={:.4}s max={:.4}s",
@@ -29,6 +29,7 @@ fn main() {
                 d.quantile(0.5).unwrap_or(0.0),
                 d.max()
             ),
+            other => format!("{other:?}"),
         };
         println!(
             "{:<24} {:<16} {value}",

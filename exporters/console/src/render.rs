@@ -55,11 +55,13 @@ impl TableRenderer {
                     let rate = self.cursors.get(&s.id).and_then(|&(prev, at)| {
                         let dt = snapshot.time.duration_since(at).ok()?.as_secs_f64();
                         // No rate across a reset or between two readings at one instant.
-                        (dt > 0.0 && *total >= prev)
-                            .then(|| human::rate((total - prev) as f64 / dt, unit))
+                        (dt > 0.0 && *total >= prev).then(|| {
+                            human::rate(s.descriptor.counter_value(total - prev) / dt, unit)
+                        })
                     });
                     cursors.insert(s.id, (*total, snapshot.time));
-                    (human::value(*total as f64, unit), rate.unwrap_or_default())
+                    let shown = s.descriptor.counter_value(*total);
+                    (human::value(shown, unit), rate.unwrap_or_default())
                 }
                 Value::Gauge(v) => {
                     let text = point_in_time(s.descriptor.name(), unit, *v)
@@ -67,6 +69,8 @@ impl TableRenderer {
                     (text, String::new())
                 }
                 Value::Timing(d) => (timing_summary(d, unit), String::new()),
+                // A kind added to the standard later: shown by name, without a value.
+                _ => (format!("({})", s.descriptor.kind()), String::new()),
             };
             let timing = matches!(s.value, Value::Timing(_));
             rows.push((
@@ -207,9 +211,10 @@ pub fn json_lines(snapshot: &Snapshot) -> String {
         }
         out.push_str("},\"value\":");
         match &s.value {
-            Value::Counter(n) => {
+            Value::Counter(n) if s.descriptor.divisor() == 1 => {
                 let _ = write!(out, "{n}");
             }
+            Value::Counter(n) => out.push_str(&json_f64(s.descriptor.counter_value(*n))),
             Value::Gauge(v) => out.push_str(&json_f64(*v)),
             Value::Timing(d) => {
                 // An empty timing's min and max are +inf and -inf: `null`, as for the others.
@@ -226,6 +231,7 @@ pub fn json_lines(snapshot: &Snapshot) -> String {
                     json_opt(d.quantile(0.99)),
                 );
             }
+            _ => out.push_str("null"),
         }
         out.push_str("}\n");
     }

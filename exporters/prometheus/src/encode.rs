@@ -429,7 +429,8 @@ impl Encoder {
             unit,
             buckets,
             range: 0..0,
-            dropped: false,
+            // A kind this encoder does not know (one added to the standard later) is left out.
+            dropped: !matches!(d.kind(), Kind::Counter | Kind::Gauge | Kind::Timing),
         }
     }
 
@@ -444,6 +445,7 @@ impl Encoder {
                 &["_bucket", "_sum", "_count", "_created"]
             }
             (Kind::Timing, TimingMode::Summary) => &["_sum", "_count", "_created"],
+            _ => &[],
         };
         v.extend(suffixes.iter().map(|s| format!("{n}{s}")));
         v
@@ -497,6 +499,7 @@ impl Encoder {
                 (Kind::Gauge, _) => b" gauge\n",
                 (Kind::Timing, TimingMode::Histogram) => b" histogram\n",
                 (Kind::Timing, TimingMode::Summary) => b" summary\n",
+                _ => b" unknown\n",
             });
             if om && !f.unit.is_empty() {
                 out.extend_from_slice(b"# UNIT ");
@@ -573,6 +576,7 @@ impl Encoder {
                         }
                     }
                 }
+                _ => {}
             }
         }
     }

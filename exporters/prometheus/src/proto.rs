@@ -266,6 +266,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
             (Kind::Gauge, _, _) => (f.name.clone(), GAUGE),
             (Kind::Timing, TimingMode::Summary, false) => (f.name.clone(), SUMMARY),
             (Kind::Timing, _, _) => (f.name.clone(), HISTOGRAM),
+            _ => continue,
         };
         let mut metrics = Vec::with_capacity(ids.len());
         for &i in ids {
@@ -339,6 +340,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                         ..Default::default()
                     }
                 }
+                _ => continue,
             };
             metrics.push(m);
         }

@@ -297,6 +297,7 @@ fn expected(
                     out.push(((format!("{f}_created"), labels.clone()), created));
                 }
             }
+            other => panic!("no expected samples for {other:?}"),
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -150,6 +150,7 @@ impl Collector for Reference {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Timing => MetricType::Histogram,
+                other => panic!("no reference encoding for {other}"),
             };
             let mut m = encoder.encode_descriptor(base, help, unit.as_ref(), ty)?;
             for s in members {
@@ -174,6 +175,7 @@ impl Collector for Reference {
                         buckets.push((f64::INFINITY, dist.count() - prev));
                         e.encode_histogram::<NoLabelSet>(dist.sum(), dist.count(), &buckets, None)?
                     }
+                    other => panic!("no reference encoding for {other:?}"),
                 }
             }
         }
@@ -555,6 +557,7 @@ fn arb_value(kind: Kind) -> BoxedStrategy<Value> {
         Kind::Timing => (0i8..=8, prop::collection::vec(0.0..1e4f64, 0..40))
             .prop_map(|(s, v)| dist(s, &v))
             .boxed(),
+        other => panic!("no strategy for {other}"),
     }
 }
 
