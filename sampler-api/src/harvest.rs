@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::descriptor::Descriptor;
+use crate::event::{emit, Event};
 use crate::exporter::Exporter;
 use crate::local::lock;
 use crate::registry::{Held, Registered, Registry};
@@ -339,11 +340,56 @@ impl Link {
     }
 }
 
+/// Whether an exporter is failing, and since when: what turns a run of failed exports into one
+/// [`Event::ExporterFailing`] and one [`Event::ExporterRecovered`].
+#[derive(Default)]
+struct Health {
+    failing: Option<Failing>,
+}
+
+struct Failing {
+    since: Instant,
+    failed: u64,
+    dropped_before: u64,
+}
+
+impl Health {
+    fn record(&mut self, outcome: &Result<(), String>, link: &Link) {
+        match (outcome, &mut self.failing) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(f)) => {
+                let dropped = link.stats.dropped.load(Relaxed) - f.dropped_before;
+                emit(Event::ExporterRecovered {
+                    exporter: link.name.clone(),
+                    failed_for: f.since.elapsed(),
+                    failed_exports: f.failed,
+                    dropped,
+                });
+                self.failing = None;
+            }
+            (Err(e), None) => {
+                emit(Event::ExporterFailing {
+                    exporter: link.name.clone(),
+                    error: e.clone(),
+                });
+                self.failing = Some(Failing {
+                    since: Instant::now(),
+                    failed: 1,
+                    dropped_before: link.stats.dropped.load(Relaxed),
+                });
+            }
+            (Err(_), Some(f)) => f.failed += 1,
+        }
+    }
+}
+
 fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
+    let mut health = Health::default();
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Snapshot(s) => {
-                let _ = export(&mut *exporter, s, &link);
+                let outcome = export(&mut *exporter, s, &link);
+                health.record(&outcome, &link);
             }
             Msg::Shutdown {
                 last,

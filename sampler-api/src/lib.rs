@@ -77,6 +77,7 @@
 
 mod descriptor;
 pub mod distribution;
+mod event;
 mod exporter;
 mod harvest;
 mod instruments;
@@ -88,6 +89,7 @@ mod snapshot;
 
 pub use descriptor::{validate_label_key, validate_name, Descriptor, Kind, NameError};
 pub use distribution::Distribution;
+pub use event::{clear_event_hook, set_event_hook, Event};
 pub use exporter::{ExportError, Exporter};
 pub use harvest::{
     HarvestHandle, Harvester, HarvesterBuilder, ShutdownError, DEFAULT_INTERVAL, DEFAULT_QUEUE,

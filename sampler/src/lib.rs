@@ -146,6 +146,8 @@ pub fn run(plan: Plan, interval: Duration) -> Result<()> {
     // caught rather than killing the process.
     let mut signals =
         Signals::new([SIGINT, SIGTERM]).context("failed to install SIGINT/SIGTERM handlers")?;
+    // An exporter that starts failing, or recovers, is one line each; never one per attempt.
+    sampler_api::set_event_hook(|event| eprintln!("sampler: {event}"));
     let (builder, _registrations) = plan.into_builder();
     let harvester = builder.interval(interval).harvest_at_start(true).start();
     // `forever` yields only the signals registered above.

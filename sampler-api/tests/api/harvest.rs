@@ -503,3 +503,84 @@ fn samplers_of_one_name_report_their_summed_duration() {
         other => panic!("sampler.sampler.duration{{sampler=twin}}: {other:?}"),
     }
 }
+
+/// Fails while `down` is set.
+struct Flaky(Arc<AtomicBool>);
+
+impl Exporter for Flaky {
+    fn name(&self) -> &str {
+        "flaky-events"
+    }
+    fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(ExportError::new(
+                "failed to connect to flaky at 127.0.0.1:9: connection refused",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_failing_exporter_is_reported_once_when_it_fails_and_once_when_it_recovers() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    sampler_api::set_event_hook(move |e| {
+        // Other tests' exporters may report too: keep this one's.
+        if e.to_string().contains("flaky-events") {
+            seen.lock().unwrap().push(e.clone());
+        }
+    });
+    let down = Arc::new(AtomicBool::new(false));
+    let h = Harvester::builder()
+        .registry(Registry::new())
+        .queue_capacity(16)
+        .exporter(Flaky(down.clone()))
+        .build();
+    // Each call harvests, so each is one more export of this exporter.
+    let count = |name: &str| {
+        let s = h.harvest_now();
+        match s
+            .find(name, &[("exporter", "flaky-events")])
+            .map(|x| &x.value)
+        {
+            Some(Value::Counter(n)) => *n,
+            _ => 0,
+        }
+    };
+    // Healthy first, then at least 3 failed exports, then healthy again.
+    assert!(wait_until(Duration::from_secs(5), || count(
+        "sampler.exporter.exported"
+    ) >= 1));
+    down.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || count(
+        "sampler.exporter.errors"
+    ) >= 3));
+    down.store(false, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || {
+        h.harvest_now();
+        events.lock().unwrap().len() >= 2
+    }));
+    h.shutdown(Duration::from_secs(5)).unwrap();
+    sampler_api::clear_event_hook();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[0].to_string(),
+        "exporter flaky-events failing: failed to connect to flaky at 127.0.0.1:9: connection refused"
+    );
+    match &events[1] {
+        sampler_api::Event::ExporterRecovered {
+            exporter,
+            failed_exports,
+            dropped,
+            ..
+        } => {
+            assert_eq!(exporter, "flaky-events");
+            assert!(*failed_exports >= 3, "{failed_exports}");
+            assert_eq!(*dropped, 0);
+        }
+        other => panic!("expected a recovery, got {other:?}"),
+    }
+}
