@@ -229,9 +229,10 @@ impl<'a> Writer<'a> {
         );
     }
 
-    /// Appends a series that already carries its identity (instruments and adapters that keep
-    /// their own ids and start times use this; it does no lookup).
-    pub fn series(&mut self, series: Series) {
+    /// Appends a series that already carries its identity (the instruments, which keep their
+    /// own ids and start times, use this; it does no lookup). Crate-private: a sampler outside
+    /// this crate could forge an id or a start time and break the rules of `SeriesId`.
+    pub(crate) fn series(&mut self, series: Series) {
         if series.descriptor.kind() != series.value.kind() {
             self.rejected += 1;
             return;
