@@ -65,10 +65,11 @@ impl Settings<'_> {
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
         T::deserialize(self.value.clone().into_deserializer()).map_err(|e| {
-            let mut d = Diagnostic::new(
-                format!("{} in {}", tidy(e.message()), self.what),
-                e.span().or_else(|| Some(self.value.span())),
-            );
+            let message = match unknown_field(e.message()) {
+                Some(field) => format!("unknown key `{field}` in {}", self.what),
+                None => format!("{} in {}", tidy(e.message()), self.what),
+            };
+            let mut d = Diagnostic::new(message, e.span().or_else(|| Some(self.value.span())));
             if let Some(hint) = unknown_field_hint(e.message()) {
                 d = d.hint(hint);
             }
@@ -113,6 +114,11 @@ impl std::error::Error for SettingsError {}
 /// apart from the period, which our messages never end with.
 fn tidy(message: &str) -> String {
     message.trim().trim_end_matches('.').to_owned()
+}
+
+/// "unknown field `adress`, ...": `adress`.
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split_once('`').map(|(f, _)| f)
 }
 
 /// "unknown field `adress`, expected one of `address`, `path`": the closest candidate.

@@ -172,9 +172,6 @@ impl HarvesterBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| (self.interval / 4).min(Duration::from_secs(1)));
-        let extra = self.exporters.iter().filter_map(|e| e.sampler()).collect();
-        let mut links = Vec::new();
-        let mut workers = Vec::new();
         let core = Arc::new(Core {
             registry: self.registry,
             interval: self.interval,
@@ -183,47 +180,16 @@ impl HarvesterBuilder {
             state: Mutex::new(State::default()),
             sequence: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
-            extra,
+            queue: self.queue,
+            next_key: AtomicU64::new(0),
         });
-        let mut names: Vec<String> = Vec::new();
-        for mut exporter in self.exporters {
-            exporter.attach(HarvestHandle {
-                core: Arc::downgrade(&core),
-            });
-            let (tx, rx) = bounded::<Msg>(self.queue);
-            // Two exporters of one kind (two Prometheus endpoints) get `name`, `name-2`, …
-            // in self-metrics and messages, so their series stay apart.
-            let base = exporter.name().to_owned();
-            let mut name = base.clone();
-            let mut n = 1;
-            while names.contains(&name) {
-                n += 1;
-                name = format!("{base}-{n}");
-            }
-            names.push(name.clone());
-            let link = Arc::new(Link {
-                name,
-                tx,
-                rx: rx.clone(),
-                stats: LinkStats::default(),
-            });
-            let stats_link = link.clone();
-            let name = link.name.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("sampler-export-{name}"))
-                .spawn(move || worker(exporter, rx, stats_link))
-                .unwrap_or_else(|e| {
-                    panic!("failed to spawn the worker thread of exporter {name}: {e}")
-                });
-            links.push(link);
-            workers.push(handle);
+        for exporter in self.exporters {
+            core.add(exporter);
         }
-        *lock(&core.links) = links;
         Harvester {
             core,
             thread: None,
             stop: None,
-            workers,
             harvest_at_start: self.harvest_at_start,
             done: false,
         }
@@ -296,6 +262,12 @@ impl HarvestHandle {
 
 enum Msg {
     Snapshot(Arc<Snapshot>),
+    /// The exporter is being removed from a running harvester: export what the queue still
+    /// holds, shut down, reply with what failed.
+    Stop {
+        deadline: Instant,
+        reply: Sender<Vec<String>>,
+    },
     /// The last snapshot travels with the request to shut down, so a full queue cannot push it
     /// out: the worker exports it, shuts the exporter down and replies with what failed.
     Shutdown {
@@ -315,7 +287,12 @@ struct LinkStats {
 }
 
 struct Link {
+    /// Never reused within a harvester; the exporter's own sampler is polled under it.
+    key: u64,
     name: String,
+    /// The exporter's own self-metrics.
+    sampler: Option<Arc<dyn Sampler>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
     tx: Sender<Msg>,
     /// A receiver kept by the harvest side, to drop the oldest snapshot when the queue is full.
     rx: Receiver<Msg>,
@@ -410,6 +387,18 @@ fn worker(mut exporter: Box<dyn Exporter>, rx: Receiver<Msg>, link: Arc<Link>) {
                 let _ = reply.send(failures);
                 return;
             }
+            Msg::Stop { deadline, reply } => {
+                let mut failures = Vec::new();
+                match catch_unwind(AssertUnwindSafe(|| exporter.shutdown(deadline))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push(e.chain()),
+                    Err(p) => {
+                        failures.push(format!("panicked during shutdown: {}", panic_message(&*p)))
+                    }
+                }
+                let _ = reply.send(failures);
+                return;
+            }
         }
     }
 }
@@ -469,11 +458,50 @@ struct Core {
     state: Mutex<State>,
     sequence: AtomicU64,
     links: Mutex<Vec<Arc<Link>>>,
-    /// The exporters' self-metrics samplers.
-    extra: Vec<Arc<dyn Sampler>>,
+    /// Snapshots each exporter's queue holds.
+    queue: usize,
+    /// Numbers the exporters, also those added later.
+    next_key: AtomicU64,
 }
 
 impl Core {
+    /// Starts `exporter` on its own worker thread behind its own queue.
+    fn add(self: &Arc<Self>, mut exporter: Box<dyn Exporter>) -> ExporterKey {
+        exporter.attach(HarvestHandle {
+            core: Arc::downgrade(self),
+        });
+        let (tx, rx) = bounded::<Msg>(self.queue);
+        let mut links = lock(&self.links);
+        // Two exporters of one kind (two Prometheus endpoints) get `name`, `name-2`, …
+        // in self-metrics and messages, so their series stay apart.
+        let base = exporter.name().to_owned();
+        let mut name = base.clone();
+        let mut n = 1;
+        while links.iter().any(|l| l.name == name) {
+            n += 1;
+            name = format!("{base}-{n}");
+        }
+        let key = self.next_key.fetch_add(1, Relaxed);
+        let link = Arc::new(Link {
+            key,
+            name,
+            sampler: exporter.sampler(),
+            worker: Mutex::new(None),
+            tx,
+            rx: rx.clone(),
+            stats: LinkStats::default(),
+        });
+        let stats_link = link.clone();
+        let name = link.name.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sampler-export-{name}"))
+            .spawn(move || worker(exporter, rx, stats_link))
+            .unwrap_or_else(|e| panic!("failed to spawn the worker thread of exporter {name}: {e}"));
+        *lock(&link.worker) = Some(handle);
+        links.push(link);
+        ExporterKey(key)
+    }
+
     fn harvest(&self, time: SystemTime, publish: bool) -> Arc<Snapshot> {
         self.harvest_locked(lock(&self.state), time, publish)
     }
@@ -489,10 +517,13 @@ impl Core {
         let mut registered = self.registry.snapshot();
         // The exporters' own samplers go through the same lifecycle (hooks, identities,
         // isolation) as registered ones, after them, under ids the registry never hands out.
-        registered.extend(self.extra.iter().enumerate().map(|(i, s)| Registered {
-            id: u64::MAX - i as u64,
-            sampler: Held::Arc(s.clone()),
-            weak: false,
+        let links = lock(&self.links).clone();
+        registered.extend(links.iter().filter_map(|l| {
+            Some(Registered {
+                id: u64::MAX - l.key,
+                sampler: Held::Arc(l.sampler.clone()?),
+                weak: false,
+            })
         }));
         // Sized like the last snapshot, so a large harvest does not grow its vector step by step.
         let mut series = Vec::with_capacity(state.last_len);
@@ -551,7 +582,6 @@ impl Core {
         let user_series = series.len();
 
         if self.self_metrics {
-            let links = lock(&self.links).clone();
             let own = &mut state.own;
             own.begin();
             let mut w = Writer::new(own, &mut series, time, self.interval);
@@ -856,7 +886,6 @@ pub struct Harvester {
     core: Arc<Core>,
     thread: Option<JoinHandle<()>>,
     stop: Option<Sender<()>>,
-    workers: Vec<JoinHandle<()>>,
     harvest_at_start: bool,
     done: bool,
 }
@@ -911,6 +940,81 @@ impl Harvester {
                 .spawn(move || run_loop(core, rx, at_start))
                 .unwrap_or_else(|e| panic!("failed to spawn the harvest thread: {e}")),
         );
+    }
+
+    /// Adds an exporter to a built (or running) harvester: it gets every harvest from the next
+    /// on, on its own worker thread. A config reload adds the exporters it did not have.
+    ///
+    /// ```
+    /// use sampler_api::{ExportError, Exporter, Harvester, Registry, Snapshot};
+    /// use std::{sync::Arc, time::{Duration, Instant}};
+    /// struct Nop;
+    /// impl Exporter for Nop {
+    ///     fn name(&self) -> &str { "nop" }
+    ///     fn export(&mut self, _: Arc<Snapshot>) -> Result<(), ExportError> { Ok(()) }
+    /// }
+    /// let h = Harvester::builder().registry(Registry::new()).build();
+    /// let key = h.add_exporter(Box::new(Nop));
+    /// let s = h.harvest_now();
+    /// assert!(s.find("sampler.exporter.dropped", &[("exporter", "nop")]).is_some());
+    /// h.remove_exporter(key, Instant::now() + Duration::from_secs(1))?;
+    /// assert!(h.harvest_now().find("sampler.exporter.dropped", &[("exporter", "nop")]).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_exporter(&self, exporter: Box<dyn Exporter>) -> ExporterKey {
+        self.core.add(exporter)
+    }
+
+    /// The keys of the exporters, in the order they were added (those given to the builder
+    /// first).
+    pub fn exporter_keys(&self) -> Vec<ExporterKey> {
+        lock(&self.core.links)
+            .iter()
+            .map(|l| ExporterKey(l.key))
+            .collect()
+    }
+
+    /// Removes an exporter: it exports what its queue still holds, then shuts down (flush,
+    /// release) before `deadline`. An exporter still busy at the deadline is left behind and
+    /// named in the error; an unknown key is not an error.
+    pub fn remove_exporter(&self, key: ExporterKey, deadline: Instant) -> Result<(), ShutdownError> {
+        let link = {
+            let mut links = lock(&self.core.links);
+            match links.iter().position(|l| l.key == key.0) {
+                Some(i) => links.remove(i),
+                None => return Ok(()),
+            }
+        };
+        let (reply, rx) = bounded(1);
+        // The queue may be full: this send must not drop what is queued, so it waits for room
+        // (bounded by the deadline).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sent = link
+            .tx
+            .send_timeout(Msg::Stop { deadline, reply }, left)
+            .is_ok();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let failures = match sent.then(|| rx.recv_timeout(left)) {
+            Some(Ok(errors)) => errors
+                .into_iter()
+                .map(|e| format!("exporter {}: {e}", link.name))
+                .collect(),
+            _ => vec![format!(
+                "exporter {}: did not finish before the deadline",
+                link.name
+            )],
+        };
+        let worker = lock(&link.worker).take();
+        if let Some(w) = worker {
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { failures })
+        }
     }
 
     /// The last error each exporter reported, by exporter name.
@@ -991,9 +1095,12 @@ impl Harvester {
             }
         }
         // Workers that answered have returned; the others are left to finish on their own.
-        for w in self.workers.drain(..) {
-            if w.is_finished() {
-                let _ = w.join();
+        for l in &links {
+            let w = lock(&l.worker).take();
+            if let Some(w) = w {
+                if w.is_finished() {
+                    let _ = w.join();
+                }
             }
         }
         let mut state = lock(&self.core.state);
@@ -1062,6 +1169,10 @@ fn run_loop(core: Arc<Core>, stop: Receiver<()>, at_start: bool) {
         tick = next;
     }
 }
+
+/// Names one exporter of a harvester, to remove it later ([`Harvester::remove_exporter`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExporterKey(u64);
 
 /// What failed during [`Harvester::shutdown`]: exporters that did not finish by the deadline
 /// or failed to export the last snapshot or to shut down, and samplers whose `stop` panicked.

@@ -26,14 +26,29 @@ pub enum Command {
     Run(RunArgs),
     /// Harvest once, print and exit; exits 1 when a watched process is not there.
     Dump(DumpArgs),
+    /// Check a config file and print the pipeline it describes; exits 1, with every problem,
+    /// when it is not valid.
+    Check(CheckArgs),
+}
+
+/// Flags of `sampler check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Flags of `sampler run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Time between harvests: 1s, 500ms, 10s, 1m.
-    #[arg(long, default_value = "10s", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// Take exporters, adapters and the harvest settings from this TOML file (the flags below
+    /// add to it). SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Time between harvests: 1s, 500ms, 10s, 1m [default: 10s, or the config file's].
+    #[arg(long, value_parser = parse_interval)]
+    pub interval: Option<Duration>,
     /// Which processes to watch.
     #[command(flatten)]
     pub watch: Watch,
@@ -49,6 +64,9 @@ pub struct RunArgs {
 /// Flags of `sampler dump`.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
+    /// Take exporters and adapters from this TOML file (the flags below add to it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Which processes to watch.
     #[command(flatten)]
     pub watch: Watch,
@@ -160,7 +178,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.interval, Duration::from_secs(1));
+        assert_eq!(run.interval, Some(Duration::from_secs(1)));
         assert_eq!(run.watch.pid, vec![7, 8]);
         assert_eq!(run.output.format, FormatArg::Json);
         assert!(run.watch.is_explicit());

@@ -19,6 +19,10 @@
 #![warn(missing_debug_implementations)]
 
 pub mod cli;
+mod kinds;
+mod pipeline;
+
+pub use pipeline::{Pipeline, ReloadReport, RunningPipeline};
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,7 +30,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sampler_adapter_process::{HostSampler, ProcessSampler, Target};
-use sampler_api::{Exporter, Harvester, HarvesterBuilder, Registration, Registry, Sampler};
+use sampler_api::{
+    Exporter, Harvester, HarvesterBuilder, Registration, Registry, Sampler, DEFAULT_INTERVAL,
+};
 use sampler_exporter_console::ConsoleExporter;
 
 use cli::{Output, Watch};
@@ -158,21 +164,109 @@ pub fn run(plan: Plan, interval: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Checks a config file: prints the resolved pipeline, or every problem.
+pub fn check(path: &std::path::Path) -> Result<()> {
+    let config = sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    print!("{}", config.describe());
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+/// The process sampler for targets given by flags, when any is.
+fn flag_targets(watch: &Watch) -> Option<Arc<dyn Sampler>> {
+    if !watch.is_explicit() {
+        return None;
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    targets.extend(watch.pid.iter().map(|&p| Target::Pid(p)));
+    targets.extend(watch.pidfile.iter().cloned().map(Target::PidFile));
+    targets.extend(watch.name.iter().cloned().map(Target::Name));
+    Some(Arc::new(
+        ProcessSampler::with_targets(targets).on_event(|event| eprintln!("sampler: {event}")),
+    ))
+}
+
+fn prometheus_flag(addr: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
+        .address(addr)
+        .build()?;
+    eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
+    Ok(Box::new(exporter))
+}
+
+/// `sampler run --config FILE`: runs the file's pipeline (plus what the flags add) until
+/// SIGINT or SIGTERM; SIGHUP reloads the file, and an invalid new file is reported while the
+/// running pipeline goes on.
+#[cfg(unix)]
+pub fn run_config(path: &std::path::Path, args: &cli::RunArgs) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+
+    // SIGHUP is caught before anything else happens, so a reload sent early never kills us.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("failed to install SIGINT/SIGTERM/SIGHUP handlers")?;
+    let load = |path: &std::path::Path| -> Result<sampler_config::Config> {
+        let mut c = sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(i) = args.interval {
+            c.harvest.interval = i;
+        }
+        Ok(c)
+    };
+    let mut pipeline = Pipeline::new(load(path)?);
+    if let Some(s) = flag_targets(&args.watch) {
+        pipeline = pipeline.sampler(s);
+    }
+    if let Some(addr) = &args.prometheus {
+        pipeline = pipeline.exporter(prometheus_flag(addr)?);
+    }
+    sampler_api::set_event_hook(|event| eprintln!("sampler: {event}"));
+    let mut running = pipeline.start()?;
+    for signal in signals.forever() {
+        if signal != SIGHUP {
+            break;
+        }
+        match load(path).and_then(|c| running.reload(c)) {
+            Ok(report) => eprintln!("sampler: {}: {report}", path.display()),
+            Err(e) => {
+                eprintln!(
+                    "sampler: {}: not reloaded, the running pipeline goes on:",
+                    path.display()
+                );
+                for line in format!("{e:#}").lines() {
+                    eprintln!("sampler: {line}");
+                }
+            }
+        }
+    }
+    running.shutdown()
+}
+
 /// Runs the parsed command line.
 pub fn main_with(cli: cli::Cli) -> Result<()> {
     match cli.command {
-        cli::Command::Dump(args) => dump(Plan::from_flags(&args.watch, &args.output)?),
+        cli::Command::Check(args) => check(&args.file),
+        cli::Command::Dump(args) => match &args.config {
+            Some(path) => {
+                let config =
+                    sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut pipeline = Pipeline::new(config);
+                if let Some(s) = flag_targets(&args.watch) {
+                    pipeline = pipeline.sampler(s);
+                }
+                pipeline.dump()
+            }
+            None => dump(Plan::from_flags(&args.watch, &args.output)?),
+        },
         #[cfg(unix)]
         cli::Command::Run(args) => {
+            if let Some(path) = &args.config {
+                return run_config(path, &args);
+            }
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
             if let Some(addr) = &args.prometheus {
-                let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
-                    .address(addr.as_str())
-                    .build()?;
-                eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
-                plan.exporters.push(Box::new(exporter));
+                plan.exporters.push(prometheus_flag(addr)?);
             }
-            run(plan, args.interval)
+            run(plan, args.interval.unwrap_or(DEFAULT_INTERVAL))
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),

@@ -1,0 +1,129 @@
+//! The exporter and adapter kinds built into the `sampler` command, registered with the config
+//! file by name: `kind = "console"`, `kind = "prometheus"`, `[adapters.process]`,
+//! `[adapters.host]`. A crate linked into the binary adds its own the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sampler_adapter_process::{HostSampler, NamePattern, ProcessSampler, Target};
+use sampler_api::{Exporter, Sampler};
+use sampler_config::{
+    inventory, AdapterKind, ExporterKind, PlannedAdapter, PlannedExporter, Settings, SettingsError,
+};
+use sampler_exporter_console::{ConsoleExporter, Format};
+use sampler_exporter_prometheus::{PrometheusConfig, PrometheusExporter};
+use serde::Deserialize;
+
+/// `kind = "console"`: `format` (`table` or `json`) and `output` (a file to append to;
+/// stdout when absent).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConsoleSettings {
+    format: ConsoleFormat,
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ConsoleFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+fn console(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: ConsoleSettings = s.parse()?;
+    let format = match c.format {
+        ConsoleFormat::Table => Format::Table,
+        ConsoleFormat::Json => Format::Json,
+    };
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        Ok(match &c.output {
+            Some(path) => Box::new(ConsoleExporter::file(path, format)?) as Box<dyn Exporter>,
+            None => Box::new(ConsoleExporter::stdout(format)),
+        })
+    }))
+}
+
+inventory::submit! { ExporterKind::new("console", console) }
+
+fn prometheus(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: PrometheusConfig = s.parse()?;
+    if c.address.parse::<std::net::SocketAddr>().is_err() && !c.address.contains(':') {
+        return Err(s.error(
+            "address",
+            format!("invalid address {:?}: write host:port, such as 127.0.0.1:9464", c.address),
+        ));
+    }
+    if !c.path.starts_with('/') {
+        return Err(s.error("path", format!("invalid path {:?}: must start with /", c.path)));
+    }
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        let e = PrometheusExporter::from_config(c.clone())?;
+        eprintln!("sampler: serving prometheus metrics at {}", e.url());
+        Ok(Box::new(e) as Box<dyn Exporter>)
+    }))
+}
+
+inventory::submit! { ExporterKind::new("prometheus", prometheus) }
+
+/// `[adapters.process]`: the same targets as the command's flags.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ProcessSettings {
+    /// Process ids.
+    pids: Vec<u32>,
+    /// Files holding a process id, read again at every harvest.
+    pidfiles: Vec<PathBuf>,
+    /// Regular expressions matched against the name or command line.
+    names: Vec<String>,
+    /// Whether to watch the sampler itself (default: when no other target is given).
+    #[serde(rename = "self")]
+    itself: Option<bool>,
+}
+
+fn process(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
+    let c: ProcessSettings = s.parse()?;
+    let mut targets = Vec::new();
+    for &pid in &c.pids {
+        if pid == 0 {
+            return Err(s.error("pids", "invalid pid 0: process ids start at 1"));
+        }
+        targets.push(Target::Pid(pid));
+    }
+    targets.extend(c.pidfiles.iter().cloned().map(Target::PidFile));
+    for n in &c.names {
+        let p = NamePattern::new(n)
+            .map_err(|e| s.error("names", format!("invalid name pattern {n:?}: {e}")))?;
+        targets.push(Target::Name(p));
+    }
+    if c.itself.unwrap_or(targets.is_empty()) {
+        targets.push(Target::Current);
+    }
+    let summary = targets
+        .iter()
+        .map(Target::spec)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(PlannedAdapter::new(format!("watch {summary}"), move || {
+        let sampler = ProcessSampler::with_targets(targets.clone())
+            .on_event(|event| eprintln!("sampler: {event}"));
+        Ok(vec![Arc::new(sampler) as Arc<dyn Sampler>])
+    }))
+}
+
+inventory::submit! { AdapterKind::new("process", true, process) }
+
+/// `[adapters.host]`: memory, load and CPUs of the host; no settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSettings {}
+
+fn host(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
+    let _: HostSettings = s.parse()?;
+    Ok(PlannedAdapter::new("memory, load and CPUs", || {
+        Ok(vec![Arc::new(HostSampler::new()) as Arc<dyn Sampler>])
+    }))
+}
+
+inventory::submit! { AdapterKind::new("host", true, host) }
