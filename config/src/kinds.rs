@@ -118,7 +118,10 @@ fn tidy(message: &str) -> String {
 
 /// "unknown field `adress`, ...": `adress`.
 fn unknown_field(message: &str) -> Option<&str> {
-    message.strip_prefix("unknown field `")?.split_once('`').map(|(f, _)| f)
+    message
+        .strip_prefix("unknown field `")?
+        .split_once('`')
+        .map(|(f, _)| f)
 }
 
 /// "unknown field `adress`, expected one of `address`, `path`": the closest candidate.

@@ -496,7 +496,9 @@ impl Core {
         let handle = std::thread::Builder::new()
             .name(format!("sampler-export-{name}"))
             .spawn(move || worker(exporter, rx, stats_link))
-            .unwrap_or_else(|e| panic!("failed to spawn the worker thread of exporter {name}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("failed to spawn the worker thread of exporter {name}: {e}")
+            });
         *lock(&link.worker) = Some(handle);
         links.push(link);
         ExporterKey(key)
@@ -977,7 +979,11 @@ impl Harvester {
     /// Removes an exporter: it exports what its queue still holds, then shuts down (flush,
     /// release) before `deadline`. An exporter still busy at the deadline is left behind and
     /// named in the error; an unknown key is not an error.
-    pub fn remove_exporter(&self, key: ExporterKey, deadline: Instant) -> Result<(), ShutdownError> {
+    pub fn remove_exporter(
+        &self,
+        key: ExporterKey,
+        deadline: Instant,
+    ) -> Result<(), ShutdownError> {
         let link = {
             let mut links = lock(&self.core.links);
             match links.iter().position(|l| l.key == key.0) {

@@ -92,7 +92,8 @@ pub use distribution::Distribution;
 pub use event::{clear_event_hook, set_event_hook, Event};
 pub use exporter::{ExportError, Exporter};
 pub use harvest::{
-    ExporterKey, HarvestHandle, Harvester, HarvesterBuilder, ShutdownError, DEFAULT_INTERVAL, DEFAULT_QUEUE,
+    ExporterKey, HarvestHandle, Harvester, HarvesterBuilder, ShutdownError, DEFAULT_INTERVAL,
+    DEFAULT_QUEUE,
 };
 pub use instruments::{
     Counter, CounterFamily, FamilyOptions, Gauge, GaugeFamily, Timing, TimingFamily, TimingGuard,

@@ -52,11 +52,17 @@ fn prometheus(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
     if c.address.parse::<std::net::SocketAddr>().is_err() && !c.address.contains(':') {
         return Err(s.error(
             "address",
-            format!("invalid address {:?}: write host:port, such as 127.0.0.1:9464", c.address),
+            format!(
+                "invalid address {:?}: write host:port, such as 127.0.0.1:9464",
+                c.address
+            ),
         ));
     }
     if !c.path.starts_with('/') {
-        return Err(s.error("path", format!("invalid path {:?}: must start with /", c.path)));
+        return Err(s.error(
+            "path",
+            format!("invalid path {:?}: must start with /", c.path),
+        ));
     }
     Ok(PlannedExporter::new(format!("{c:?}"), move || {
         let e = PrometheusExporter::from_config(c.clone())?;

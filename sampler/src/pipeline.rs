@@ -162,8 +162,13 @@ fn register(registry: &Registry, a: &AdapterPlan) -> Result<Vec<Registration>> {
 }
 
 fn build(e: &ExporterPlan) -> Result<Box<dyn Exporter>> {
-    e.build()
-        .map_err(|err| anyhow!("failed to start exporter {} (kind {}): {err}", e.name, e.kind))
+    e.build().map_err(|err| {
+        anyhow!(
+            "failed to start exporter {} (kind {}): {err}",
+            e.name,
+            e.kind
+        )
+    })
 }
 
 /// A running pipeline. [`shutdown`](Self::shutdown) or dropping it harvests a last time and
@@ -219,7 +224,9 @@ impl std::fmt::Display for ReloadReport {
 impl RunningPipeline {
     /// The harvester.
     pub fn harvester(&self) -> &Harvester {
-        self.harvester.as_ref().expect("a running pipeline has its harvester until shutdown")
+        self.harvester
+            .as_ref()
+            .expect("a running pipeline has its harvester until shutdown")
     }
 
     /// Harvests now and sends the snapshot to every exporter.
@@ -245,7 +252,11 @@ impl RunningPipeline {
         let mut new_adapters: Vec<Option<Vec<Registration>>> = Vec::new();
         for a in &new.adapters {
             let same = self.config.adapters.iter().any(|o| o.same_as(a));
-            new_adapters.push(if same { None } else { Some(register(&self.registry, a)?) });
+            new_adapters.push(if same {
+                None
+            } else {
+                Some(register(&self.registry, a)?)
+            });
         }
         let mut new_exporters: Vec<Option<Box<dyn Exporter>>> = Vec::new();
         for e in &new.exporters {
@@ -262,7 +273,8 @@ impl RunningPipeline {
         let harvester = self.harvester.as_ref().expect("running");
         // Exporters.
         let mut keys = Vec::with_capacity(new.exporters.len());
-        let mut old_keys: Vec<Option<ExporterKey>> = self.exporters.iter().copied().map(Some).collect();
+        let mut old_keys: Vec<Option<ExporterKey>> =
+            self.exporters.iter().copied().map(Some).collect();
         for (e, built) in new.exporters.iter().zip(new_exporters) {
             match built {
                 None => {
@@ -294,8 +306,10 @@ impl RunningPipeline {
             }
         }
         // Adapters: kept ones keep their registrations (and so their series' identities).
-        let mut old_regs: Vec<Option<Vec<Registration>>> =
-            std::mem::take(&mut self.adapters).into_iter().map(Some).collect();
+        let mut old_regs: Vec<Option<Vec<Registration>>> = std::mem::take(&mut self.adapters)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut regs = Vec::new();
         for (a, fresh) in new.adapters.iter().zip(new_adapters) {
             match fresh {
