@@ -2,6 +2,7 @@
 //! pid and pid file, and failing on missing targets.
 #![cfg(target_os = "linux")]
 
+mod config;
 mod support;
 
 use std::time::Duration;

@@ -1,0 +1,200 @@
+//! `sampler check`, `run --config` and `dump --config` with real files: the resolved pipeline,
+//! every error at once, and SIGHUP reloads that keep what did not change.
+
+use std::time::{Duration, Instant};
+
+use super::http_get;
+use super::support::*;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+/// The value of an unlabelled sample in a text exposition.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Scrapes `url` until `name` is there, and returns its value.
+fn scrape_until(url: &str, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = http_get(url);
+        if let Some(v) = sample(&body, name).filter(|v| ok(*v)) {
+            assert!(status.contains("200"), "{status}");
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never as wanted: {status}\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn r14_check_prints_the_resolved_pipeline_or_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.toml",
+        "[harvest]\ninterval = \"5s\"\n[[exporter]]\nkind = \"prometheus\"\nname = \"edge\"\naddress = \"127.0.0.1:0\"\ninclude = [\"process.*\"]\n[adapters.host]\n",
+    );
+    let done = run_to_end(&["check", &good]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stdout
+            .starts_with("harvest every 5s, queue depth 4, self-metrics on\n"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("adapter host: memory, load and CPUs"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout
+            .contains("exporter edge (kind prometheus): include process.*"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.ends_with(&format!("{good}: ok\n")),
+        "{}",
+        done.stdout
+    );
+    // Checking binds nothing: the same file can be checked while it runs.
+    assert_eq!(done.stderr, "");
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[harvest]\ninterval = \"soon\"\n[[exporter]]\nkind = \"promethues\"\n",
+    );
+    let done = run_to_end(&["check", &bad]);
+    assert_eq!(done.status.code(), Some(1));
+    assert!(
+        done.stderr
+            .contains("sampler: error: invalid duration \"soon\""),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(&format!("sampler:  --> {bad}:2:12")),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("sampler: error: unknown exporter kind \"promethues\""),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("did you mean `prometheus`?"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn r14_dump_with_a_config_writes_one_harvest_through_the_file_exporters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let cfg = write(
+        dir.path(),
+        "dump.toml",
+        &format!(
+            "[labels]\nsite = \"lab\"\n[[exporter]]\nkind = \"console\"\nformat = \"json\"\noutput = {:?}\ninclude = [\"process.*\"]\n[adapters.process]\n",
+            out.to_str().unwrap()
+        ),
+    );
+    let done = run_to_end(&["dump", "--config", &cfg]);
+    assert!(done.status.success(), "{}", done.stderr);
+    let lines = parse_json_lines(&std::fs::read_to_string(&out).unwrap());
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l["name"].as_str().unwrap().starts_with("process."), "{l}");
+        assert_eq!(l["labels"]["site"], "lab", "{l}");
+    }
+}
+
+#[test]
+fn r14_sighup_reloads_keeping_unchanged_exporters_and_a_broken_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    let config = |console_out: &std::path::Path, include: &str| {
+        format!(
+            "[harvest]\ninterval = \"1s\"\n\
+             [[exporter]]\nkind = \"prometheus\"\nname = \"prom\"\naddress = \"127.0.0.1:0\"\n\
+             [[exporter]]\nkind = \"console\"\nformat = \"json\"\noutput = {:?}\ninclude = [{include:?}]\n\
+             [adapters.process]\n",
+            console_out.to_str().unwrap()
+        )
+    };
+    let cfg = write(dir.path(), "s.toml", &config(&a, "sampler.harvest.*"));
+    let mut bg = Background::spawn(&["run", "--config", &cfg]);
+    let lines = bg
+        .stderr
+        .wait_until("the endpoint address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving prometheus metrics at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| l.split_once(" at ").map(|(_, u)| u.trim().to_owned()))
+        .unwrap();
+    let before = scrape_until(&url, "sampler_harvest_count_total", |v| v >= 2.0);
+
+    // Only the console's settings change: the Prometheus exporter must keep running as it is
+    // (same port: a new one on port 0 would have another) and counters go on from where they were.
+    write(dir.path(), "s.toml", &config(&b, "sampler.harvest.count"));
+    bg.signal(libc::SIGHUP);
+    bg.stderr
+        .wait_until("the reload report", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("reloaded: kept prom; started console; stopped console"))
+        });
+    let after = scrape_until(&url, "sampler_harvest_count_total", |v| v > before);
+    assert!(after > before);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&b).map_or(true, |t| t.lines().count() < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the new console never wrote to {b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for l in parse_json_lines(&std::fs::read_to_string(&b).unwrap()) {
+        assert_eq!(l["name"], "sampler.harvest.count", "{l}");
+    }
+    assert_eq!(
+        bg.stderr
+            .snapshot()
+            .iter()
+            .filter(|l| l.contains("serving prometheus metrics"))
+            .count(),
+        1,
+        "the kept exporter was not rebuilt"
+    );
+
+    // A broken file: said once, with where; the pipeline goes on untouched.
+    write(dir.path(), "s.toml", "[harvest]\ninterval = \"often\"\n");
+    bg.signal(libc::SIGHUP);
+    bg.stderr
+        .wait_until("the rejection", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("not reloaded, the running pipeline goes on"))
+                && l.iter().any(|l| l.contains("invalid duration \"often\""))
+        });
+    let later = scrape_until(&url, "sampler_harvest_count_total", |v| v > after);
+    assert!(later > after);
+
+    bg.signal(libc::SIGTERM);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
