@@ -74,7 +74,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 at: start..end,
             });
         }
-        let value = lookup(name).filter(|v| !(v.is_empty() && !op.is_empty()));
+        let value = lookup(name).filter(|v| !v.is_empty() || op.is_empty());
         match (value, op) {
             (Some(v), _) => out.push_str(&v),
             (None, ":-") => out.push_str(arg),

@@ -261,6 +261,9 @@ fn r14_syntax_errors_have_a_line_and_column() {
     assert!(text.contains("^"), "{text}");
 }
 
+/// A series as a test compares it: name, labels, value.
+type Row = (String, Vec<(String, String)>, Value);
+
 #[test]
 fn r14_two_exporters_of_one_kind_get_the_names_and_series_their_filters_choose() {
     static HTTP: Descriptor = Descriptor::counter("http.requests", "1", "requests");
@@ -317,7 +320,7 @@ exclude = ["sampler.*"]
     }
     h.shutdown(Duration::from_secs(5)).unwrap();
     let got = sinks().lock().unwrap();
-    let series = |id: &str| -> Vec<(String, Vec<(String, String)>, Value)> {
+    let series = |id: &str| -> Vec<Row> {
         got[id][0]
             .series
             .iter()

@@ -241,6 +241,30 @@ pub fn run_config(path: &std::path::Path, args: &cli::RunArgs) -> Result<()> {
     running.shutdown()
 }
 
+/// The whole `sampler` command: parses the process's arguments, runs, prints errors one line
+/// each on stderr and gives the exit code. A binary that links crates with their own exporter
+/// or adapter kinds calls this from its `main` to be the `sampler` command with those kinds.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     sampler::cli_main()
+/// }
+/// ```
+pub fn cli_main() -> std::process::ExitCode {
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    match main_with(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line per problem, each naming what and why: scripts grep stderr.
+            for line in format!("{e:#}").lines() {
+                eprintln!("sampler: {line}");
+            }
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub fn main_with(cli: cli::Cli) -> Result<()> {
     match cli.command {
