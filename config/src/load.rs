@@ -261,6 +261,30 @@ pub(crate) fn parse(
             ),
         },
     }
+    // No [[exporter]] at all: the console, as with no file (when the binary has it).
+    if root.get("exporter").is_none() {
+        if let Some(kind) = exporter_kind("console") {
+            let s = Settings {
+                what: "exporter console".to_owned(),
+                value: Spanned::new(0..0, DeValue::Table(Table::new())),
+                keys: BTreeMap::new(),
+            };
+            match (kind.plan)(&s) {
+                Ok(planned) => exporters.push(ExporterPlan {
+                    kind: "console".to_owned(),
+                    name: "console".to_owned(),
+                    shaping: Shaping::default(),
+                    fingerprint: toml::Value::Array(vec![
+                        toml::Value::String("console".into()),
+                        s.plain(),
+                    ]),
+                    planned,
+                    span: 0..0,
+                }),
+                Err(e) => w.diagnostics.push(e.0),
+            }
+        }
+    }
     // Two exporters of one name would be told apart by a number only: say so now.
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in exporters.iter().enumerate() {

@@ -198,3 +198,36 @@ fn r14_sighup_reloads_keeping_unchanged_exporters_and_a_broken_file_changes_noth
     bg.signal(libc::SIGTERM);
     assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
+
+#[test]
+fn r14_the_annotated_example_config_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/config/sampler.toml"
+    );
+    let done = run_to_end(&["check", path]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stdout.contains("exporter api-only (kind prometheus)"),
+        "{}",
+        done.stdout
+    );
+}
+
+#[test]
+fn r14_a_file_without_exporters_prints_to_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "min.toml", "[harvest]\ninterval = \"2s\"\n");
+    let done = run_to_end(&["dump", "--config", &cfg]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stdout.lines().any(|l| l.starts_with("# harvest ")),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("process.") || done.stdout.contains("host."),
+        "{}",
+        done.stdout
+    );
+}
