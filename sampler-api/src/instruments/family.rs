@@ -172,12 +172,15 @@ impl FamilyInner {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let valid =
             descriptor.validate().is_ok() && keys.iter().all(|k| validate_label_key(k).is_ok());
-        let descriptor = Arc::new(Descriptor::owned(
-            descriptor.name().to_owned(),
-            kind,
-            descriptor.unit().to_owned(),
-            descriptor.description().to_owned(),
-        ));
+        let descriptor = Arc::new(
+            Descriptor::owned(
+                descriptor.name().to_owned(),
+                kind,
+                descriptor.unit().to_owned(),
+                descriptor.description().to_owned(),
+            )
+            .with_divisor(descriptor.divisor()),
+        );
         FamilyInner {
             id: NEXT.fetch_add(1, Relaxed),
             descriptor,

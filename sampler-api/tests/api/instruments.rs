@@ -185,3 +185,24 @@ fn a_reused_string_buffer_never_misleads_the_lookup_cache() {
     assert_eq!(get("bert"), Some(Value::Counter(1)));
     assert_eq!(get("carl"), Some(Value::Counter(1)));
 }
+
+#[test]
+fn a_fractional_counter_keeps_its_divisor_through_the_registry() {
+    static CPU: Descriptor =
+        Descriptor::fractional_counter("test.cpu.time", "s", 1_000_000, "cpu time");
+    let registry = Registry::new();
+    let cpu = registry.counter(&CPU);
+    cpu.add(2_500_000);
+    let s = sampler_api::Harvester::builder()
+        .registry(registry)
+        .self_metrics(false)
+        .build()
+        .harvest_now();
+    let series = s.find("test.cpu.time", &[]).unwrap();
+    assert_eq!(series.descriptor.divisor(), 1_000_000);
+    assert_eq!(series.value, sampler_api::Value::Counter(2_500_000));
+    match series.value {
+        sampler_api::Value::Counter(raw) => assert_eq!(series.descriptor.counter_value(raw), 2.5),
+        _ => unreachable!(),
+    }
+}
