@@ -21,18 +21,171 @@
 pub mod cli;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sampler_adapter_process::{HostSampler, ProcessSampler, Target};
-use sampler_api::{Exporter, Harvester, HarvesterBuilder, Registration, Registry, Sampler};
+use sampler_api::{
+    ExportError, Exporter, HarvestHandle, Harvester, HarvesterBuilder, Registration, Registry,
+    Sampler, Snapshot,
+};
 use sampler_exporter_console::ConsoleExporter;
 
 use cli::{Output, Watch};
 
 /// How long shutdown waits for exporters to write and flush the last harvest.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes one line to stderr, prefixed `sampler: `. A stderr that cannot be written (closed,
+/// full) is no reason to stop sampling, so the error is dropped.
+pub fn say(line: impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "sampler: {line}");
+}
+
+/// The error of a run or dump whose output was a pipe that its reader closed: the command
+/// then ends quietly, as a Unix filter does (see `main`).
+#[derive(Debug)]
+pub struct BrokenPipe;
+
+impl fmt::Display for BrokenPipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the output was closed by its reader")
+    }
+}
+
+impl std::error::Error for BrokenPipe {}
+
+/// The first failure to write the console output, shared by its exporter and the command: a
+/// run stops at it (output that cannot be written is fatal), with one line saying why.
+#[derive(Default)]
+pub struct OutputFailure {
+    failure: Mutex<Option<(String, bool)>>,
+    wake: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+impl fmt::Debug for OutputFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutputFailure")
+            .field("failure", &self.get())
+            .finish()
+    }
+}
+
+impl OutputFailure {
+    /// The failure, if the output failed: its message, and whether it was a broken pipe.
+    pub fn get(&self) -> Option<(String, bool)> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The error a command returns for this failure, if there is one.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        self.get().map(|(message, broken_pipe)| {
+            if broken_pipe {
+                anyhow::Error::new(BrokenPipe)
+            } else {
+                anyhow::anyhow!(message)
+            }
+        })
+    }
+
+    /// Calls `wake` at the first failure (at once if it already happened).
+    pub fn on_failure(&self, wake: impl Fn() + Send + 'static) {
+        let failed = self.get().is_some();
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(wake));
+        if failed {
+            self.call_wake();
+        }
+    }
+
+    fn set(&self, e: &ExportError) {
+        {
+            let mut f = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            if f.is_some() {
+                return;
+            }
+            *f = Some((e.chain(), is_broken_pipe(e)));
+        }
+        self.call_wake();
+    }
+
+    fn call_wake(&self) {
+        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+            wake();
+        }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The console exporter, recording its first failure in an [`OutputFailure`]; after it, it
+/// writes nothing more.
+struct Console {
+    inner: ConsoleExporter,
+    failure: Arc<OutputFailure>,
+}
+
+impl Console {
+    fn check(&self, r: Result<(), ExportError>) -> Result<(), ExportError> {
+        if let Err(e) = &r {
+            self.failure.set(e);
+        }
+        r
+    }
+}
+
+impl Exporter for Console {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn export(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ExportError> {
+        if let Some((message, _)) = self.failure.get() {
+            return Err(ExportError::new(message));
+        }
+        let r = self.inner.export(snapshot);
+        self.check(r)
+    }
+
+    fn flush(&mut self, deadline: Instant) -> Result<(), ExportError> {
+        if self.failure.get().is_some() {
+            return Ok(());
+        }
+        let r = self.inner.flush(deadline);
+        self.check(r)
+    }
+
+    fn shutdown(&mut self, deadline: Instant) -> Result<(), ExportError> {
+        if self.failure.get().is_some() {
+            return Ok(());
+        }
+        let r = self.inner.shutdown(deadline);
+        self.check(r)
+    }
+
+    fn sampler(&self) -> Option<Arc<dyn Sampler>> {
+        self.inner.sampler()
+    }
+
+    fn attach(&mut self, handle: HarvestHandle) {
+        self.inner.attach(handle)
+    }
+}
 
 /// What to harvest and where to send it.
 pub struct Plan {
@@ -45,6 +198,8 @@ pub struct Plan {
     pub samplers: Vec<Arc<dyn Sampler>>,
     /// The process sampler for targets named on the command line, which `dump` checks first.
     pub watched: Option<Arc<ProcessSampler>>,
+    /// The console output's first failure, which ends a run.
+    pub output_failure: Arc<OutputFailure>,
 }
 
 impl fmt::Debug for Plan {
@@ -82,17 +237,21 @@ impl Plan {
         if !explicit {
             targets.push(Target::Current);
         }
+        let output_failure = Arc::new(OutputFailure::default());
+        let console = Console {
+            inner: console,
+            failure: output_failure.clone(),
+        };
         let mut plan = Plan {
             registry: Registry::global().clone(),
             exporters: vec![Box::new(console)],
             samplers: Vec::new(),
             watched: None,
+            output_failure,
         };
         // Elsewhere than Linux the process sampler harvests nothing and says so once, through
-        // the same handler.
-        let process = Arc::new(
-            ProcessSampler::with_targets(targets).on_event(|event| eprintln!("sampler: {event}")),
-        );
+        // the same handler. Events show names and paths escaped: one line each.
+        let process = Arc::new(ProcessSampler::with_targets(targets).on_event(|event| say(event)));
         plan.samplers.push(process.clone());
         plan.samplers.push(Arc::new(HostSampler::new()));
         if explicit {
@@ -126,33 +285,53 @@ pub fn dump(plan: Plan) -> Result<()> {
             bail!(missing.join("\n"));
         }
     }
+    let output = plan.output_failure.clone();
     let (builder, _registrations) = plan.into_builder();
     // Shutdown runs exactly one harvest, exports it and flushes every exporter.
-    builder
-        .build()
-        .shutdown(SHUTDOWN_TIMEOUT)
-        .context("failed to write the harvest")?;
+    let done = builder.build().shutdown(SHUTDOWN_TIMEOUT);
+    if let Some(e) = output.error() {
+        return Err(e);
+    }
+    done.context("failed to write the harvest")?;
     Ok(())
 }
 
 /// Harvests at once and then every `interval` until SIGINT or SIGTERM; then harvests a last
 /// time, flushes every exporter and returns.
+///
+/// SIGHUP, SIGUSR1 and SIGUSR2 are caught and ignored: the flags are the whole configuration,
+/// so there is nothing to reload, and a signal sent by habit (`systemctl reload`, `kill -HUP`)
+/// must not end the run and lose its data. A terminal that hangs up ends the run anyway, at the
+/// next output it fails to take.
+///
+/// Output that cannot be written ends the run at once: with the error (one line) when it is
+/// full or failing, with [`BrokenPipe`] when its reader closed it.
 #[cfg(unix)]
 pub fn run(plan: Plan, interval: Duration) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     use signal_hook::iterator::Signals;
 
     // Handlers go in before the first output, so a signal sent as soon as output shows is
     // caught rather than killing the process.
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).context("failed to install SIGINT/SIGTERM handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+        .context("failed to install signal handlers")?;
+    let output = plan.output_failure.clone();
+    let handle = signals.handle();
+    // A failed output ends the wait below as a signal would.
+    output.on_failure(move || handle.close());
     let (builder, _registrations) = plan.into_builder();
     let harvester = builder.interval(interval).harvest_at_start(true).start();
-    // `forever` yields only the signals registered above.
-    let _ = signals.forever().next();
-    harvester
-        .shutdown(SHUTDOWN_TIMEOUT)
-        .context("failed to write the last harvest")?;
+    // `forever` yields only the signals registered above, and ends when the handle closes.
+    for signal in signals.forever() {
+        if matches!(signal, SIGINT | SIGTERM) {
+            break;
+        }
+    }
+    let done = harvester.shutdown(SHUTDOWN_TIMEOUT);
+    if let Some(e) = output.error() {
+        return Err(e);
+    }
+    done.context("failed to write the last harvest")?;
     Ok(())
 }
 
@@ -164,10 +343,22 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
         cli::Command::Run(args) => {
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
             if let Some(addr) = &args.prometheus {
+                let max = cli::prometheus_connections(args.prometheus_max_connections)?;
                 let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
                     .address(addr.as_str())
+                    .max_connections(max)
                     .build()?;
-                eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
+                let at = exporter.local_addr();
+                if at.ip().is_unspecified() {
+                    say(format_args!(
+                        "serving prometheus metrics at {} on every network interface \
+                         (listening on {at}); give --prometheus 127.0.0.1:{} for this host alone",
+                        exporter.url(),
+                        at.port()
+                    ));
+                } else {
+                    say(format_args!("serving prometheus metrics at {}", exporter.url()));
+                }
                 plan.exporters.push(Box::new(exporter));
             }
             run(plan, args.interval)
