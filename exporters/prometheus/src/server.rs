@@ -30,9 +30,9 @@ use crate::negotiate::{accepts_gzip, negotiate_format};
 use crate::Shared;
 
 /// The most refused connections answered at once; more are closed unanswered.
-const REFUSING: usize = 64;
+const REFUSING: usize = 16;
 /// How long a refused connection is kept to read what the client sent before it is closed.
-const REFUSE_LINGER: Duration = Duration::from_millis(500);
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
 
 /// The running endpoint; dropping it stops the server.
 pub(crate) struct Server {
