@@ -308,13 +308,25 @@ pub fn dump(plan: Plan) -> Result<()> {
 /// full or failing, with [`BrokenPipe`] when its reader closed it.
 #[cfg(unix)]
 pub fn run(plan: Plan, interval: Duration) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-    use signal_hook::iterator::Signals;
+    run_with(plan, interval, signals()?)
+}
 
-    // Handlers go in before the first output, so a signal sent as soon as output shows is
-    // caught rather than killing the process.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
-        .context("failed to install signal handlers")?;
+/// The signals a run handles, caught from now on.
+#[cfg(unix)]
+fn signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+        .context("failed to install signal handlers")
+}
+
+#[cfg(unix)]
+fn run_with(
+    plan: Plan,
+    interval: Duration,
+    mut signals: signal_hook::iterator::Signals,
+) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+
     let output = plan.output_failure.clone();
     let handle = signals.handle();
     // A failed output ends the wait below as a signal would.
@@ -341,6 +353,10 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
         cli::Command::Dump(args) => dump(Plan::from_flags(&args.watch, &args.output)?),
         #[cfg(unix)]
         cli::Command::Run(args) => {
+            // Handlers go in before the first output (the endpoint's address, the first
+            // harvest), so a signal sent as soon as output shows is caught rather than killing
+            // the process.
+            let signals = signals()?;
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
             if let Some(addr) = &args.prometheus {
                 let max = cli::prometheus_connections(args.prometheus_max_connections)?;
@@ -361,7 +377,7 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                 }
                 plan.exporters.push(Box::new(exporter));
             }
-            run(plan, args.interval)
+            run_with(plan, args.interval, signals)
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),

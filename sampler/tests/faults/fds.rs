@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::support::*;
 
-/// Opens `n` idle connections (nothing sent), each within 2 s; returns them and how many
+/// Opens `n` idle connections (nothing sent), each within 0.5 s; returns them and how many
 /// failed to connect.
 fn idle_connections(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, usize) {
     let mut open = Vec::with_capacity(n);
     let mut failed = 0;
     for _ in 0..n {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Ok(s) => open.push(s),
             Err(_) => failed += 1,
         }
@@ -61,8 +61,15 @@ fn under_idle_connections(fd_limit: u64, connections: usize) -> Outcome {
         .unwrap()
         .parse()
         .unwrap();
+    let t = Instant::now();
     let (conns, failed) = idle_connections(addr, connections);
-    assert_eq!(failed, 0, "connecting {connections} idle clients");
+    // The kernel completes connections the process has yet to accept (up to its backlog),
+    // so most connect even to an endpoint that accepts none; the checks below tell.
+    eprintln!(
+        "{} idle connections open, {failed} failed to connect, in {:?}",
+        conns.len(),
+        t.elapsed()
+    );
     // Let the endpoint accept them all before looking.
     std::thread::sleep(Duration::from_millis(300));
     let from = bg.stdout.snapshot().len();

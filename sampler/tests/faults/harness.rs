@@ -74,7 +74,8 @@ pub fn run_command_bounded(mut cmd: Command, time: Duration, rss_kib: u64) -> Bo
     let mut peak = 0;
     let mut killed = None;
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some((s, max_rss)) = reap(child.id()) {
+            peak = peak.max(max_rss);
             break Some(s);
         }
         peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
@@ -104,6 +105,17 @@ pub fn run_command_bounded(mut cmd: Command, time: Duration, rss_kib: u64) -> Bo
         elapsed,
         killed,
     }
+}
+
+/// Reaps the child if it has exited: its status and its peak RSS in KiB (`ru_maxrss`).
+fn reap(pid: u32) -> Option<(ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, for which all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid, writable out-pointers that outlive the call.
+    let rc = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
+    (rc == pid as i32).then(|| (ExitStatus::from_raw(status), usage.ru_maxrss.max(0) as u64))
 }
 
 fn closed(lines: &Lines) -> bool {
