@@ -276,8 +276,18 @@ mod tests {
         assert!(Cli::try_parse_from(["sampler", "run", "--interval", "0ms"]).is_err());
         assert!(Cli::try_parse_from(["sampler", "run", "--interval", "585y"]).is_err());
         assert!(Cli::try_parse_from(["sampler", "dump", "--pid", "4194305"]).is_err());
-        assert!(Cli::try_parse_from(["sampler", "run", "--prometheus-max-connections", "8"]).is_err());
-        assert!(Cli::try_parse_from(["sampler", "run", "--prometheus", ":0", "--prometheus-max-connections", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sampler", "run", "--prometheus-max-connections", "8"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "sampler",
+            "run",
+            "--prometheus",
+            ":0",
+            "--prometheus-max-connections",
+            "0"
+        ])
+        .is_err());
         let Command::Dump(d) = Cli::try_parse_from(["sampler", "dump"]).unwrap().command else {
             panic!("not dump")
         };

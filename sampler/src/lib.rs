@@ -373,7 +373,10 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                         at.port()
                     ));
                 } else {
-                    say(format_args!("serving prometheus metrics at {}", exporter.url()));
+                    say(format_args!(
+                        "serving prometheus metrics at {}",
+                        exporter.url()
+                    ));
                 }
                 plan.exporters.push(Box::new(exporter));
             }

@@ -429,7 +429,9 @@ fn read_target(target: &Target, me: u32) -> (Vec<ProcInfo>, Vec<u32>, Option<Tar
             },
         };
         // An unreadable process outweighs a gone one: the target's state is then unknown.
-        if matches!(failure, NotAlive::Unreadable(_)) || !matches!(last_failure, Some((_, NotAlive::Unreadable(_)))) {
+        if matches!(failure, NotAlive::Unreadable(_))
+            || !matches!(last_failure, Some((_, NotAlive::Unreadable(_))))
+        {
             last_failure = Some((pid, failure));
         }
     }

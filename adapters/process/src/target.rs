@@ -338,7 +338,9 @@ pub enum TargetError {
         source: io::Error,
     },
     /// No process matched a name pattern, and some processes' names could not be read.
-    #[error("failed to read the names of {count} processes for name pattern {pattern:?}: {source}")]
+    #[error(
+        "failed to read the names of {count} processes for name pattern {pattern:?}: {source}"
+    )]
     NamesUnreadable {
         /// The pattern.
         pattern: String,
@@ -430,12 +432,11 @@ pub(crate) fn check_alive(pid: u32) -> Result<(), NotAlive> {
 /// Reads a pid file: its first line, trimmed, must be a process id (a positive integer). Reads
 /// at most [`PID_FILE_LIMIT`] bytes, without blocking, and refuses anything but a regular file.
 fn read_pid_file(path: &Path) -> Result<u32, TargetError> {
-    let raw = procfs::read_bounded(path, PID_FILE_LIMIT).map_err(|source| {
-        TargetError::PidFileRead {
+    let raw =
+        procfs::read_bounded(path, PID_FILE_LIMIT).map_err(|source| TargetError::PidFileRead {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        })?;
     let text = String::from_utf8_lossy(&raw);
     let first = text.lines().next().unwrap_or("").trim();
     match first.parse::<u32>() {

@@ -194,31 +194,22 @@ pub fn family_name(name: &str, kind: sampler_api::Kind, suffix: &str) -> String 
     base
 }
 
-/// Whether a label value needs escaping (holds `\`, `"`, a newline, a carriage return or a
-/// tab).
+/// Whether a label value needs escaping (holds `\`, `"` or a newline).
 #[inline]
 pub(crate) fn needs_escape(value: &[u8]) -> bool {
     // No early exit: label values are short, and a plain fold vectorises.
-    value.iter().fold(false, |found, b| {
-        found | matches!(b, b'\\' | b'"' | b'\n' | b'\r' | b'\t')
-    })
+    value
+        .iter()
+        .fold(false, |found, b| found | matches!(b, b'\\' | b'"' | b'\n'))
 }
 
-/// Appends a label value escaped for both text formats: `\` → `\\`, `"` → `\"`, newline →
-/// `\n`, and also carriage return → `\r` and tab → `\t`.
-///
-/// A raw carriage return is valid in a label value, but a reader that splits lines on it (any
-/// Python text file opened in universal-newline mode, as `prometheus_client`'s parsers are
-/// commonly fed) breaks the sample in two; written `\r`, it is accepted by promtool, the
-/// Prometheus server and both Python parsers. Those parsers unescape only `\\`, `\"` and `\n`,
-/// so such a value reads back with a backslash: `a\rb` as the four characters `a`, `\`, `r`,
-/// `b`. The protobuf exposition carries values exactly.
+/// Appends a label value escaped for both text formats: `\` → `\\`, `"` → `\"`, newline → `\n`.
 ///
 /// ```
 /// use sampler_exporter_prometheus::mapping::escape_label_value;
 /// let mut out = Vec::new();
-/// escape_label_value(&mut out, "a\"b\\c\nd\re\tf");
-/// assert_eq!(out, br#"a\"b\\c\nd\re\tf"#);
+/// escape_label_value(&mut out, "a\"b\\c\nd");
+/// assert_eq!(out, br#"a\"b\\c\nd"#);
 /// ```
 #[inline]
 pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
@@ -227,19 +218,17 @@ pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
         out.extend_from_slice(b);
         return;
     }
-    escape_slow(out, b, true, true);
+    escape_slow(out, b, true);
 }
 
 #[cold]
-fn escape_slow(out: &mut Vec<u8>, b: &[u8], quote: bool, controls: bool) {
+fn escape_slow(out: &mut Vec<u8>, b: &[u8], quote: bool) {
     let mut last = 0;
     for (i, c) in b.iter().enumerate() {
         let esc: &[u8] = match c {
             b'\\' => b"\\\\",
             b'"' if quote => b"\\\"",
             b'\n' => b"\\n",
-            b'\r' if controls => b"\\r",
-            b'\t' if controls => b"\\t",
             _ => continue,
         };
         out.extend_from_slice(&b[last..i]);
@@ -251,12 +240,12 @@ fn escape_slow(out: &mut Vec<u8>, b: &[u8], quote: bool, controls: bool) {
 
 /// Appends HELP text escaped for the Prometheus text format (`\` and newline only).
 pub fn escape_help_text(out: &mut Vec<u8>, help: &str) {
-    escape_slow(out, help.as_bytes(), false, false);
+    escape_slow(out, help.as_bytes(), false);
 }
 
 /// Appends HELP text escaped for OpenMetrics (`\`, `"` and newline).
 pub fn escape_help_openmetrics(out: &mut Vec<u8>, help: &str) {
-    escape_slow(out, help.as_bytes(), true, false);
+    escape_slow(out, help.as_bytes(), true);
 }
 
 /// Appends a sample value as both text formats spell it: the shortest decimal that reads back

@@ -110,7 +110,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = serving.clone().try_acquire_owned() else {
-            shared.stats.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .stats
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Ok(permit) = refusing.clone().try_acquire_owned() {
                 let limit = shared.max_connections;
                 tokio::spawn(async move {

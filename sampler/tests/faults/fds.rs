@@ -96,7 +96,11 @@ fn under_idle_connections(fd_limit: u64, connections: usize) -> Outcome {
     // The first group may be cut; the rest are whole.
     let after = &after[1.min(after.len())..];
     let times: Vec<u64> = after.iter().map(|(t, _)| millis_of_day(t)).collect();
-    let widest_gap_ms = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(u64::MAX);
+    let widest_gap_ms = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(u64::MAX);
     let target = format!("pid:{pid}");
     let up_values = after
         .iter()
@@ -134,8 +138,16 @@ fn assert_unharmed(o: &Outcome, what: &str) {
         "{what}: every scrape answered or refused: {:?}",
         o.statuses
     );
-    assert!(o.slowest < Duration::from_secs(1), "{what}: slowest scrape {:?}", o.slowest);
-    assert!(o.harvests >= 6, "{what}: {} harvests in 2 s at 200 ms", o.harvests);
+    assert!(
+        o.slowest < Duration::from_secs(1),
+        "{what}: slowest scrape {:?}",
+        o.slowest
+    );
+    assert!(
+        o.harvests >= 6,
+        "{what}: {} harvests in 2 s at 200 ms",
+        o.harvests
+    );
     assert!(
         o.widest_gap_ms <= 600,
         "{what}: harvests 200 ms apart, widest gap {} ms",
@@ -147,7 +159,9 @@ fn assert_unharmed(o: &Outcome, what: &str) {
         o.up_values
     );
     assert!(
-        !o.stderr.iter().any(|l| l.contains("not found") || l.contains("failed")),
+        !o.stderr
+            .iter()
+            .any(|l| l.contains("not found") || l.contains("failed")),
         "{what}: nothing reported: {:?}",
         o.stderr
     );
@@ -158,7 +172,11 @@ fn r10_1500_idle_connections_under_ulimit_1024() {
     let o = under_idle_connections(1024, 1500);
     assert_unharmed(&o, "1500 connections, ulimit -n 1024");
     // 256 served (idle), the rest refused: every scrape made meanwhile is a 503.
-    assert!(o.statuses.iter().all(|s| s.starts_with("HTTP/1.1 503")), "{:?}", o.statuses);
+    assert!(
+        o.statuses.iter().all(|s| s.starts_with("HTTP/1.1 503")),
+        "{:?}",
+        o.statuses
+    );
 }
 
 #[test]

@@ -153,7 +153,8 @@ pub fn drain(mut r: impl Read) -> String {
 /// The URL printed in `sampler: serving prometheus metrics at URL…`, waiting for it.
 pub fn endpoint_url(stderr: &Lines) -> String {
     let lines = stderr.wait_until("the endpoint address", Duration::from_secs(10), |l| {
-        l.iter().any(|l| l.contains("serving prometheus metrics at http://"))
+        l.iter()
+            .any(|l| l.contains("serving prometheus metrics at http://"))
     });
     lines
         .iter()

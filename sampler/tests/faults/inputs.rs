@@ -48,7 +48,11 @@ fn r10_a_40kb_name_pattern_is_refused_at_once_and_not_echoed_whole() {
     );
     run.assert_exit(2);
     assert!(run.elapsed < Duration::from_secs(2), "{run:#?}");
-    assert!(run.stderr.len() < 1000, "{} bytes of stderr", run.stderr.len());
+    assert!(
+        run.stderr.len() < 1000,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
     assert!(
         run.stderr
             .contains("40000 bytes long, more than the 1024 allowed"),
@@ -67,7 +71,9 @@ fn r10_the_longest_name_pattern_allowed_harvests_quickly() {
         RSS_KIB,
     );
     run.assert_exit(1);
-    assert!(run.stderr.starts_with("sampler: no process matches name pattern"));
+    assert!(run
+        .stderr
+        .starts_with("sampler: no process matches name pattern"));
     assert!(run.elapsed < Duration::from_secs(2), "{run:#?}");
     // A pattern whose compiled form is too big is refused rather than slowing every harvest.
     let run = run_bounded(
@@ -102,7 +108,9 @@ fn r10_listening_on_every_interface_is_said_aloud() {
     let mut bg = crate::support::Background::spawn(&["run", "--prometheus", ":0"]);
     let lines = bg
         .stderr
-        .wait_until("the endpoint line", Duration::from_secs(10), |l| !l.is_empty());
+        .wait_until("the endpoint line", Duration::from_secs(10), |l| {
+            !l.is_empty()
+        });
     let line = &lines[0];
     assert!(
         line.starts_with("sampler: serving prometheus metrics at http://0.0.0.0:")
@@ -120,7 +128,13 @@ fn r10_max_connections_out_of_range_is_refused_naming_the_flag() {
         ("99999999", "'--prometheus-max-connections <N>'"),
     ] {
         let run = run_bounded(
-            &["run", "--prometheus", "127.0.0.1:0", "--prometheus-max-connections", n],
+            &[
+                "run",
+                "--prometheus",
+                "127.0.0.1:0",
+                "--prometheus-max-connections",
+                n,
+            ],
             Duration::from_secs(5),
             RSS_KIB,
         );

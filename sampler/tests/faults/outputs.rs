@@ -10,7 +10,10 @@ use crate::harness::*;
 use crate::support::*;
 
 /// Waits at most `timeout` for the child to exit; kills it and returns `None` past that.
-fn wait_for(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+fn wait_for(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().unwrap() {

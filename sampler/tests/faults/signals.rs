@@ -25,7 +25,11 @@ fn r10_sighup_sigusr1_sigusr2_are_ignored_and_the_run_goes_on() {
     assert_eq!(bg.wait_exit(Duration::from_secs(10)).code(), Some(0));
     assert_eq!(bg.stderr.text(), "");
     let all = bg.stdout.snapshot();
-    assert_eq!(all.last().map(String::as_str), Some(""), "a whole last table");
+    assert_eq!(
+        all.last().map(String::as_str),
+        Some(""),
+        "a whole last table"
+    );
 }
 
 #[test]
@@ -50,10 +54,11 @@ fn r10_a_stopped_and_continued_target_stays_up() {
     };
     kill(libc::SIGSTOP);
     let at = bg.stdout.snapshot().len();
-    bg.stdout
-        .wait_until("three harvests while stopped", Duration::from_secs(10), |l| {
-            l[at..].iter().filter(|l| up(l)).count() >= 3
-        });
+    bg.stdout.wait_until(
+        "three harvests while stopped",
+        Duration::from_secs(10),
+        |l| l[at..].iter().filter(|l| up(l)).count() >= 3,
+    );
     kill(libc::SIGCONT);
     let at2 = bg.stdout.snapshot().len();
     bg.stdout

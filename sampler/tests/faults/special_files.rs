@@ -70,10 +70,11 @@ fn r10_fifo_as_pid_file_in_run_leaves_the_other_targets_sampled() {
     let rss_of_sleeper = |l: &String| {
         l.contains("\"process.memory.rss\"") && l.contains(&format!("\"pid\":\"{pid}\""))
     };
-    bg.stdout
-        .wait_until("three harvests of the pid target", Duration::from_secs(10), |l| {
-            l.iter().filter(|l| rss_of_sleeper(l)).count() >= 3
-        });
+    bg.stdout.wait_until(
+        "three harvests of the pid target",
+        Duration::from_secs(10),
+        |l| l.iter().filter(|l| rss_of_sleeper(l)).count() >= 3,
+    );
     bg.signal(libc::SIGINT);
     assert_eq!(bg.wait_exit(Duration::from_secs(10)).code(), Some(0));
     assert_eq!(
