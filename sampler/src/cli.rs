@@ -231,6 +231,7 @@ fn fd_limit() -> Option<u64> {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
             && rl.rlim_cur != libc::RLIM_INFINITY
         {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
             return Some(rl.rlim_cur as u64);
         }
     }

@@ -436,6 +436,27 @@ mod tests {
         assert_eq!((s.utime, s.stime, s.starttime), (7, 3, 55));
     }
 
+    #[test]
+    fn read_errors_keep_their_cause() {
+        let path = Path::new("/proc/42/stat");
+        let e = ReadError::from_io(path, io::Error::from_raw_os_error(24));
+        match e {
+            ReadError::Unreadable(e) => assert_eq!(
+                e.to_string(),
+                "failed to read /proc/42/stat: Too many open files (os error 24)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ReadError::from_io(path, io::Error::from(io::ErrorKind::NotFound)),
+            ReadError::Missing
+        ));
+        assert!(matches!(
+            ReadError::from_io(path, io::Error::from_raw_os_error(3)),
+            ReadError::Missing
+        ));
+    }
+
     #[cfg(unix)]
     #[test]
     fn bounded_reads_refuse_special_files_and_stop_at_the_limit() {

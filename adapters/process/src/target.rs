@@ -486,6 +486,47 @@ mod tests {
     }
 
     #[test]
+    fn out_of_descriptors_is_unknown_not_gone() {
+        let emfile = || io::Error::from_raw_os_error(24);
+        let e = NotAlive::Unreadable(emfile()).into_error(42, None);
+        assert!(e.is_unknown());
+        assert_eq!(
+            e.to_string(),
+            "failed to read process 42: Too many open files (os error 24)"
+        );
+        let e = NotAlive::Unreadable(emfile()).into_error(42, Some(Path::new("/run/a.pid")));
+        assert!(e.is_unknown());
+        let e = TargetError::PidFileRead {
+            path: "/run/a.pid".into(),
+            source: emfile(),
+        };
+        assert!(
+            e.is_unknown(),
+            "a pid file that cannot be opened says nothing"
+        );
+        let e = TargetError::PidFileRead {
+            path: "/run/a.pid".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert!(
+            !e.is_unknown(),
+            "a pid file that is not there says the service is down"
+        );
+        let gone = NotAlive::Gone(GoneReason::NoSuchProcess(42)).into_error(42, None);
+        assert!(!gone.is_unknown());
+    }
+
+    #[test]
+    fn shown_escapes_control_characters() {
+        assert_eq!(
+            Shown("a\nb\r\t\u{1b}[31m\u{7f}é").to_string(),
+            "a\\nb\\r\\t\\u{1b}[31m\\u{7f}é"
+        );
+        let p = Target::PidFile("/run/a\nb.pid".into());
+        assert_eq!(p.to_string(), "pid file /run/a\\nb.pid");
+    }
+
+    #[test]
     fn spec_and_words() {
         let p = Target::PidFile("/run/a.pid".into());
         assert_eq!(p.spec(), "pidfile:/run/a.pid");

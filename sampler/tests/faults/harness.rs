@@ -59,6 +59,8 @@ pub fn run_bounded(args: &[&str], time: Duration, rss_kib: u64) -> Bounded {
 }
 
 /// As [`run_bounded`], for a prepared command.
+// The child is reaped by `reap` (wait4, for its peak RSS), or killed and waited for.
+#[allow(clippy::zombie_processes)]
 pub fn run_command_bounded(mut cmd: Command, time: Duration, rss_kib: u64) -> Bounded {
     let started = Instant::now();
     let mut child = cmd

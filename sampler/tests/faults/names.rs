@@ -246,7 +246,12 @@ fn r10_hostile_names_in_the_text_exposition_parse_in_python() {
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(&file).unwrap())
         .output()
-        .expect("promtool (Debian package prometheus): install it with `bash scripts/install-peers.sh`");
+        .expect(
+            "promtool (Debian package prometheus): install it with `bash scripts/install-peers.sh`",
+        );
     let said = String::from_utf8_lossy(&check.stderr);
-    assert!(!said.contains("parsing error"), "promtool check metrics: {said}");
+    assert!(
+        !said.contains("parsing error"),
+        "promtool check metrics: {said}"
+    );
 }

@@ -123,3 +123,42 @@ fn r10_sparse_1gb_pid_file_is_read_to_its_first_bytes_only() {
     );
     assert!(run.elapsed < Duration::from_secs(2), "{run:#?}");
 }
+
+#[test]
+fn r10_a_removed_or_garbled_pid_file_is_reported_as_such_not_as_a_gone_process() {
+    let sleep = Sleeper::start("60");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.pid");
+    let file = path.to_str().unwrap().to_owned();
+    std::fs::write(&path, format!("{}\n", sleep.pid())).unwrap();
+    let mut bg = Background::spawn(&["run", "--interval", "100ms", "--pidfile", &file]);
+    let row = format!("pid={},", sleep.pid());
+    bg.stdout
+        .wait_until("the service in a table", Duration::from_secs(10), |l| {
+            l.iter().any(|l| l.contains(&row))
+        });
+    std::fs::remove_file(&path).unwrap();
+    bg.stderr
+        .wait_until("the removal", Duration::from_secs(10), |l| !l.is_empty());
+    std::fs::write(&path, format!("{}\n", sleep.pid())).unwrap();
+    bg.stderr
+        .wait_until("the return", Duration::from_secs(10), |l| l.len() >= 2);
+    std::fs::write(&path, "garbage\n").unwrap();
+    bg.stderr
+        .wait_until("the garbage", Duration::from_secs(10), |l| l.len() >= 3);
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(
+        bg.stderr.snapshot(),
+        [
+            format!(
+                "sampler: failed to read pid file {file}: No such file or directory (os error 2)"
+            ),
+            format!(
+                "sampler: pid file {file}: process {} (sleep) found",
+                sleep.pid()
+            ),
+            format!("sampler: pid file {file} holds \"garbage\", not a process id"),
+        ]
+    );
+}
