@@ -108,6 +108,13 @@ fn r10_a_process_named_in_bytes_that_are_not_utf8_is_read_and_labelled() {
         ours.iter().all(|v| v["labels"]["name"] == LABEL),
         "{ours:?}"
     );
+    // The table, for people, shows the name escaped: no raw control character reaches it.
+    let run = run_bounded(&["dump", "--pid", &pid], Duration::from_secs(10), 64 * 1024);
+    run.assert_exit(0);
+    let row = format!("pid={pid},name=\"ev\u{fffd}l\\r\\t\\n\\u{{1b}}[31m\"");
+    let rows = run.stdout.lines().filter(|l| l.contains(&row)).count();
+    assert!(rows >= 5, "{row} in\n{}", run.stdout);
+    assert!(!run.stdout.contains(['\r', '\u{1b}']), "{:?}", run.stdout);
 }
 
 #[test]
