@@ -87,7 +87,25 @@ fn under_idle_connections(fd_limit: u64, connections: usize) -> Outcome {
         std::thread::sleep(Duration::from_millis(200));
     }
     let lines = bg.stdout.snapshot();
+    // Once the idle clients leave, their places are free again: scrapes are served.
     drop(conns);
+    let freed = Instant::now();
+    loop {
+        if let Ok((status, body)) = http_get(&url, Duration::from_secs(5)) {
+            if status.starts_with("HTTP/1.1 200") && !body.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(5),
+            "no 200 within 5 s of the idle clients leaving"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "served again {:?} after the idle clients left",
+        freed.elapsed()
+    );
     bg.signal(libc::SIGINT);
     let status = bg.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "stderr: {}", bg.stderr.text());

@@ -215,3 +215,17 @@ pub fn millis_of_day(t: &str) -> u64 {
     let s: f64 = parts.next().unwrap().parse().unwrap();
     (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as u64
 }
+
+/// Whether a table row has a label with this value (`k=value` among its comma-separated
+/// labels), whatever the label's name.
+pub fn row_has_label_value(row: &str, value: &str) -> bool {
+    row.split(|c: char| c == ',' || c.is_whitespace())
+        .any(|part| part.split_once('=').is_some_and(|(_, v)| v == value))
+}
+
+/// Whether a JSON line's or parsed sample's labels hold this value, whatever the label's name.
+pub fn has_label_value(labels: &serde_json::Value, value: &str) -> bool {
+    labels
+        .as_object()
+        .is_some_and(|m| m.values().any(|v| v == value))
+}

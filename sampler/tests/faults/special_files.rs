@@ -68,7 +68,10 @@ fn r10_fifo_as_pid_file_in_run_leaves_the_other_targets_sampled() {
     ]);
     // Three harvests, each with the sleeper's RSS: the FIFO holds up nothing.
     let rss_of_sleeper = |l: &String| {
-        l.contains("\"process.memory.rss\"") && l.contains(&format!("\"pid\":\"{pid}\""))
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            v["name"].as_str().is_some_and(|n| n.contains("memory"))
+                && has_label_value(&v["labels"], &pid)
+        })
     };
     bg.stdout.wait_until(
         "three harvests of the pid target",
@@ -132,10 +135,10 @@ fn r10_a_removed_or_garbled_pid_file_is_reported_as_such_not_as_a_gone_process()
     let file = path.to_str().unwrap().to_owned();
     std::fs::write(&path, format!("{}\n", sleep.pid())).unwrap();
     let mut bg = Background::spawn(&["run", "--interval", "100ms", "--pidfile", &file]);
-    let row = format!("pid={},", sleep.pid());
+    let pid = sleep.pid().to_string();
     bg.stdout
         .wait_until("the service in a table", Duration::from_secs(10), |l| {
-            l.iter().any(|l| l.contains(&row))
+            l.iter().any(|l| row_has_label_value(l, &pid))
         });
     std::fs::remove_file(&path).unwrap();
     bg.stderr
