@@ -197,6 +197,13 @@ fn parse_name(s: OsString) -> Result<NamePattern, String> {
 /// fitted to the file descriptor limit (`ulimit -n`) less [`RESERVED_FDS`], so that clients can
 /// never use up the descriptors the samplers and the output need. A flag asking for more than
 /// fits is an error naming both; the default is lowered, and says so on stderr.
+///
+/// ```
+/// use sampler::cli::prometheus_connections;
+/// assert_eq!(prometheus_connections(Some(8))?, 8);
+/// assert!(prometheus_connections(None)? >= 1);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn prometheus_connections(asked: Option<u32>) -> anyhow::Result<usize> {
     let limit = fd_limit();
     let fits = limit.map(|l| l.saturating_sub(RESERVED_FDS));

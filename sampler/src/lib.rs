@@ -40,6 +40,10 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes one line to stderr, prefixed `sampler: `. A stderr that cannot be written (closed,
 /// full) is no reason to stop sampling, so the error is dropped.
+///
+/// ```
+/// sampler::say(format_args!("serving prometheus metrics at {}", "http://127.0.0.1:9464/metrics"));
+/// ```
 pub fn say(line: impl fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "sampler: {line}");
 }
@@ -59,6 +63,22 @@ impl std::error::Error for BrokenPipe {}
 
 /// The first failure to write the console output, shared by its exporter and the command: a
 /// run stops at it (output that cannot be written is fatal), with one line saying why.
+///
+/// ```
+/// use sampler::cli::{Output, Watch};
+/// use sampler::Plan;
+///
+/// # #[cfg(target_os = "linux")] {
+/// let output = Output { output: Some("/dev/full".into()), ..Output::default() };
+/// let plan = Plan::from_flags(&Watch::default(), &output)?;
+/// let failure = plan.output_failure.clone();
+/// assert!(sampler::dump(plan).is_err());
+/// let (message, broken_pipe) = failure.get().unwrap();
+/// assert!(message.starts_with("failed to write console output to /dev/full: "));
+/// assert!(!broken_pipe);
+/// # }
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Default)]
 pub struct OutputFailure {
     failure: Mutex<Option<(String, bool)>>,

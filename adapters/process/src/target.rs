@@ -375,6 +375,12 @@ impl TargetError {
     /// Whether the error says only that the target could not be read, not that its process is
     /// gone: its `process.up` is then left out rather than set to 0, and its processes are not
     /// reported gone.
+    ///
+    /// ```
+    /// use sampler_adapter_process::{ProcessSampler, Target};
+    /// let errors = ProcessSampler::new(Target::Pid(999_999_999)).check();
+    /// assert!(!errors[0].is_unknown()); // not there: known to be gone
+    /// ```
     pub fn is_unknown(&self) -> bool {
         match self {
             TargetError::Unreadable { .. }
