@@ -33,6 +33,8 @@ struct Outcome {
     harvests: usize,
     up_values: Vec<f64>,
     stderr: Vec<String>,
+    /// Descriptors the sampler held while the idle clients were connected.
+    fds_open: usize,
 }
 
 /// Runs `sampler run` with `ulimit -n fd_limit`, a 200 ms interval, a live `sleep` target and
@@ -87,6 +89,9 @@ fn under_idle_connections(fd_limit: u64, connections: usize) -> Outcome {
         std::thread::sleep(Duration::from_millis(200));
     }
     let lines = bg.stdout.snapshot();
+    let fds_open = std::fs::read_dir(format!("/proc/{}/fd", bg.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0);
     // Once the idle clients leave, their places are free again: scrapes are served.
     drop(conns);
     let freed = Instant::now();
@@ -136,18 +141,22 @@ fn under_idle_connections(fd_limit: u64, connections: usize) -> Outcome {
         harvests: after.len(),
         up_values,
         stderr: bg.stderr.snapshot(),
+        fds_open,
     }
 }
 
 #[track_caller]
 fn assert_unharmed(o: &Outcome, what: &str) {
     eprintln!(
-        "{what}: {} scrapes, slowest {:?}, statuses {:?}; {} harvests, widest gap {} ms",
+        "{what}: {} scrapes, slowest {:?}, statuses {:?}; {} harvests, widest gap {} ms, \
+         process.up {:?}; {} descriptors open",
         o.statuses.len(),
         o.slowest,
         o.statuses,
         o.harvests,
-        o.widest_gap_ms
+        o.widest_gap_ms,
+        o.up_values,
+        o.fds_open
     );
     assert!(
         o.statuses
@@ -189,6 +198,12 @@ fn assert_unharmed(o: &Outcome, what: &str) {
 fn r10_1500_idle_connections_under_ulimit_1024() {
     let o = under_idle_connections(1024, 1500);
     assert_unharmed(&o, "1500 connections, ulimit -n 1024");
+    // 256 connections served, at most 16 being refused, and the process's own few.
+    assert!(
+        o.fds_open <= 256 + 16 + 48,
+        "{} descriptors open",
+        o.fds_open
+    );
     // 256 served (idle), the rest refused: every scrape made meanwhile is a 503.
     assert!(
         o.statuses.iter().all(|s| s.starts_with("HTTP/1.1 503")),
@@ -201,6 +216,7 @@ fn r10_1500_idle_connections_under_ulimit_1024() {
 fn r10_default_connection_limit_is_lowered_to_fit_ulimit_64() {
     let o = under_idle_connections(64, 200);
     assert_unharmed(&o, "200 connections, ulimit -n 64");
+    assert!(o.fds_open < 64, "{} descriptors open", o.fds_open);
     assert!(
         o.stderr.iter().any(|l| l
             == "sampler: serving at most 16 prometheus connections at once: the file descriptor limit is 64 (ulimit -n)"),
