@@ -170,13 +170,14 @@ fn assert_unharmed(o: &Outcome, what: &str) {
         "{what}: slowest scrape {:?}",
         o.slowest
     );
+    // Every 200 ms; a loaded machine may skip a boundary or two, a stall shows as seconds.
     assert!(
-        o.harvests >= 6,
+        o.harvests >= 5,
         "{what}: {} harvests in 2 s at 200 ms",
         o.harvests
     );
     assert!(
-        o.widest_gap_ms <= 600,
+        o.widest_gap_ms <= 1000,
         "{what}: harvests 200 ms apart, widest gap {} ms",
         o.widest_gap_ms
     );
