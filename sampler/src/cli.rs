@@ -1,5 +1,6 @@
 //! The command line: `sampler run` and `sampler dump`, with their flags.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ pub struct RunArgs {
     /// add to it). SIGHUP reloads it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Time between harvests: 1s, 500ms, 10s, 1m [default: 10s, or the config file's].
+    /// Time between harvests: 1s, 500ms, 10s, 1m (1ms to 1d) [default: 10s, or the config
+    /// file's].
     #[arg(long, value_parser = parse_interval)]
     pub interval: Option<Duration>,
     /// Which processes to watch.
@@ -57,9 +59,22 @@ pub struct RunArgs {
     pub output: Output,
     /// Also serve the latest harvest for Prometheus to scrape, at ADDR (default
     /// 127.0.0.1:9464) under /metrics.
+    /// :PORT listens on every network interface.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
     pub prometheus: Option<String>,
+    /// The most connections the Prometheus endpoint serves at once (default 256, lowered to
+    /// fit the file descriptor limit); past it a connection is answered 503 and closed.
+    #[arg(long, value_name = "N", requires = "prometheus", value_parser = clap::value_parser!(u32).range(1..=MAX_CONNECTIONS as i64))]
+    pub prometheus_max_connections: Option<u32>,
 }
+
+/// The highest `--prometheus-max-connections` accepted.
+pub const MAX_CONNECTIONS: u32 = 1 << 20;
+/// The default `--prometheus-max-connections`.
+pub const DEFAULT_CONNECTIONS: u32 = 256;
+/// File descriptors kept for everything but the endpoint's connections: standard streams, the
+/// output file, the listener and its runtime, connections being refused, and reading `/proc`.
+pub const RESERVED_FDS: u64 = 48;
 
 /// Flags of `sampler dump`.
 #[derive(Debug, Args)]
@@ -78,15 +93,16 @@ pub struct DumpArgs {
 /// The processes to watch. With none given, the sampler watches itself.
 #[derive(Debug, Args, Default, Clone)]
 pub struct Watch {
-    /// Watch the process with this id (repeatable).
-    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Watch the process with this id (repeatable; 1 to 4194304, the kernel's highest).
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub pid: Vec<u32>,
     /// Watch the process whose id this file holds, read again at every harvest (repeatable).
     #[arg(long, value_name = "FILE")]
     pub pidfile: Vec<PathBuf>,
     /// Watch every process whose name or command line matches this regular expression
-    /// (repeatable); anchor it to match the name alone: '^nginx$'.
-    #[arg(long, value_name = "REGEX", value_parser = parse_name)]
+    /// (repeatable, at most 1024 bytes); anchor it to match the name alone: '^nginx$'. Names
+    /// are matched as bytes: bytes of REGEX that are not UTF-8 match themselves.
+    #[arg(long, value_name = "REGEX", value_parser = name_parser())]
     pub name: Vec<NamePattern>,
 }
 
@@ -127,13 +143,21 @@ impl From<FormatArg> for Format {
     }
 }
 
-/// Parses `1s`, `500ms`, `10s`, `1m`, at least 1 ms.
+/// The longest interval: a day. Longer ones are surely a mistake (and past 584 years a
+/// duration in nanoseconds no longer fits the clock's arithmetic).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `1s`, `500ms`, `10s`, `1m`, from 1 ms to 1 day.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(sampler::cli::parse_interval("500ms"), Ok(Duration::from_millis(500)));
 /// assert!(sampler::cli::parse_interval("0s").is_err());
 /// assert!(sampler::cli::parse_interval("soon").is_err());
+/// assert_eq!(
+///     sampler::cli::parse_interval("585y").unwrap_err(),
+///     "invalid interval \"585y\": must be at most 1d"
+/// );
 /// ```
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
@@ -141,11 +165,103 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     if d < Duration::from_millis(1) {
         return Err(format!("invalid interval {s:?}: must be at least 1ms"));
     }
+    if d > MAX_INTERVAL {
+        return Err(format!("invalid interval {s:?}: must be at most 1d"));
+    }
     Ok(d)
 }
 
-fn parse_name(s: &str) -> Result<NamePattern, String> {
-    NamePattern::new(s).map_err(|e| e.to_string())
+fn name_parser() -> NameParser {
+    NameParser
+}
+
+/// Parses `--name`; its error shows the pattern cut short, never a whole 40 KB argument.
+#[derive(Clone, Debug)]
+struct NameParser;
+
+impl clap::builder::TypedValueParser for NameParser {
+    type Value = NamePattern;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<NamePattern, clap::Error> {
+        parse_name(value.to_owned()).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --name: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
+/// Parses a `--name` pattern from the raw argument: bytes that are not UTF-8 become
+/// `(?-u:\xNN)`, which match that byte, so a process named in Latin-1 can be asked for.
+fn parse_name(s: OsString) -> Result<NamePattern, String> {
+    let raw = s.as_encoded_bytes();
+    let mut pattern = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        pattern.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            pattern.push_str(&format!("(?-u:\\x{b:02x})"));
+        }
+    }
+    NamePattern::new(&pattern).map_err(|e| e.to_string())
+}
+
+/// How many connections the Prometheus endpoint may serve: `asked` (the flag) or the default,
+/// fitted to the file descriptor limit (`ulimit -n`) less [`RESERVED_FDS`], so that clients can
+/// never use up the descriptors the samplers and the output need. A flag asking for more than
+/// fits is an error naming both; the default is lowered, and says so on stderr.
+///
+/// ```
+/// use sampler::cli::prometheus_connections;
+/// assert_eq!(prometheus_connections(Some(8))?, 8);
+/// assert!(prometheus_connections(None)? >= 1);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn prometheus_connections(asked: Option<u32>) -> anyhow::Result<usize> {
+    let limit = fd_limit();
+    let fits = limit.map(|l| l.saturating_sub(RESERVED_FDS));
+    match (asked, fits) {
+        (Some(n), Some(fits)) if u64::from(n) > fits => anyhow::bail!(
+            "--prometheus-max-connections {n} needs {} file descriptors, more than the limit of {} (ulimit -n)",
+            u64::from(n) + RESERVED_FDS,
+            limit.unwrap_or(0)
+        ),
+        (Some(n), _) => Ok(n as usize),
+        (None, Some(fits)) if fits < u64::from(DEFAULT_CONNECTIONS) => {
+            let n = fits.max(1);
+            crate::say(format_args!(
+                "serving at most {n} prometheus connections at once: the file descriptor limit is {} (ulimit -n)",
+                limit.unwrap_or(0)
+            ));
+            Ok(n as usize)
+        }
+        (None, _) => Ok(DEFAULT_CONNECTIONS as usize),
+    }
+}
+
+/// The soft limit on open file descriptors, when there is one.
+fn fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `rl` is a valid, writable rlimit that outlives the call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
+            && rl.rlim_cur != libc::RLIM_INFINITY
+        {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+            return Some(rl.rlim_cur as u64);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -185,6 +301,20 @@ mod tests {
         assert!(Cli::try_parse_from(["sampler", "dump", "--pid", "0"]).is_err());
         assert!(Cli::try_parse_from(["sampler", "dump", "--name", "("]).is_err());
         assert!(Cli::try_parse_from(["sampler", "run", "--interval", "0ms"]).is_err());
+        assert!(Cli::try_parse_from(["sampler", "run", "--interval", "585y"]).is_err());
+        assert!(Cli::try_parse_from(["sampler", "dump", "--pid", "4194305"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sampler", "run", "--prometheus-max-connections", "8"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "sampler",
+            "run",
+            "--prometheus",
+            ":0",
+            "--prometheus-max-connections",
+            "0"
+        ])
+        .is_err());
         let Command::Dump(d) = Cli::try_parse_from(["sampler", "dump"]).unwrap().command else {
             panic!("not dump")
         };

@@ -66,7 +66,7 @@ fn prometheus(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
     }
     Ok(PlannedExporter::new(format!("{c:?}"), move || {
         let e = PrometheusExporter::from_config(c.clone())?;
-        eprintln!("sampler: serving prometheus metrics at {}", e.url());
+        crate::say(format_args!("serving prometheus metrics at {}", e.url()));
         Ok(Box::new(e) as Box<dyn Exporter>)
     }))
 }
@@ -113,7 +113,7 @@ fn process(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
         .join(", ");
     Ok(PlannedAdapter::new(format!("watch {summary}"), move || {
         let sampler = ProcessSampler::with_targets(targets.clone())
-            .on_event(|event| eprintln!("sampler: {event}"));
+            .on_event(|event| crate::say(format_args!("{event}")));
         Ok(vec![Arc::new(sampler) as Arc<dyn Sampler>])
     }))
 }

@@ -25,13 +25,15 @@ mod pipeline;
 pub use pipeline::{Pipeline, ReloadReport, RunningPipeline};
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sampler_adapter_process::{HostSampler, ProcessSampler, Target};
 use sampler_api::{
-    Exporter, Harvester, HarvesterBuilder, Registration, Registry, Sampler, DEFAULT_INTERVAL,
+    ExportError, Exporter, HarvestHandle, Harvester, HarvesterBuilder, Registration, Registry,
+    Sampler, Snapshot, DEFAULT_INTERVAL,
 };
 use sampler_exporter_console::ConsoleExporter;
 
@@ -39,6 +41,175 @@ use cli::{Output, Watch};
 
 /// How long shutdown waits for exporters to write and flush the last harvest.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes one line to stderr, prefixed `sampler: `. A stderr that cannot be written (closed,
+/// full) is no reason to stop sampling, so the error is dropped.
+///
+/// ```
+/// sampler::say(format_args!("serving prometheus metrics at {}", "http://127.0.0.1:9464/metrics"));
+/// ```
+pub fn say(line: impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "sampler: {line}");
+}
+
+/// The error of a run or dump whose output was a pipe that its reader closed: the command
+/// then ends quietly, as a Unix filter does (see `main`).
+#[derive(Debug)]
+pub struct BrokenPipe;
+
+impl fmt::Display for BrokenPipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the output was closed by its reader")
+    }
+}
+
+impl std::error::Error for BrokenPipe {}
+
+/// The first failure to write the console output, shared by its exporter and the command: a
+/// run stops at it (output that cannot be written is fatal), with one line saying why.
+///
+/// ```
+/// use sampler::cli::{Output, Watch};
+/// use sampler::Plan;
+///
+/// # #[cfg(target_os = "linux")] {
+/// let output = Output { output: Some("/dev/full".into()), ..Output::default() };
+/// let plan = Plan::from_flags(&Watch::default(), &output)?;
+/// let failure = plan.output_failure.clone();
+/// assert!(sampler::dump(plan).is_err());
+/// let (message, broken_pipe) = failure.get().unwrap();
+/// assert!(message.starts_with("failed to write console output to /dev/full: "));
+/// assert!(!broken_pipe);
+/// # }
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Default)]
+pub struct OutputFailure {
+    failure: Mutex<Option<(String, bool)>>,
+    wake: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+impl fmt::Debug for OutputFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutputFailure")
+            .field("failure", &self.get())
+            .finish()
+    }
+}
+
+impl OutputFailure {
+    /// The failure, if the output failed: its message, and whether it was a broken pipe.
+    pub fn get(&self) -> Option<(String, bool)> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The error a command returns for this failure, if there is one.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        self.get().map(|(message, broken_pipe)| {
+            if broken_pipe {
+                anyhow::Error::new(BrokenPipe)
+            } else {
+                anyhow::anyhow!(message)
+            }
+        })
+    }
+
+    /// Calls `wake` at the first failure (at once if it already happened).
+    pub fn on_failure(&self, wake: impl Fn() + Send + 'static) {
+        let failed = self.get().is_some();
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(wake));
+        if failed {
+            self.call_wake();
+        }
+    }
+
+    fn set(&self, e: &ExportError) {
+        {
+            let mut f = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            if f.is_some() {
+                return;
+            }
+            *f = Some((e.chain(), is_broken_pipe(e)));
+        }
+        self.call_wake();
+    }
+
+    fn call_wake(&self) {
+        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+            wake();
+        }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The console exporter, recording its first failure in an [`OutputFailure`]; after it, it
+/// writes nothing more.
+struct Console {
+    inner: ConsoleExporter,
+    failure: Arc<OutputFailure>,
+}
+
+impl Console {
+    fn check(&self, r: Result<(), ExportError>) -> Result<(), ExportError> {
+        if let Err(e) = &r {
+            self.failure.set(e);
+        }
+        r
+    }
+}
+
+impl Exporter for Console {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn export(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ExportError> {
+        if let Some((message, _)) = self.failure.get() {
+            return Err(ExportError::new(message));
+        }
+        let r = self.inner.export(snapshot);
+        self.check(r)
+    }
+
+    fn flush(&mut self, deadline: Instant) -> Result<(), ExportError> {
+        if self.failure.get().is_some() {
+            return Ok(());
+        }
+        let r = self.inner.flush(deadline);
+        self.check(r)
+    }
+
+    fn shutdown(&mut self, deadline: Instant) -> Result<(), ExportError> {
+        if self.failure.get().is_some() {
+            return Ok(());
+        }
+        let r = self.inner.shutdown(deadline);
+        self.check(r)
+    }
+
+    fn sampler(&self) -> Option<Arc<dyn Sampler>> {
+        self.inner.sampler()
+    }
+
+    fn attach(&mut self, handle: HarvestHandle) {
+        self.inner.attach(handle)
+    }
+}
 
 /// What to harvest and where to send it.
 pub struct Plan {
@@ -51,6 +222,8 @@ pub struct Plan {
     pub samplers: Vec<Arc<dyn Sampler>>,
     /// The process sampler for targets named on the command line, which `dump` checks first.
     pub watched: Option<Arc<ProcessSampler>>,
+    /// The console output's first failure, which ends a run.
+    pub output_failure: Arc<OutputFailure>,
 }
 
 impl fmt::Debug for Plan {
@@ -88,17 +261,21 @@ impl Plan {
         if !explicit {
             targets.push(Target::Current);
         }
+        let output_failure = Arc::new(OutputFailure::default());
+        let console = Console {
+            inner: console,
+            failure: output_failure.clone(),
+        };
         let mut plan = Plan {
             registry: Registry::global().clone(),
             exporters: vec![Box::new(console)],
             samplers: Vec::new(),
             watched: None,
+            output_failure,
         };
         // Elsewhere than Linux the process sampler harvests nothing and says so once, through
-        // the same handler.
-        let process = Arc::new(
-            ProcessSampler::with_targets(targets).on_event(|event| eprintln!("sampler: {event}")),
-        );
+        // the same handler. Events show names and paths escaped: one line each.
+        let process = Arc::new(ProcessSampler::with_targets(targets).on_event(|event| say(event)));
         plan.samplers.push(process.clone());
         plan.samplers.push(Arc::new(HostSampler::new()));
         if explicit {
@@ -132,35 +309,73 @@ pub fn dump(plan: Plan) -> Result<()> {
             bail!(missing.join("\n"));
         }
     }
+    let output = plan.output_failure.clone();
     let (builder, _registrations) = plan.into_builder();
     // Shutdown runs exactly one harvest, exports it and flushes every exporter.
-    builder
-        .build()
-        .shutdown(SHUTDOWN_TIMEOUT)
-        .context("failed to write the harvest")?;
+    let done = builder.build().shutdown(SHUTDOWN_TIMEOUT);
+    if let Some(e) = output.error() {
+        return Err(e);
+    }
+    done.context("failed to write the harvest")?;
     Ok(())
 }
 
 /// Harvests at once and then every `interval` until SIGINT or SIGTERM; then harvests a last
 /// time, flushes every exporter and returns.
+///
+/// SIGHUP, SIGUSR1 and SIGUSR2 are caught and ignored: the flags are the whole configuration,
+/// so there is nothing to reload, and a signal sent by habit (`systemctl reload`, `kill -HUP`)
+/// must not end the run and lose its data. A terminal that hangs up ends the run anyway, at the
+/// next output it fails to take.
+///
+/// Output that cannot be written ends the run at once: with the error (one line) when it is
+/// full or failing, with [`BrokenPipe`] when its reader closed it.
 #[cfg(unix)]
 pub fn run(plan: Plan, interval: Duration) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::iterator::Signals;
+    run_with(plan, interval, signals()?)
+}
 
-    // Handlers go in before the first output, so a signal sent as soon as output shows is
-    // caught rather than killing the process.
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).context("failed to install SIGINT/SIGTERM handlers")?;
+/// The signals a run handles, caught from now on.
+#[cfg(unix)]
+fn signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+        .context("failed to install signal handlers")
+}
+
+#[cfg(unix)]
+fn run_with(
+    plan: Plan,
+    interval: Duration,
+    mut signals: signal_hook::iterator::Signals,
+) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+
+    let output = plan.output_failure.clone();
+    let handle = signals.handle();
+    // A failed output ends the wait below as a signal would.
+    output.on_failure(move || handle.close());
     // An exporter that starts failing, or recovers, is one line each; never one per attempt.
-    sampler_api::set_event_hook(|event| eprintln!("sampler: {event}"));
+    // The console's failure is not among them: it ends the run, with its own line.
+    sampler_api::set_event_hook(|event| {
+        if !matches!(event, sampler_api::Event::ExporterFailing { exporter, .. } if exporter == "console")
+        {
+            say(format_args!("{event}"))
+        }
+    });
     let (builder, _registrations) = plan.into_builder();
     let harvester = builder.interval(interval).harvest_at_start(true).start();
-    // `forever` yields only the signals registered above.
-    let _ = signals.forever().next();
-    harvester
-        .shutdown(SHUTDOWN_TIMEOUT)
-        .context("failed to write the last harvest")?;
+    // `forever` yields only the signals registered above, and ends when the handle closes.
+    for signal in signals.forever() {
+        if matches!(signal, SIGINT | SIGTERM) {
+            break;
+        }
+    }
+    let done = harvester.shutdown(SHUTDOWN_TIMEOUT);
+    if let Some(e) = output.error() {
+        return Err(e);
+    }
+    done.context("failed to write the last harvest")?;
     Ok(())
 }
 
@@ -182,15 +397,32 @@ fn flag_targets(watch: &Watch) -> Option<Arc<dyn Sampler>> {
     targets.extend(watch.pidfile.iter().cloned().map(Target::PidFile));
     targets.extend(watch.name.iter().cloned().map(Target::Name));
     Some(Arc::new(
-        ProcessSampler::with_targets(targets).on_event(|event| eprintln!("sampler: {event}")),
+        ProcessSampler::with_targets(targets).on_event(|event| say(format_args!("{event}"))),
     ))
 }
 
-fn prometheus_flag(addr: &str) -> Result<Box<dyn Exporter>> {
+/// The exporter of `--prometheus ADDR`, with its connection limit; says where it serves, and
+/// says it aloud when that is every network interface.
+fn prometheus_flag(addr: &str, max_connections: Option<u32>) -> Result<Box<dyn Exporter>> {
+    let max = cli::prometheus_connections(max_connections)?;
     let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
         .address(addr)
+        .max_connections(max)
         .build()?;
-    eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
+    let at = exporter.local_addr();
+    if at.ip().is_unspecified() {
+        say(format_args!(
+            "serving prometheus metrics at {} on every network interface \
+             (listening on {at}); give --prometheus 127.0.0.1:{} for this host alone",
+            exporter.url(),
+            at.port()
+        ));
+    } else {
+        say(format_args!(
+            "serving prometheus metrics at {}",
+            exporter.url()
+        ));
+    }
     Ok(Box::new(exporter))
 }
 
@@ -198,13 +430,13 @@ fn prometheus_flag(addr: &str) -> Result<Box<dyn Exporter>> {
 /// SIGINT or SIGTERM; SIGHUP reloads the file, and an invalid new file is reported while the
 /// running pipeline goes on.
 #[cfg(unix)]
-pub fn run_config(path: &std::path::Path, args: &cli::RunArgs) -> Result<()> {
+pub fn run_config(
+    path: &std::path::Path,
+    args: &cli::RunArgs,
+    mut signals: signal_hook::iterator::Signals,
+) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    use signal_hook::iterator::Signals;
 
-    // SIGHUP is caught before anything else happens, so a reload sent early never kills us.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("failed to install SIGINT/SIGTERM/SIGHUP handlers")?;
     let load = |path: &std::path::Path| -> Result<sampler_config::Config> {
         let mut c = sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(i) = args.interval {
@@ -217,25 +449,27 @@ pub fn run_config(path: &std::path::Path, args: &cli::RunArgs) -> Result<()> {
         pipeline = pipeline.sampler(s);
     }
     if let Some(addr) = &args.prometheus {
-        pipeline = pipeline.exporter(prometheus_flag(addr)?);
+        pipeline = pipeline.exporter(prometheus_flag(addr, args.prometheus_max_connections)?);
     }
-    sampler_api::set_event_hook(|event| eprintln!("sampler: {event}"));
+    sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
+    // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
     for signal in signals.forever() {
-        if signal != SIGHUP {
-            break;
-        }
-        match load(path).and_then(|c| running.reload(c)) {
-            Ok(report) => eprintln!("sampler: {}: {report}", path.display()),
-            Err(e) => {
-                eprintln!(
-                    "sampler: {}: not reloaded, the running pipeline goes on:",
-                    path.display()
-                );
-                for line in format!("{e:#}").lines() {
-                    eprintln!("sampler: {line}");
+        match signal {
+            SIGINT | SIGTERM => break,
+            SIGHUP => match load(path).and_then(|c| running.reload(c)) {
+                Ok(report) => say(format_args!("{}: {report}", path.display())),
+                Err(e) => {
+                    say(format_args!(
+                        "{}: not reloaded, the running pipeline goes on:",
+                        path.display()
+                    ));
+                    for line in format!("{e:#}").lines() {
+                        say(line);
+                    }
                 }
-            }
+            },
+            _ => {}
         }
     }
     running.shutdown()
@@ -255,14 +489,30 @@ pub fn cli_main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match main_with(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<BrokenPipe>() => broken_pipe(),
         Err(e) => {
             // One line per problem, each naming what and why: scripts grep stderr.
             for line in format!("{e:#}").lines() {
-                eprintln!("sampler: {line}");
+                say(line);
             }
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The output's reader went away (`sampler run | head -1`): end quietly, the way a Unix filter
+/// does, killed by SIGPIPE (a shell shows status 141). The signal is ignored while the command
+/// runs, so that a scraper closing its socket never kills it; it is restored here, at the end.
+fn broken_pipe() -> std::process::ExitCode {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE and raising it touch no memory of
+    // ours; nothing else in the process handles SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Not reached on Unix.
+    std::process::ExitCode::from(141)
 }
 
 /// Runs the parsed command line.
@@ -283,14 +533,19 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
         },
         #[cfg(unix)]
         cli::Command::Run(args) => {
+            // Handlers go in before the first output (the endpoint's address, the first
+            // harvest), so a signal sent as soon as output shows is caught rather than killing
+            // the process.
+            let signals = signals()?;
             if let Some(path) = &args.config {
-                return run_config(path, &args);
+                return run_config(path, &args, signals);
             }
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
             if let Some(addr) = &args.prometheus {
-                plan.exporters.push(prometheus_flag(addr)?);
+                plan.exporters
+                    .push(prometheus_flag(addr, args.prometheus_max_connections)?);
             }
-            run(plan, args.interval.unwrap_or(DEFAULT_INTERVAL))
+            run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),

@@ -298,7 +298,7 @@ impl RunningPipeline {
             if let Some(k) = k {
                 let name = self.config.exporters[i].name.clone();
                 if let Err(err) = harvester.remove_exporter(k, deadline) {
-                    eprintln!("sampler: {err}");
+                    crate::say(&err);
                 }
                 if !report.stopped.contains(&name) {
                     report.stopped.push(name);
@@ -350,7 +350,7 @@ impl RunningPipeline {
             let old = &self.config.exporters[i];
             if old.name == name && !new.exporters.iter().any(|n| n.same_as(old)) {
                 if let Err(err) = harvester.remove_exporter(self.exporters[i], deadline) {
-                    eprintln!("sampler: {err}");
+                    crate::say(&err);
                 }
                 report.stopped.push(old.name.clone());
                 self.config.exporters.remove(i);
@@ -379,7 +379,7 @@ impl RunningPipeline {
 impl Drop for RunningPipeline {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown_inner(SHUTDOWN_TIMEOUT) {
-            eprintln!("sampler: {e}");
+            crate::say(&e);
         }
     }
 }

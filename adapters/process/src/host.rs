@@ -1,6 +1,6 @@
 //! The host sampler: memory, swap, load and CPU count of the machine.
 
-use std::fs;
+use std::path::Path;
 
 use sampler_api::{Descriptor, Sampler, Writer};
 
@@ -65,8 +65,8 @@ impl Sampler for HostSampler {
             }
             return;
         }
-        if let Ok(text) = fs::read_to_string("/proc/meminfo") {
-            let m = procfs::parse_meminfo(&text);
+        if let Ok(raw) = procfs::read_proc(Path::new("/proc/meminfo"), procfs::PROC_LIMIT) {
+            let m = procfs::parse_meminfo(&String::from_utf8_lossy(&raw));
             if let Some(v) = m.total {
                 out.gauge(&MEM_TOTAL, &[], v as f64);
             }
@@ -77,9 +77,9 @@ impl Sampler for HostSampler {
                 out.gauge(&SWAP_USED, &[], t.saturating_sub(f) as f64);
             }
         }
-        if let Some(load) = fs::read_to_string("/proc/loadavg")
+        if let Some(load) = procfs::read_proc(Path::new("/proc/loadavg"), procfs::PROC_LIMIT)
             .ok()
-            .and_then(|t| procfs::parse_loadavg(&t))
+            .and_then(|t| procfs::parse_loadavg(&String::from_utf8_lossy(&t)))
         {
             for (period, v) in ["1m", "5m", "15m"].into_iter().zip(load) {
                 out.gauge(&LOAD, &[("period", period)], v);

@@ -56,7 +56,9 @@ use sampler_api::{Registration, Registry};
 
 pub use host::HostSampler;
 pub use process::{Event, ProcessSampler};
-pub use target::{GoneReason, NamePattern, PatternError, Target, TargetError};
+pub use target::{
+    GoneReason, NamePattern, PatternError, Shown, Target, TargetError, PID_FILE_LIMIT,
+};
 
 /// Whether this platform has a Linux `/proc` to read.
 pub const SUPPORTED: bool = cfg!(target_os = "linux");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sampler_api::{Descriptor, Sampler, Writer};
 
 use crate::procfs::{self, ProcInfo, ReadError};
-use crate::target::{GoneReason, Target, TargetError};
+use crate::target::{check_alive, GoneReason, NotAlive, Shown, Target, TargetError};
 use crate::{unsupported_once, SUPPORTED};
 
 static RSS: Descriptor = Descriptor::gauge(
@@ -60,8 +60,11 @@ static UP: Descriptor = Descriptor::gauge(
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The target resolves to no process: at the first harvest, or after it was found.
-    /// Not sent when a [`Gone`](Event::Gone) already told of the same disappearance.
+    /// The target resolves to no process (at the first harvest, or after it was found), or
+    /// could not be read at all (its pid file or `/proc` unreadable: then
+    /// [`TargetError::is_unknown`]), with the true cause. Not sent when a
+    /// [`Gone`](Event::Gone) already told of the same disappearance; a failure to read is sent
+    /// once until the cause changes or the target reads again.
     Missing {
         /// The target, in words (`pid 42`, `pid file /run/app.pid`, `name "nginx"`).
         target: String,
@@ -102,6 +105,8 @@ impl Event {
 
 impl fmt::Display for Event {
     /// One line: `pid file /run/app.pid: process 42 (app) is gone: no such process (…)`.
+    /// Process names and paths are shown with control characters escaped (see [`Shown`]), so
+    /// an event is always one line and never reaches the terminal as an escape sequence.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Missing { error, .. } => write!(f, "{error}"),
@@ -110,9 +115,13 @@ impl fmt::Display for Event {
                 pid,
                 name,
                 reason,
-            } => write!(f, "{target}: process {pid} ({name}) is gone: {reason}"),
+            } => write!(
+                f,
+                "{target}: process {pid} ({}) is gone: {reason}",
+                Shown(name)
+            ),
             Event::Found { target, pid, name } => {
-                write!(f, "{target}: process {pid} ({name}) found")
+                write!(f, "{target}: process {pid} ({}) found", Shown(name))
             }
             Event::Unsupported(e) => write!(f, "{e}"),
         }
@@ -128,6 +137,8 @@ struct TargetState {
     seen: BTreeMap<u32, String>,
     /// Whether the target's current absence was already reported.
     missing: bool,
+    /// The failure to read the target last reported, while it lasts.
+    failure: Option<String>,
     /// Whether a harvest has run.
     started: bool,
 }
@@ -283,16 +294,40 @@ impl Sampler for ProcessSampler {
         for ((target, spec), st) in targets.zip(states.iter_mut()) {
             // The target in words, for events only.
             let words = || target.to_string();
-            let (live, error) = read_target(target, me);
+            let (live, kept, error) = read_target(target, me);
+            let (error, unknown) = match error {
+                Some(e) if e.is_unknown() => (None, Some(e)),
+                e => (e, None),
+            };
+            if let Some(error) = unknown {
+                // Whether its processes are there is not known: nothing is reported gone, no
+                // `process.up` is written, and the cause is told once.
+                let said = error.to_string();
+                if st.failure.as_ref() != Some(&said) {
+                    st.failure = Some(said);
+                    events.push(Event::Missing {
+                        target: words(),
+                        error,
+                    });
+                }
+                st.started = true;
+                continue;
+            }
+            st.failure = None;
             let mut gone_now = 0;
             for (pid, name) in &st.seen {
-                if !live.iter().any(|p| p.pid == *pid) {
+                if live.iter().any(|p| p.pid == *pid) || kept.contains(pid) {
+                    continue;
+                }
+                // A process the target no longer resolves to but that is still there (its pid
+                // file rewritten or removed) is not gone: the target's error tells why.
+                if let Some(reason) = gone_reason(*pid) {
                     gone_now += 1;
                     events.push(Event::Gone {
                         target: words(),
                         pid: *pid,
                         name: name.clone(),
-                        reason: gone_reason(*pid),
+                        reason,
                     });
                 }
             }
@@ -302,7 +337,7 @@ impl Sampler for ProcessSampler {
                         events.push(Event::Found {
                             target: words(),
                             pid: p.pid,
-                            name: p.stat.comm.clone(),
+                            name: p.name.clone(),
                         });
                     }
                 }
@@ -321,7 +356,14 @@ impl Sampler for ProcessSampler {
                 st.missing = false;
             }
             st.started = true;
-            st.seen = live.iter().map(|p| (p.pid, p.stat.comm.clone())).collect();
+            let mut seen: BTreeMap<u32, String> =
+                live.iter().map(|p| (p.pid, p.name.clone())).collect();
+            for pid in kept {
+                if let Some(name) = st.seen.get(&pid) {
+                    seen.insert(pid, name.clone());
+                }
+            }
+            st.seen = seen;
 
             if !matches!(target, Target::Current) {
                 let up = if live.is_empty() { 0.0 } else { 1.0 };
@@ -339,7 +381,7 @@ impl Sampler for ProcessSampler {
                 let mut labels: Vec<(&str, &str)> = Vec::with_capacity(4);
                 if !matches!(target, Target::Current) {
                     labels.push(("pid", &pid));
-                    labels.push(("name", &p.stat.comm));
+                    labels.push(("name", &p.name));
                     if let Some(f) = &pidfile {
                         labels.push(("pidfile", f));
                     }
@@ -359,41 +401,59 @@ impl Sampler for ProcessSampler {
 }
 
 /// Resolves a target and reads each of its processes. Processes that vanish between the two
-/// steps are left out; when none is left, the error says why.
-fn read_target(target: &Target, me: u32) -> (Vec<ProcInfo>, Option<TargetError>) {
+/// steps are left out; when none is left, the error says why. The second list holds the
+/// processes that are there but could not be read this time (out of descriptors, no
+/// permission): neither live nor gone.
+fn read_target(target: &Target, me: u32) -> (Vec<ProcInfo>, Vec<u32>, Option<TargetError>) {
     let pids = match target.resolve(me) {
         Ok(pids) => pids,
-        Err(e) => return (Vec::new(), Some(e)),
+        Err(e) => return (Vec::new(), Vec::new(), Some(e)),
     };
     let mut live = Vec::with_capacity(pids.len());
-    let mut last_gone = None;
+    let mut kept = Vec::new();
+    let mut last_failure = None;
     for pid in pids {
-        match procfs::read_process(pid) {
-            Ok(info) => live.push(info),
-            Err(ReadError::Exited) => last_gone = Some((pid, GoneReason::Exited)),
-            Err(ReadError::Missing) => last_gone = Some((pid, GoneReason::NoSuchProcess(pid))),
-            // Alive but unreadable this time: neither reported nor counted as gone.
-            Err(ReadError::Unreadable) => {}
+        let failure = match procfs::read_process(pid) {
+            Ok(info) => {
+                live.push(info);
+                continue;
+            }
+            Err(ReadError::Exited) => NotAlive::Gone(GoneReason::Exited),
+            Err(ReadError::Missing) => NotAlive::Gone(GoneReason::NoSuchProcess(pid)),
+            Err(ReadError::Unreadable(e)) => match procfs::exists(pid) {
+                Some(false) => NotAlive::Gone(GoneReason::NoSuchProcess(pid)),
+                _ => {
+                    kept.push(pid);
+                    NotAlive::Unreadable(e)
+                }
+            },
+        };
+        // An unreadable process outweighs a gone one: the target's state is then unknown.
+        if matches!(failure, NotAlive::Unreadable(_))
+            || !matches!(last_failure, Some((_, NotAlive::Unreadable(_))))
+        {
+            last_failure = Some((pid, failure));
         }
     }
-    let error = match (live.is_empty(), last_gone) {
-        (true, Some((pid, reason))) => Some(match target {
-            Target::PidFile(path) => TargetError::PidFileStale {
-                path: path.clone(),
-                pid,
-                reason,
+    let error = match (live.is_empty(), last_failure) {
+        (true, Some((pid, failure))) => Some(failure.into_error(
+            pid,
+            match target {
+                Target::PidFile(path) => Some(path.as_path()),
+                _ => None,
             },
-            _ => TargetError::NotFound { pid, reason },
-        }),
+        )),
         _ => None,
     };
-    (live, error)
+    (live, kept, error)
 }
 
-fn gone_reason(pid: u32) -> GoneReason {
-    match procfs::read_stat(pid) {
-        Err(ReadError::Exited) => GoneReason::Exited,
-        _ => GoneReason::NoSuchProcess(pid),
+/// Why a process seen before is gone, or `None` when it is still there (or whether it is cannot
+/// be told).
+fn gone_reason(pid: u32) -> Option<GoneReason> {
+    match check_alive(pid) {
+        Ok(()) | Err(NotAlive::Unreadable(_)) => None,
+        Err(NotAlive::Gone(reason)) => Some(reason),
     }
 }
 

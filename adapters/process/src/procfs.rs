@@ -2,17 +2,105 @@
 //!
 //! Parsers take the text of one file and never panic on odd input: a field that is missing or
 //! malformed comes back as `None`, and the reading that needs it is left out of the harvest.
+//!
+//! Every file is read through [`read_bounded`]: opened without blocking, refused unless it is a
+//! regular file, and read up to a size limit, so a FIFO, a device or a huge file costs neither a
+//! hung harvest nor memory.
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::OnceLock;
+
+/// The most read of one `/proc` file: the fields this crate needs sit well within it (a
+/// `/proc/PID/stat` line is under 1 KiB, a status file a few KiB).
+pub(crate) const PROC_LIMIT: usize = 64 * 1024;
+/// The most read of `/proc/stat`, whose `btime` line follows one line per CPU and the interrupt
+/// counts.
+const PROC_STAT_LIMIT: usize = 1024 * 1024;
+
+/// Reads at most `limit` bytes of the regular file at `path`.
+///
+/// The file is opened with `O_NONBLOCK` (a FIFO opens at once instead of waiting for a writer)
+/// and refused unless it is a regular file (a FIFO, socket, device or directory is an error
+/// naming what it is), so the read never blocks and never grows past `limit`; whatever follows
+/// the limit is left unread. Files whose open may have effects (a device) are checked before
+/// they are opened.
+pub(crate) fn read_bounded(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    // A path given by a person may name a device, whose mere open can have effects: refuse it
+    // unopened. The check on the open file below covers a path swapped in between.
+    check_regular(&fs::metadata(path)?)?;
+    read_open(open_nonblocking(path)?, limit)
+}
+
+/// As [`read_bounded`], for files of `/proc`, which are opened at once: a `/proc` path is never a
+/// device, and under a full descriptor table the open must be what fails.
+pub(crate) fn read_proc(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    read_open(open_nonblocking(path)?, limit)
+}
+
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    options.open(path)
+}
+
+fn read_open(file: File, limit: usize) -> io::Result<Vec<u8>> {
+    check_regular(&file.metadata()?)?;
+    let mut buf = Vec::with_capacity(limit.min(4096));
+    file.take(limit as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// An error unless `meta` is a regular file, naming what it is instead.
+fn check_regular(meta: &fs::Metadata) -> io::Result<()> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    let what = if t.is_dir() {
+        "a directory"
+    } else {
+        file_kind(&t)
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file but {what}"),
+    ))
+}
+
+#[cfg(unix)]
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn file_kind(_: &fs::FileType) -> &'static str {
+    "a special file"
+}
 
 /// The fields of `/proc/PID/stat` this crate reads (see proc(5)).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Stat {
-    /// The command name (`comm`), as the kernel keeps it: at most 15 bytes.
-    pub comm: String,
+    /// The command name (`comm`), as the kernel keeps it: at most 15 bytes, not necessarily
+    /// UTF-8.
+    pub comm: Vec<u8>,
     /// The one-letter state: `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
     pub state: char,
     /// User-mode CPU time in clock ticks.
@@ -33,15 +121,17 @@ impl Stat {
 /// Parses `/proc/PID/stat`.
 ///
 /// The command name sits between the first `(` and the *last* `)`, because the name may itself
-/// hold spaces and parentheses; the numbered fields follow, field 3 (`state`) first.
-pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
+/// hold spaces and parentheses; it is any bytes a process chose (see `prctl(PR_SET_NAME)`), so
+/// it is kept as bytes. The numbered fields follow, field 3 (`state`) first.
+pub(crate) fn parse_stat(raw: &[u8]) -> Option<Stat> {
+    let open = raw.iter().position(|&b| b == b'(')?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
     if close < open {
         return None;
     }
-    let comm = text[open + 1..close].to_owned();
-    let rest: Vec<&str> = text[close + 1..].split_ascii_whitespace().collect();
+    let comm = raw[open + 1..close].to_vec();
+    let text = std::str::from_utf8(&raw[close + 1..]).ok()?;
+    let rest: Vec<&str> = text.split_ascii_whitespace().collect();
     // Field n of proc(5) (1-based) is rest[n - 3].
     let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
     Some(Stat {
@@ -142,10 +232,13 @@ pub(crate) fn parse_btime(text: &str) -> Option<u64> {
 }
 
 /// Turns a `/proc/PID/cmdline` (arguments separated by NUL bytes) into one line, arguments
-/// separated by spaces.
-pub(crate) fn cmdline_text(raw: &[u8]) -> String {
+/// separated by spaces; bytes that are not UTF-8 are kept as they are.
+pub(crate) fn cmdline_bytes(raw: &[u8]) -> Vec<u8> {
     let trimmed = raw.strip_suffix(&[0]).unwrap_or(raw);
-    String::from_utf8_lossy(trimmed).replace('\0', " ")
+    trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect()
 }
 
 /// Clock ticks per second, the unit of the CPU and start times in `/proc/PID/stat`.
@@ -200,9 +293,9 @@ pub(crate) fn own_context_switches() -> Option<(u64, u64)> {
 pub(crate) fn boot_time() -> Option<u64> {
     static BOOT: OnceLock<Option<u64>> = OnceLock::new();
     *BOOT.get_or_init(|| {
-        fs::read_to_string("/proc/stat")
+        read_proc(Path::new("/proc/stat"), PROC_STAT_LIMIT)
             .ok()
-            .and_then(|t| parse_btime(&t))
+            .and_then(|t| parse_btime(&String::from_utf8_lossy(&t)))
     })
 }
 
@@ -210,6 +303,8 @@ pub(crate) fn boot_time() -> Option<u64> {
 #[derive(Debug, Clone)]
 pub(crate) struct ProcInfo {
     pub pid: u32,
+    /// The command name as shown and labelled: `comm`, bytes that are not UTF-8 replaced.
+    pub name: String,
     pub stat: Stat,
     pub status: Status,
     /// Open file descriptors; `None` when `/proc/PID/fd` may not be read (another user's
@@ -224,8 +319,24 @@ pub(crate) enum ReadError {
     Missing,
     /// The process has exited and is a zombie.
     Exited,
-    /// It exists but could not be read (permissions, a malformed file).
-    Unreadable,
+    /// It could not be read, and whether it is there is not known from the read alone: out of
+    /// file descriptors, no permission, a malformed file. The error names the file and the
+    /// cause.
+    Unreadable(io::Error),
+}
+
+impl ReadError {
+    fn from_io(path: &Path, e: io::Error) -> ReadError {
+        // ESRCH shows when the process exits between the open and the read.
+        if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) {
+            ReadError::Missing
+        } else {
+            ReadError::Unreadable(io::Error::new(
+                e.kind(),
+                format!("failed to read {}: {e}", path.display()),
+            ))
+        }
+    }
 }
 
 /// Reads one live process's `/proc/PID/stat` alone: enough to tell whether it is there.
@@ -234,35 +345,45 @@ pub(crate) fn read_stat(pid: u32) -> Result<Stat, ReadError> {
 }
 
 fn read_stat_in(dir: &Path) -> Result<Stat, ReadError> {
-    let text = fs::read_to_string(dir.join("stat")).map_err(|e| {
-        // ESRCH shows when the process exits between the open and the read.
-        if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) {
-            ReadError::Missing
-        } else {
-            ReadError::Unreadable
-        }
+    let path = dir.join("stat");
+    let raw = read_proc(&path, PROC_LIMIT).map_err(|e| ReadError::from_io(&path, e))?;
+    let stat = parse_stat(&raw).ok_or_else(|| {
+        ReadError::Unreadable(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("failed to parse {}", path.display()),
+        ))
     })?;
-    let stat = parse_stat(&text).ok_or(ReadError::Unreadable)?;
     if stat.exited() {
         return Err(ReadError::Exited);
     }
     Ok(stat)
 }
 
+/// Whether `/proc/PID` exists, told without a file descriptor (a `stat` of the directory), so
+/// that it holds when descriptors run out; `None` when even that fails for another reason.
+pub(crate) fn exists(pid: u32) -> Option<bool> {
+    match fs::metadata(Path::new("/proc").join(pid.to_string())) {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// Reads one process's stat, status and fd count.
 pub(crate) fn read_process(pid: u32) -> Result<ProcInfo, ReadError> {
     let dir = Path::new("/proc").join(pid.to_string());
     let stat = read_stat_in(&dir)?;
-    let status = match fs::read_to_string(dir.join("status")) {
-        Ok(t) => parse_status(&t),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Missing),
-        Err(_) => return Err(ReadError::Unreadable),
+    let path = dir.join("status");
+    let status = match read_proc(&path, PROC_LIMIT) {
+        Ok(t) => parse_status(&String::from_utf8_lossy(&t)),
+        Err(e) => return Err(ReadError::from_io(&path, e)),
     };
     let open_fds = fs::read_dir(dir.join("fd"))
         .ok()
         .map(|d| d.filter(|e| e.is_ok()).count() as u64);
     Ok(ProcInfo {
         pid,
+        name: String::from_utf8_lossy(&stat.comm).into_owned(),
         stat,
         status,
         open_fds,
@@ -289,8 +410,8 @@ mod tests {
     fn stat_with_odd_command_name() {
         let text = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 120 0 0 0 \
                     7 3 0 0 20 0 2 0 12345 1000 10 18446744073709551615";
-        let s = parse_stat(text).unwrap();
-        assert_eq!(s.comm, "a (b) c");
+        let s = parse_stat(text.as_bytes()).unwrap();
+        assert_eq!(s.comm, b"a (b) c");
         assert_eq!(s.state, 'S');
         assert_eq!((s.utime, s.stime, s.starttime), (7, 3, 12345));
         assert!(!s.exited());
@@ -298,13 +419,61 @@ mod tests {
 
     #[test]
     fn stat_truncated_or_garbage() {
-        assert_eq!(parse_stat(""), None);
-        assert_eq!(parse_stat("1 (x) S 1 2"), None);
-        assert_eq!(parse_stat(") 1 ("), None);
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
+        assert_eq!(parse_stat(b") 1 ("), None);
         assert_eq!(
-            parse_stat("1 (x) Z 1 2 3 4 5 6 7 8 9 10 a 1 2 3 4 5 6 7 8"),
+            parse_stat(b"1 (x) Z 1 2 3 4 5 6 7 8 9 10 a 1 2 3 4 5 6 7 8"),
             None
         );
+    }
+
+    #[test]
+    fn stat_with_a_name_that_is_not_utf8() {
+        let text = b"9 (caf\xe9\n\x1b[31m) S 1 9 9 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 55 1 1 1";
+        let s = parse_stat(text).unwrap();
+        assert_eq!(s.comm, b"caf\xe9\n\x1b[31m");
+        assert_eq!((s.utime, s.stime, s.starttime), (7, 3, 55));
+    }
+
+    #[test]
+    fn read_errors_keep_their_cause() {
+        let path = Path::new("/proc/42/stat");
+        let e = ReadError::from_io(path, io::Error::from_raw_os_error(24));
+        match e {
+            ReadError::Unreadable(e) => assert_eq!(
+                e.to_string(),
+                "failed to read /proc/42/stat: Too many open files (os error 24)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ReadError::from_io(path, io::Error::from(io::ErrorKind::NotFound)),
+            ReadError::Missing
+        ));
+        assert!(matches!(
+            ReadError::from_io(path, io::Error::from_raw_os_error(3)),
+            ReadError::Missing
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bounded_reads_refuse_special_files_and_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b'7'; 10_000]).unwrap();
+        assert_eq!(read_bounded(&big, 100).unwrap().len(), 100);
+        assert_eq!(read_proc(&big, 1 << 20).unwrap().len(), 10_000);
+        for (path, what) in [
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+        ] {
+            let e = read_bounded(path, 100).unwrap_err();
+            assert_eq!(e.to_string(), format!("not a regular file but {what}"));
+            let e = read_proc(path, 100).unwrap_err();
+            assert_eq!(e.to_string(), format!("not a regular file but {what}"));
+        }
     }
 
     #[test]
@@ -348,8 +517,9 @@ mod tests {
 
     #[test]
     fn cmdline() {
-        assert_eq!(cmdline_text(b"sleep\x0060\x00"), "sleep 60");
-        assert_eq!(cmdline_text(b""), "");
+        assert_eq!(cmdline_bytes(b"sleep\x0060\x00"), b"sleep 60");
+        assert_eq!(cmdline_bytes(b"caf\xe9\x00-x\x00"), b"caf\xe9 -x");
+        assert_eq!(cmdline_bytes(b""), b"");
     }
 
     #[cfg(target_os = "linux")]
@@ -362,6 +532,8 @@ mod tests {
         assert!(clock_ticks() > 0);
         assert!(boot_time().unwrap() > 1_000_000_000);
         assert!(matches!(read_process(u32::MAX), Err(ReadError::Missing)));
+        assert_eq!(exists(std::process::id()), Some(true));
+        assert_eq!(exists(u32::MAX), Some(false));
         assert_eq!(read_stat(std::process::id()).unwrap().comm, me.stat.comm);
         assert!(matches!(read_stat(u32::MAX), Err(ReadError::Missing)));
     }

@@ -22,6 +22,7 @@ pub const DEFAULT_PATH: &str = "/metrics";
 /// native_histograms = false
 /// openmetrics_created = true
 /// gzip = true
+/// max_connections = 256
 /// ```
 ///
 /// ```
@@ -64,7 +65,14 @@ pub struct PrometheusConfig {
     pub openmetrics_created: bool,
     /// Compress responses with gzip when the scraper accepts it. Default true.
     pub gzip: bool,
+    /// The most connections served at once (at least 1). Past it a connection is answered
+    /// `503 Service Unavailable` and closed at once, so that idle or hostile clients cannot use
+    /// up the process's file descriptors. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
 }
+
+/// The default most connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
@@ -80,6 +88,7 @@ impl Default for PrometheusConfig {
             native_histograms: false,
             openmetrics_created: true,
             gzip: true,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -305,10 +314,12 @@ mod serde_tests {
             r#"{"address": ":9464", "path": "/m", "harvest_on_scrape": true, "harvest_timeout": 0.5,
                 "timings": "summary", "buckets": [0.1, 1.0], "quantiles": [0.5],
                 "bucket_overrides": {"http.response.size": {"scale": 0, "min": 64.0, "max": 1048576.0}},
-                "native_histograms": true, "openmetrics_created": false, "gzip": false}"#,
+                "native_histograms": true, "openmetrics_created": false, "gzip": false,
+                "max_connections": 8}"#,
         )
         .unwrap();
         assert_eq!(c.harvest_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_connections, 8);
         assert_eq!(c.timings, TimingMode::Summary);
         assert_eq!(c.buckets, Buckets::Explicit(vec![0.1, 1.0]));
         assert!(matches!(

@@ -371,3 +371,94 @@ fn gzip_is_made_ahead_only_for_variants_being_scraped() {
     publish(3); // an older harvest never replaces a newer one
     assert_eq!(e.shared.current().sequence, 5);
 }
+
+#[test]
+fn past_max_connections_a_connection_gets_503_at_once_and_places_free_up() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let exporter = local().max_connections(2).build().unwrap();
+    exporter.publish(&snapshot_with(1.0));
+    let addr = exporter.local_addr();
+    let url = exporter.url();
+    // Two idle clients take both places (hyper waits for their request).
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let refused = poll_until(Duration::from_secs(5), || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 503").then_some(out)
+    });
+    assert!(
+        refused.ends_with("too many connections: the endpoint serves at most 2 at once\n"),
+        "{refused}"
+    );
+    assert!(refused.contains("retry-after: 1\r\n"), "{refused}");
+    // The refusal is counted in the self-metrics.
+    let snap = {
+        let registry = Registry::new();
+        let _r = registry.register_arc(exporter.sampler().unwrap());
+        Harvester::builder()
+            .registry(registry)
+            .self_metrics(false)
+            .build()
+            .harvest_now()
+    };
+    match snap
+        .find("sampler.exporter.prometheus.connections.refused", &[])
+        .map(|s| &s.value)
+    {
+        Some(sampler_api::Value::Counter(n)) => assert!(*n >= 1, "{n}"),
+        other => panic!("no refused counter: {other:?}"),
+    }
+    // The idle clients leave: scrapes are served again.
+    drop(idle);
+    let body = poll_until(Duration::from_secs(5), || {
+        let r = get(&url, &[("Accept", "text/plain;version=0.0.4")]);
+        (r.status == 200).then_some(r.body)
+    });
+    assert!(String::from_utf8(body).unwrap().contains("slow_value"));
+}
+
+#[test]
+fn a_bind_error_names_its_cause_once_in_an_error_chain() {
+    let first = local().build().unwrap();
+    let addr = first.local_addr().to_string();
+    let err = PrometheusExporter::builder()
+        .address(&addr)
+        .build()
+        .unwrap_err();
+    let chain = anyhow_like_chain(&err);
+    assert_eq!(
+        chain.matches("Address already in use").count(),
+        1,
+        "{chain}"
+    );
+    assert!(local().max_connections(0).build().is_err());
+}
+
+/// An error and its sources joined by `: `, as `anyhow`'s `{:#}` prints them.
+fn anyhow_like_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        next = c.source();
+    }
+    s
+}
+
+/// Calls `f` every 20 ms until it gives a value, at most `timeout`.
+fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -46,6 +46,10 @@
 //! | `/` | a small HTML page linking to the metrics and the health check |
 //! | `/-/healthy` | `200 Healthy.` while the endpoint runs |
 //! | `/-/ready` | `200` once a harvest has been encoded, `503` before |
+//!
+//! At most `max_connections` connections (default 256) are served at once; past that a new
+//! connection gets `503 Service Unavailable` and is closed, so that the endpoint never uses more
+//! than a bounded number of file descriptors, whatever its clients do.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -67,7 +71,8 @@ use bytes::Bytes;
 use sampler_api::{Descriptor, ExportError, Exporter, HarvestHandle, Sampler, Snapshot, Writer};
 
 pub use config::{
-    Buckets, PrometheusConfig, TimingMode, DEFAULT_ADDRESS, DEFAULT_PATH, MAX_BUCKETS,
+    Buckets, PrometheusConfig, TimingMode, DEFAULT_ADDRESS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PATH,
+    MAX_BUCKETS,
 };
 pub use encode::{Collision, Encoder, Format, Plan};
 pub use negotiate::{accepts_gzip, negotiate_format};
@@ -104,15 +109,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Bind { source, .. } => Some(source),
-            Error::Start(e) => Some(e),
-            Error::Config(_) => None,
-        }
-    }
-}
+/// The cause is part of the message, so the error has no separate `source` (an error chain
+/// printed whole shows it once).
+impl std::error::Error for Error {}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -168,6 +167,7 @@ struct Stats {
     encode_nanos: AtomicU64,
     sizes: [AtomicU64; 3],
     harvests_waited: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Stats {
@@ -189,6 +189,7 @@ pub(crate) struct Shared {
     gzip: bool,
     harvest_on_scrape: bool,
     harvest_timeout: Duration,
+    max_connections: usize,
     index_html: Bytes,
     current: Mutex<Arc<Exposition>>,
     encoder: Mutex<EncoderState>,
@@ -296,6 +297,11 @@ static SIZE: Descriptor = Descriptor::gauge(
     "By",
     "size of the latest exposition before compression, by format",
 );
+static REFUSED: Descriptor = Descriptor::counter(
+    "sampler.exporter.prometheus.connections.refused",
+    "1",
+    "connections answered 503 and closed because max_connections were open",
+);
 static WAITED: Descriptor = Descriptor::counter(
     "sampler.exporter.prometheus.scrape_harvests",
     "1",
@@ -314,6 +320,7 @@ impl Sampler for StatsSampler {
         }
         out.gauge(&COLLISIONS, &[], s.collisions.load(Relaxed) as f64);
         out.gauge(&ENCODE, &[], s.encode_nanos.load(Relaxed) as f64 / 1e9);
+        out.counter(&REFUSED, &[], s.refused.load(Relaxed));
         if self.0.harvest_on_scrape {
             out.counter(&WAITED, &[], s.harvests_waited.load(Relaxed));
         }
@@ -529,6 +536,24 @@ impl PrometheusExporterBuilder {
         self
     }
 
+    /// The most connections served at once (default 256, at least 1); past it a connection is
+    /// answered `503` and closed.
+    ///
+    /// ```
+    /// use sampler_exporter_prometheus::PrometheusExporter;
+    /// let exporter = PrometheusExporter::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_connections(64)
+    ///     .build()?;
+    /// # let _ = exporter;
+    /// assert!(PrometheusExporter::builder().max_connections(0).build().is_err());
+    /// # Ok::<(), sampler_exporter_prometheus::Error>(())
+    /// ```
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
     /// Replaces every setting.
     pub fn config(mut self, config: PrometheusConfig) -> Self {
         self.config = config;
@@ -539,6 +564,12 @@ impl PrometheusExporterBuilder {
     pub fn build(self) -> Result<PrometheusExporter, Error> {
         let c = self.config;
         check_path(&c.path).map_err(Error::Config)?;
+        if !(1..=MAX_CONNECTIONS).contains(&c.max_connections) {
+            return Err(Error::Config(format!(
+                "max_connections must be 1 to {MAX_CONNECTIONS}, got {}",
+                c.max_connections
+            )));
+        }
         let encoder = Encoder::new(&c).map_err(Error::Config)?;
         let address = if c.address.starts_with(':') {
             format!("0.0.0.0{}", c.address)
@@ -560,6 +591,7 @@ impl PrometheusExporterBuilder {
             gzip: c.gzip,
             harvest_on_scrape: c.harvest_on_scrape,
             harvest_timeout: c.harvest_timeout,
+            max_connections: c.max_connections,
             current: Mutex::new(Arc::new(Exposition::empty())),
             encoder: Mutex::new(EncoderState {
                 encoder,
@@ -577,6 +609,10 @@ impl PrometheusExporterBuilder {
         })
     }
 }
+
+/// The highest `max_connections` accepted: a semaphore's limit, and far more descriptors than a
+/// process is usually allowed.
+const MAX_CONNECTIONS: usize = 1 << 20;
 
 fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {

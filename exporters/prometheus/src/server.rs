@@ -2,6 +2,11 @@
 //! owns. A scrape clones the cached bytes of the latest exposition; it never encodes (except a
 //! first gzip of a variant no scrape asked for before), never harvests unless
 //! `harvest_on_scrape` is set, and never waits on the harvest.
+//!
+//! At most `max_connections` connections are served at once. A connection past the limit is
+//! answered `503` at once and closed (lingering a moment to read what the client sent, so the
+//! answer is not lost to a reset; at most [`REFUSING`] of those at a time, the rest closed
+//! unanswered), so the endpoint holds a bounded number of descriptors whatever its clients do.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +23,16 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
 use crate::negotiate::{accepts_gzip, negotiate_format};
 use crate::Shared;
+
+/// The most refused connections answered at once; more are closed unanswered.
+const REFUSING: usize = 16;
+/// How long a refused connection is kept to read what the client sent before it is closed.
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
 
 /// The running endpoint; dropping it stops the server.
 pub(crate) struct Server {
@@ -83,6 +96,8 @@ impl Drop for Server {
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let serving = Arc::new(Semaphore::new(shared.max_connections));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(c) => c,
@@ -94,8 +109,23 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = serving.clone().try_acquire_owned() else {
+            shared
+                .stats
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                let limit = shared.max_connections;
+                tokio::spawn(async move {
+                    refuse(stream, limit).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(req, &shared).await) }
@@ -109,6 +139,27 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         });
     }
+}
+
+/// Answers a connection past the limit with `503` and closes it. The answer fits a fresh
+/// socket's send buffer, so it is written at once; the request, if any, is read (briefly) so
+/// that closing sends no reset, which would discard the answer at the client.
+async fn refuse(mut stream: tokio::net::TcpStream, limit: usize) {
+    let body = format!("too many connections: the endpoint serves at most {limit} at once\n");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSE_LINGER, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Routes one request (its body, if any, is never read).

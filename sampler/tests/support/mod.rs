@@ -1,3 +1,4 @@
+#![allow(dead_code, unused_imports)] // each test binary uses its own share of the helpers
 //! Helpers: the built binary, run in the background with its output collected line by line,
 //! and `sleep` children to watch.
 
@@ -42,7 +43,8 @@ pub struct Lines(Arc<(Mutex<SoFar>, Condvar)>);
 type SoFar = (Vec<String>, bool);
 
 impl Lines {
-    fn collect(self, pipe: impl Read + Send + 'static) {
+    /// Reads `pipe` line by line on a thread of its own.
+    pub fn collect(self, pipe: impl Read + Send + 'static) {
         std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
             let mut line = String::new();
@@ -117,9 +119,15 @@ pub struct Background {
 
 impl Background {
     pub fn spawn(args: &[&str]) -> Self {
+        let mut cmd = sampler();
+        cmd.args(args);
+        Self::spawn_command(cmd)
+    }
+
+    /// Spawns a prepared command (the `sampler` binary with limits or odd arguments).
+    pub fn spawn_command(mut cmd: Command) -> Self {
         let started = Instant::now();
-        let mut child = sampler()
-            .args(args)
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -135,6 +143,11 @@ impl Background {
             stderr,
             started,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a real signal (SIGINT, SIGTERM) to the process.
@@ -167,6 +180,11 @@ impl Background {
 }
 
 impl Lines {
+    /// Whether the pipe has closed.
+    pub fn is_closed(&self) -> bool {
+        self.0 .0.lock().unwrap().1
+    }
+
     fn wait_closed(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &*self.0;

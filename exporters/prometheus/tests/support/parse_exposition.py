@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 def main():
     fmt, path = sys.argv[1], sys.argv[2]
-    with open(path, encoding="utf-8") as f:
+    # newline="": the exposition's lines end at "\n" alone; a raw carriage return, valid in a
+    # label value, must reach the parser as it is rather than be read as a line end.
+    with open(path, encoding="utf-8", newline="") as f:
         data = f.read()
     parse = parse_openmetrics if fmt == "openmetrics" else parse_text
     families = []
