@@ -236,7 +236,8 @@ impl Encoder {
 /// G11, a timing's interval: the observations between two cumulative readings of one
 /// series. Count, sum and buckets are the differences; min (max) is exact when the
 /// lifetime min (max) moved in this interval, else the edge of the lowest (highest)
-/// non-empty bucket, kept within the lifetime min and max. `None` when the reading went
+/// non-empty bucket, kept within the lifetime min and max; an interval of one observation
+/// takes the exact one for both. `None` when the reading went
 /// back (a reset: the reading itself is the interval).
 pub fn interval_of(now: &Distribution, prev: &Distribution) -> Option<Distribution> {
     if now.count() < prev.count() {
@@ -289,6 +290,15 @@ pub fn interval_of(now: &Distribution, prev: &Distribution) -> Option<Distributi
             Some(k) => now.bucket_bounds(offset + k as i32).1.min(now.max()),
             None => 0f64.min(now.max()),
         }
+    };
+    let count = zero + buckets.iter().sum::<u64>();
+    let min_exact = prev.count() == 0 || now.min() < prev.min();
+    let max_exact = prev.count() == 0 || now.max() > prev.max();
+    // One observation is both the min and the max: take whichever is known exactly.
+    let (min, max) = match (count, min_exact, max_exact) {
+        (1, false, true) => (max, max),
+        (1, true, false) => (min, min),
+        _ => (min, max.max(min)),
     };
     Some(Distribution::from_parts(
         now.scale(),
