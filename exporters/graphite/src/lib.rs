@@ -275,6 +275,7 @@ impl GraphiteExporter {
         s.sent.fetch_add(p.sent, Relaxed);
         s.dropped_buffer.fetch_add(p.dropped, Relaxed);
         s.connects.fetch_add(p.connects, Relaxed);
+        s.failures.fetch_add(p.failures, Relaxed);
         s.buffered.store(self.buffered() as u64, Relaxed);
         s.connected.store(
             matches!(&self.link, Link::Tcp(l) if l.connected()),
@@ -282,7 +283,6 @@ impl GraphiteExporter {
         );
         match result {
             Err(e) => {
-                s.failures.fetch_add(1, Relaxed);
                 if self.failing.is_none() {
                     self.failing = Some((Instant::now(), self.dropped()));
                     (self.on_event)(&Event::Failing {
@@ -342,6 +342,9 @@ impl Exporter for GraphiteExporter {
         let r = match &mut self.link {
             Link::Udp(l) => {
                 let r = l.send(&out, enc.points, &mut p).map(|()| true);
+                if r.is_err() {
+                    p.failures += 1;
+                }
                 self.scratch = out;
                 r
             }

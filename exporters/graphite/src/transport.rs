@@ -23,6 +23,8 @@ pub(crate) struct Progress {
     pub dropped: u64,
     /// Connections made.
     pub connects: u64,
+    /// Connection attempts, writes and sends that failed.
+    pub failures: u64,
 }
 
 /// The exponential backoff with jitter between connection attempts: after `n` failures in a
@@ -107,6 +109,8 @@ pub(crate) struct TcpLink {
     conn: Option<Conn>,
     backoff: Backoff,
     next_attempt: Option<Instant>,
+    /// Why the last attempt failed, while no connection is up.
+    last_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -138,6 +142,7 @@ impl TcpLink {
             conn: None,
             backoff,
             next_attempt: None,
+            last_error: None,
         }
     }
 
@@ -227,7 +232,8 @@ impl TcpLink {
     }
 
     /// Connects when it is time to (or `force`), then writes what the buffer holds, giving up
-    /// at `deadline`. `Ok(true)` when everything was written.
+    /// at `deadline`. `Ok(true)` when everything was written; an error while no connection is
+    /// up (also while waiting out the backoff, then the last attempt's error).
     pub(crate) fn send(
         &mut self,
         deadline: Instant,
@@ -235,27 +241,27 @@ impl TcpLink {
         p: &mut Progress,
     ) -> Result<bool, String> {
         if let Err(e) = self.confirm(p) {
-            self.conn = None;
-            self.fail(Instant::now());
-            return Err(format!(
-                "lost the connection to graphite at {}: {e}",
-                self.address
+            return Err(self.fail(
+                p,
+                format!("lost the connection to graphite at {}: {e}", self.address),
             ));
         }
         if self.conn.is_none() {
             let now = Instant::now();
-            if !force && self.next_attempt.is_some_and(|t| now < t) {
-                return Ok(self.batches.is_empty());
-            }
+            let waiting = !force && self.next_attempt.is_some_and(|t| now < t);
             let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                return Ok(self.batches.is_empty());
+            if waiting || left.is_zero() {
+                return match &self.last_error {
+                    Some(e) if !self.batches.is_empty() => Err(e.clone()),
+                    _ => Ok(self.batches.is_empty()),
+                };
             }
             match connect(&self.address, self.connect_timeout.min(left)) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     p.connects += 1;
                     self.next_attempt = None;
+                    self.last_error = None;
                     self.conn = Some(Conn {
                         stream,
                         written: 0,
@@ -264,10 +270,9 @@ impl TcpLink {
                     });
                 }
                 Err(e) => {
-                    self.fail(now);
-                    return Err(format!(
-                        "failed to connect to graphite at {}: {e}",
-                        self.address
+                    return Err(self.fail(
+                        p,
+                        format!("failed to connect to graphite at {}: {e}", self.address),
                     ));
                 }
             }
@@ -280,16 +285,20 @@ impl TcpLink {
                 let _ = self.confirm(p);
                 Ok(done)
             }
-            Err(e) => {
-                self.conn = None;
-                self.fail(Instant::now());
-                Err(format!("failed to write to graphite at {}: {e}", self.address))
-            }
+            Err(e) => Err(self.fail(
+                p,
+                format!("failed to write to graphite at {}: {e}", self.address),
+            )),
         }
     }
 
-    fn fail(&mut self, now: Instant) {
-        self.next_attempt = Some(now + self.backoff.failed());
+    /// Drops the connection, schedules the next attempt and keeps the error.
+    fn fail(&mut self, p: &mut Progress, error: String) -> String {
+        self.conn = None;
+        p.failures += 1;
+        self.next_attempt = Some(Instant::now() + self.backoff.failed());
+        self.last_error = Some(error.clone());
+        error
     }
 
     /// Writes the unwritten part of the buffer; `Ok(false)` when the deadline came first.

@@ -319,3 +319,137 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let status = head.split_whitespace().nth(1)?;
     (status == "200").then(|| body.to_owned())
 }
+
+/// A Graphite backend the fault tests control: a TCP listener on a fixed loopback port that
+/// reads every connection into memory, or accepts one and never reads it (a stalled
+/// backend), and can be killed and started again on the same port.
+pub struct Sink {
+    pub port: u16,
+    shared: Arc<SinkShared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SinkShared {
+    /// Everything read, per connection, in the order connections were accepted.
+    streams: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
+    /// Connections accepted and never read (stalled mode).
+    held: Mutex<Vec<TcpStream>>,
+    readers: Mutex<Vec<JoinHandle<()>>>,
+    stop: AtomicBool,
+}
+
+impl Sink {
+    /// A port nothing listens on yet.
+    pub fn unbound() -> Sink {
+        Sink {
+            port: free_port(),
+            shared: Arc::default(),
+            acceptor: None,
+        }
+    }
+
+    /// Listens (again) on the port; `read`: read every connection, else hold the first one
+    /// unread and stop listening.
+    pub fn listen(&mut self, read: bool) {
+        assert!(self.acceptor.is_none(), "already listening");
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.shared.stop.store(false, Ordering::SeqCst);
+        let shared = self.shared.clone();
+        self.acceptor = Some(std::thread::spawn(move || loop {
+            // Stopping still takes the connections already made, so what they carry is read.
+            let stopping = shared.stop.load(Ordering::SeqCst);
+            match listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    if !read {
+                        shared.held.lock().unwrap().push(s);
+                        return; // stop listening: new connections are refused
+                    }
+                    let buf = Arc::new(Mutex::new(Vec::new()));
+                    shared.streams.lock().unwrap().push(buf.clone());
+                    let sh = shared.clone();
+                    let h = std::thread::spawn(move || read_until_stopped(s, &buf, &sh.stop));
+                    shared.readers.lock().unwrap().push(h);
+                }
+                Err(_) if stopping => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }));
+        // Listening from here on: the bind above happened before the thread started.
+    }
+
+    /// Stops listening and closes every connection, after reading what has arrived.
+    pub fn kill(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(a) = self.acceptor.take() {
+            a.join().unwrap();
+        }
+        for r in self.shared.readers.lock().unwrap().drain(..) {
+            r.join().unwrap();
+        }
+    }
+
+    /// Reads the held (stalled) connections to their end, as a backend that recovers does.
+    pub fn drain_held(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            a.join().unwrap();
+        }
+        for mut s in self.shared.held.lock().unwrap().drain(..) {
+            let mut buf = Vec::new();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let _ = s.read_to_end(&mut buf);
+            self.shared
+                .streams
+                .lock()
+                .unwrap()
+                .push(Arc::new(Mutex::new(buf)));
+        }
+    }
+
+    /// Every complete line received, connection after connection (a line cut off by a
+    /// closed connection is not one).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.shared.streams.lock().unwrap().iter() {
+            let s = s.lock().unwrap();
+            let text = String::from_utf8_lossy(&s);
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..=i],
+                None => "",
+            };
+            out.extend(complete.lines().map(str::to_owned));
+        }
+        out
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_until_stopped(mut s: TcpStream, buf: &Mutex<Vec<u8>>, stop: &AtomicBool) {
+    s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.lock().unwrap().extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return; // nothing left that had arrived
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
