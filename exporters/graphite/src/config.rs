@@ -109,10 +109,7 @@ impl GraphiteConfig {
     /// ```
     pub fn validate(&self) -> Result<(), String> {
         if !self.address.contains(':') {
-            return Err(format!(
-                "address must be host:port, got {:?}",
-                self.address
-            ));
+            return Err(format!("address must be host:port, got {:?}", self.address));
         }
         if let Some(q) = self
             .percentiles

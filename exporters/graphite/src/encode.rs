@@ -31,8 +31,14 @@ struct State {
 
 enum Last {
     None,
-    Counter { raw: u64, start: SystemTime },
-    Timing { dist: Box<Distribution>, start: SystemTime },
+    Counter {
+        raw: u64,
+        start: SystemTime,
+    },
+    Timing {
+        dist: Box<Distribution>,
+        start: SystemTime,
+    },
 }
 
 /// Turns snapshots into plaintext lines or pickle frames, keeping per-series cursors.
@@ -423,8 +429,18 @@ mod tests {
             5,
             vec![
                 series(SeriesId::next(), &g, &[("room", "a b")], Value::Gauge(-2.5)),
-                series(SeriesId::next(), &g, &[("room", "c")], Value::Gauge(f64::NAN)),
-                series(SeriesId::next(), &g, &[("room", "d")], Value::Gauge(f64::INFINITY)),
+                series(
+                    SeriesId::next(),
+                    &g,
+                    &[("room", "c")],
+                    Value::Gauge(f64::NAN),
+                ),
+                series(
+                    SeriesId::next(),
+                    &g,
+                    &[("room", "d")],
+                    Value::Gauge(f64::INFINITY),
+                ),
             ],
         );
         let (text, e) = lines(&mut enc, &s);
@@ -452,7 +468,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let s1 = snap(10, vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))]);
+        let s1 = snap(
+            10,
+            vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))],
+        );
         let p50 = d.quantile(0.5).unwrap();
         let p50 = dtoa::Buffer::new().format(p50).to_owned();
         assert_eq!(
@@ -463,14 +482,23 @@ mod tests {
             )
         );
         d.record(8.0);
-        let s2 = snap(20, vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))]);
+        let s2 = snap(
+            20,
+            vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))],
+        );
         let (text, _) = lines(&mut enc, &s2);
-        assert!(text.starts_with(
-            "op.duration.count 1 20\nop.duration.sum 8.0 20\nop.duration.min 8.0 20\n\
+        assert!(
+            text.starts_with(
+                "op.duration.count 1 20\nop.duration.sum 8.0 20\nop.duration.min 8.0 20\n\
              op.duration.max 8.0 20\nop.duration.mean 8.0 20\nop.duration.p50 8.0 20\n"
-        ), "{text}");
+            ),
+            "{text}"
+        );
         // Nothing new: count and sum 0, no statistics of an empty interval.
-        let s3 = snap(30, vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))]);
+        let s3 = snap(
+            30,
+            vec![series(id, &t, &[], Value::Timing(Box::new(d.clone())))],
+        );
         assert_eq!(
             lines(&mut enc, &s3).0,
             "op.duration.count 0 30\nop.duration.sum 0.0 30\n"
@@ -501,7 +529,10 @@ mod tests {
         let c = Descriptor::owned("n", Kind::Counter, "1", "");
         let id = SeriesId::next();
         let mut enc = Encoder::new(&GraphiteConfig::default()).unwrap();
-        lines(&mut enc, &snap(1, vec![series(id, &c, &[], Value::Counter(4))]));
+        lines(
+            &mut enc,
+            &snap(1, vec![series(id, &c, &[], Value::Counter(4))]),
+        );
         lines(&mut enc, &snap(2, vec![]));
         assert_eq!(enc.states.len(), 0);
     }

@@ -188,11 +188,7 @@ impl Sampler for StatsSampler {
         ] {
             out.counter(&DROPPED, &[("reason", reason)], n.load(Relaxed));
         }
-        out.counter(
-            &RECONNECTS,
-            &[],
-            s.connects.load(Relaxed).saturating_sub(1),
-        );
+        out.counter(&RECONNECTS, &[], s.connects.load(Relaxed).saturating_sub(1));
         out.counter(&FAILURES, &[], s.failures.load(Relaxed));
         out.gauge(&BUFFERED, &[], s.buffered.load(Relaxed) as f64);
     }
@@ -277,10 +273,8 @@ impl GraphiteExporter {
         s.connects.fetch_add(p.connects, Relaxed);
         s.failures.fetch_add(p.failures, Relaxed);
         s.buffered.store(self.buffered() as u64, Relaxed);
-        s.connected.store(
-            matches!(&self.link, Link::Tcp(l) if l.connected()),
-            Relaxed,
-        );
+        s.connected
+            .store(matches!(&self.link, Link::Tcp(l) if l.connected()), Relaxed);
         match result {
             Err(e) => {
                 if self.failing.is_none() {

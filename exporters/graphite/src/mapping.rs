@@ -181,9 +181,7 @@ impl Template {
             items.push(match part {
                 "name" => Item::Name,
                 "tags" => Item::Tags,
-                key if sampler_api::validate_label_key(key).is_ok() => {
-                    Item::Label(key.to_owned())
-                }
+                key if sampler_api::validate_label_key(key).is_ok() => Item::Label(key.to_owned()),
                 other => {
                     return Err(format!(
                         "template item {other:?} is neither name, tags nor a label key"
@@ -212,7 +210,12 @@ impl Template {
                 Item::Tags => {
                     let mut rest: Vec<(&str, &str)> = labels
                         .iter()
-                        .filter(|(k, _)| !self.items.iter().any(|i| matches!(i, Item::Label(l) if l == k)))
+                        .filter(|(k, _)| {
+                            !self
+                                .items
+                                .iter()
+                                .any(|i| matches!(i, Item::Label(l) if l == k))
+                        })
                         .collect();
                     rest.sort();
                     for (_, v) in rest {
@@ -311,7 +314,9 @@ mod tests {
 
     /// Parses a line as carbon's plaintext receiver does (split on whitespace, three fields)
     /// and a tagged path as Graphite does (split on `;`, each tag on its first `=`).
-    fn parse(line: &str) -> Option<(String, Vec<(String, String)>, f64, u64)> {
+    type Parsed = (String, Vec<(String, String)>, f64, u64);
+
+    fn parse(line: &str) -> Option<Parsed> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() != 3 {
             return None;
@@ -327,8 +332,11 @@ mod tests {
     }
 
     fn labels_strategy() -> impl Strategy<Value = Vec<(String, String)>> {
-        prop::collection::btree_map("[a-z_][a-z0-9_]{0,8}", any::<String>(), 0..4)
-            .prop_map(|m| m.into_iter().filter(|(k, _)| !k.starts_with("__")).collect())
+        prop::collection::btree_map("[a-z_][a-z0-9_]{0,8}", any::<String>(), 0..4).prop_map(|m| {
+            m.into_iter()
+                .filter(|(k, _)| !k.starts_with("__"))
+                .collect()
+        })
     }
 
     proptest! {
@@ -418,7 +426,11 @@ mod tests {
         assert!(Template::parse("name..tags").is_err());
         let t = Template::parse("dc.name").unwrap();
         let mut p = String::new();
-        t.render(&mut p, "cpu", &Labels::from_pairs(&[("host", "h")]).unwrap());
+        t.render(
+            &mut p,
+            "cpu",
+            &Labels::from_pairs(&[("host", "h")]).unwrap(),
+        );
         assert_eq!(p, "cpu", "an absent label is left out, an unnamed one too");
     }
 }

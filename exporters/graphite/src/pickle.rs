@@ -157,7 +157,12 @@ mod tests {
         let mut out = Vec::new();
         let mut w = FrameWriter::default();
         for k in 0..(POINTS_PER_FRAME as u64 + 3) {
-            w.point(&mut out, &format!("a.é{k}"), Num::Int(k << 33), 1_700_000_000 + k);
+            w.point(
+                &mut out,
+                &format!("a.é{k}"),
+                Num::Int(k << 33),
+                1_700_000_000 + k,
+            );
         }
         w.point(&mut out, "f", Num::Float(-0.5), u32::MAX as u64);
         w.finish(&mut out);
@@ -172,7 +177,10 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0].len(), POINTS_PER_FRAME);
         assert_eq!(frames[1].len(), 4);
-        assert_eq!(frames[0][7], ("a.é7".to_owned(), 1_700_000_007, (7u64 << 33) as f64));
+        assert_eq!(
+            frames[0][7],
+            ("a.é7".to_owned(), 1_700_000_007, (7u64 << 33) as f64)
+        );
         assert_eq!(frames[1][3], ("f".to_owned(), u32::MAX as u64, -0.5));
     }
 }

@@ -329,7 +329,12 @@ impl TcpLink {
                         c.total += n as u64;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
                         if Instant::now() >= deadline {
                             return Ok(false);
                         }
@@ -378,7 +383,13 @@ fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
     let mut n: libc::c_int = 0;
     // SAFETY: `stream` owns an open socket for the whole call; SIOCOUTQ (= TIOCOUTQ) writes
     // one c_int through the pointer, which points at `n`, alive and aligned.
-    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+    let r = unsafe {
+        libc::ioctl(
+            stream.as_raw_fd(),
+            libc::TIOCOUTQ,
+            &mut n as *mut libc::c_int,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -446,16 +457,32 @@ impl UdpLink {
 
     /// Sends one harvest's lines; returns what went out and what was dropped, or the error
     /// that stopped it (its lines counted as dropped).
-    pub(crate) fn send(&mut self, lines: &[u8], points: u64, p: &mut Progress) -> Result<(), String> {
+    pub(crate) fn send(
+        &mut self,
+        lines: &[u8],
+        points: u64,
+        p: &mut Progress,
+    ) -> Result<(), String> {
         let addr = match self.address.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => a,
             Ok(None) | Err(_) => {
                 p.dropped += points;
-                return Err(format!("failed to resolve graphite address {}", self.address));
+                return Err(format!(
+                    "failed to resolve graphite address {}",
+                    self.address
+                ));
             }
         };
-        if self.socket.as_ref().map_or(true, |(_, a)| a.is_ipv4() != addr.is_ipv4()) {
-            let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        if self
+            .socket
+            .as_ref()
+            .map_or(true, |(_, a)| a.is_ipv4() != addr.is_ipv4())
+        {
+            let bind = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
             match UdpSocket::bind(bind) {
                 Ok(s) => {
                     let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
@@ -463,7 +490,10 @@ impl UdpLink {
                 }
                 Err(e) => {
                     p.dropped += points;
-                    return Err(format!("failed to open a udp socket for graphite at {}: {e}", self.address));
+                    return Err(format!(
+                        "failed to open a udp socket for graphite at {}: {e}",
+                        self.address
+                    ));
                 }
             }
         }
@@ -482,7 +512,10 @@ impl UdpLink {
         p.dropped += lost + too_long;
         p.sent += points.saturating_sub(lost + too_long);
         match error {
-            Some(e) => Err(format!("failed to send to graphite at {} over udp: {e}", self.address)),
+            Some(e) => Err(format!(
+                "failed to send to graphite at {} over udp: {e}",
+                self.address
+            )),
             None => Ok(()),
         }
     }

@@ -83,7 +83,10 @@ fn send(
         _ => format!("{p}.temp;room=a_b=c_d"),
     };
     let t = |v: &[f64]| -> Vec<(u64, f64)> {
-        v.iter().enumerate().map(|(i, x)| (base + i as u64, *x)).collect()
+        v.iter()
+            .enumerate()
+            .map(|(i, x)| (base + i as u64, *x))
+            .collect()
     };
     let stat = |s: &str| format!("{p}.op.duration.{s}");
     vec![

@@ -172,7 +172,10 @@ impl Run {
         }
         // The buffer stayed within its bound, and nothing was dropped from it.
         for s in &snaps {
-            match s.find("sampler.exporter.graphite.buffered", &[]).map(|x| &x.value) {
+            match s
+                .find("sampler.exporter.graphite.buffered", &[])
+                .map(|x| &x.value)
+            {
                 Some(Value::Gauge(b)) => assert!(*b <= self.bound as f64, "buffered {b} bytes"),
                 other => panic!("buffered: {other:?}"),
             }
@@ -190,7 +193,10 @@ impl Run {
         assert_eq!(events.len(), 2, "events: {events:?}");
         match &events[0] {
             Event::Failing { error, .. } => {
-                assert!(error.contains(failing), "{error:?} does not say {failing:?}")
+                assert!(
+                    error.contains(failing),
+                    "{error:?} does not say {failing:?}"
+                )
             }
             e => panic!("first event {e:?}"),
         }
@@ -250,10 +256,17 @@ fn r12_backend_killed_mid_run_and_restarted() {
     let mut sink = Sink::unbound();
     sink.listen(true);
     let run = Run::start(sink.port, 1 << 20, 20);
-    poll(Duration::from_secs(30), "three harvests at the sink", || {
-        (sink.lines().iter().any(|l| l.starts_with("fault.load;") && l.contains(" 3.0 ")))
+    poll(
+        Duration::from_secs(30),
+        "three harvests at the sink",
+        || {
+            (sink
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("fault.load;") && l.contains(" 3.0 ")))
             .then_some(())
-    });
+        },
+    );
     sink.kill();
     run.wait_event(1);
     run.wait_harvests(5);
@@ -328,7 +341,8 @@ fn r12_shutdown_keeps_its_deadline_when_the_backend_never_reads() {
         "shutdown took {took:?} with a 1 s deadline"
     );
     assert!(
-        err.to_string().contains(&format!("graphite at 127.0.0.1:{}", sink.port)),
+        err.to_string()
+            .contains(&format!("graphite at 127.0.0.1:{}", sink.port)),
         "{err}"
     );
     sink.drain_held();
@@ -397,7 +411,13 @@ fn r12_a_full_buffer_drops_the_oldest_harvests_and_counts_them() {
         other => panic!("{name}: {other:?}"),
     };
     // Points in = points sent + points dropped.
-    assert_eq!(c("sampler.exporter.graphite.dropped", &[("reason", "buffer_full")]), 40);
+    assert_eq!(
+        c(
+            "sampler.exporter.graphite.dropped",
+            &[("reason", "buffer_full")]
+        ),
+        40
+    );
     assert_eq!(c("sampler.exporter.graphite.sent", &[]), 30);
 }
 
@@ -437,7 +457,6 @@ fn r12_carbon_restarted_mid_run_gets_every_buffered_interval() {
     for k in 7..=8 {
         send(k).unwrap();
     }
-    drop(send);
     exporter
         .shutdown(Instant::now() + Duration::from_secs(10))
         .unwrap();

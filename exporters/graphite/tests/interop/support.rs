@@ -17,7 +17,10 @@ pub const INSTALL: &str =
 
 /// Whole seconds since the epoch, now.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A copy of `s` as if harvested at `secs`.
@@ -45,7 +48,10 @@ pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -222,7 +228,10 @@ print(json.dumps(result))
                     .filter(|(g, (_, n))| g.len() < *n)
                     .map(|(g, (name, n))| format!("{name}: {} of {n}", g.len()))
                     .collect();
-                panic!("whisper files incomplete after 40s: {missing:?}\ncarbon log:\n{}", self.log());
+                panic!(
+                    "whisper files incomplete after 40s: {missing:?}\ncarbon log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -250,11 +259,18 @@ impl Victoria {
         let dir = tempfile::tempdir().unwrap();
         let (http, graphite) = (free_port(), free_port());
         let child = Command::new(bin)
-            .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("data").display()
+            ))
             .arg("-retentionPeriod=1d")
             .arg(format!("-httpListenAddr=127.0.0.1:{http}"))
             .arg(format!("-graphiteListenAddr=127.0.0.1:{graphite}"))
-            .args(["-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN"])
+            .args([
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-loggerLevel=WARN",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -265,14 +281,18 @@ impl Victoria {
             http,
             graphite,
         };
-        poll(Duration::from_secs(30), "victoria-metrics to listen", || {
-            if let Some(st) = v.child.try_wait().unwrap() {
-                panic!("victoria-metrics exited with {st}");
-            }
-            (http_get(v.http, "/health").is_some()
-                && TcpStream::connect(("127.0.0.1", v.graphite)).is_ok())
-            .then_some(())
-        });
+        poll(
+            Duration::from_secs(30),
+            "victoria-metrics to listen",
+            || {
+                if let Some(st) = v.child.try_wait().unwrap() {
+                    panic!("victoria-metrics exited with {st}");
+                }
+                (http_get(v.http, "/health").is_some()
+                    && TcpStream::connect(("127.0.0.1", v.graphite)).is_ok())
+                .then_some(())
+            },
+        );
         v
     }
 

@@ -64,12 +64,18 @@ fn r12_victoriametrics_reads_tagged_series_as_labels() {
         .into_iter()
         .collect();
         let selector = format!("{{__name__=~\"rtest[.]vm[.]{proto}[.].*\"}}");
-        let got = poll(Duration::from_secs(30), "both series in victoria-metrics", || {
-            let rows = vm.export(&selector);
-            let complete = rows.len() == 2
-                && rows.iter().all(|r| r["values"].as_array().map(|v| v.len()) == Some(2));
-            complete.then_some(rows)
-        });
+        let got = poll(
+            Duration::from_secs(30),
+            "both series in victoria-metrics",
+            || {
+                let rows = vm.export(&selector);
+                let complete = rows.len() == 2
+                    && rows
+                        .iter()
+                        .all(|r| r["values"].as_array().map(|v| v.len()) == Some(2));
+                complete.then_some(rows)
+            },
+        );
         for row in got {
             let mut labels: BTreeMap<String, String> = row["metric"]
                 .as_object()
@@ -93,7 +99,11 @@ fn r12_victoriametrics_reads_tagged_series_as_labels() {
                 .iter()
                 .map(|v| v.as_u64().unwrap())
                 .collect();
-            assert_eq!(ts, vec![base * 1000, (base + 1) * 1000], "timestamps of {name}");
+            assert_eq!(
+                ts,
+                vec![base * 1000, (base + 1) * 1000],
+                "timestamps of {name}"
+            );
         }
     }
 }
