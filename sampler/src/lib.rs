@@ -159,7 +159,13 @@ pub fn run(plan: Plan, interval: Duration) -> Result<()> {
 /// Runs the parsed command line.
 pub fn main_with(cli: cli::Cli) -> Result<()> {
     match cli.command {
-        cli::Command::Dump(args) => dump(Plan::from_flags(&args.watch, &args.output)?),
+        cli::Command::Dump(args) => {
+            let mut plan = Plan::from_flags(&args.watch, &args.output)?;
+            if let Some(addr) = &args.graphite {
+                plan.exporters.push(graphite_exporter(addr)?);
+            }
+            dump(plan)
+        }
         #[cfg(unix)]
         cli::Command::Run(args) => {
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
@@ -170,9 +176,22 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                 eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
                 plan.exporters.push(Box::new(exporter));
             }
+            if let Some(addr) = &args.graphite {
+                plan.exporters.push(graphite_exporter(addr)?);
+            }
             run(plan, args.interval)
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),
     }
+}
+
+/// The Graphite exporter of `--graphite ADDR`: plaintext over TCP, labels as tags; it says on
+/// stderr, in one line each, when the backend starts failing and when it is back.
+fn graphite_exporter(addr: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_graphite::GraphiteExporter::builder()
+        .address(addr)
+        .on_event(|e| eprintln!("sampler: {e}"))
+        .build()?;
+    Ok(Box::new(exporter))
 }
