@@ -143,6 +143,7 @@ struct Stats {
     dropped_buffer: AtomicU64,
     dropped_not_finite: AtomicU64,
     dropped_unknown: AtomicU64,
+    dropped_unsendable: AtomicU64,
     connects: AtomicU64,
     failures: AtomicU64,
     buffered: AtomicU64,
@@ -157,7 +158,7 @@ static SENT: Descriptor = Descriptor::counter(
 static DROPPED: Descriptor = Descriptor::counter(
     "sampler.exporter.graphite.dropped",
     "1",
-    "points not sent, by reason: buffer_full, not_finite, unknown_kind",
+    "points not sent, by reason: buffer_full, not_finite, unknown_kind, unsendable (udp)",
 );
 static RECONNECTS: Descriptor = Descriptor::counter(
     "sampler.exporter.graphite.reconnects",
@@ -185,6 +186,7 @@ impl Sampler for StatsSampler {
             ("buffer_full", &s.dropped_buffer),
             ("not_finite", &s.dropped_not_finite),
             ("unknown_kind", &s.dropped_unknown),
+            ("unsendable", &s.dropped_unsendable),
         ] {
             out.counter(&DROPPED, &[("reason", reason)], n.load(Relaxed));
         }
@@ -270,6 +272,7 @@ impl GraphiteExporter {
         let s = &self.stats;
         s.sent.fetch_add(p.sent, Relaxed);
         s.dropped_buffer.fetch_add(p.dropped, Relaxed);
+        s.dropped_unsendable.fetch_add(p.unsendable, Relaxed);
         s.connects.fetch_add(p.connects, Relaxed);
         s.failures.fetch_add(p.failures, Relaxed);
         s.buffered.store(self.buffered() as u64, Relaxed);

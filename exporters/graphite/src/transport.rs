@@ -18,9 +18,10 @@ struct Batch {
 pub(crate) struct Progress {
     /// Points the backend acknowledged (TCP) or that went out (UDP).
     pub sent: u64,
-    /// Points dropped: oldest harvests pushed out of a full buffer, or UDP lines too long or
-    /// refused.
+    /// Points dropped: oldest harvests pushed out of a full buffer.
     pub dropped: u64,
+    /// UDP points that could not be sent: lines too long for a datagram, failed sends.
+    pub unsendable: u64,
     /// Connections made.
     pub connects: u64,
     /// Connection attempts, writes and sends that failed.
@@ -465,10 +466,17 @@ impl UdpLink {
     ) -> Result<(), String> {
         let addr = match self.address.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => a,
-            Ok(None) | Err(_) => {
-                p.dropped += points;
+            Ok(None) => {
+                p.unsendable += points;
                 return Err(format!(
-                    "failed to resolve graphite address {}",
+                    "failed to resolve graphite address {}: no address",
+                    self.address
+                ));
+            }
+            Err(e) => {
+                p.unsendable += points;
+                return Err(format!(
+                    "failed to resolve graphite address {}: {e}",
                     self.address
                 ));
             }
@@ -489,7 +497,7 @@ impl UdpLink {
                     self.socket = Some((s, addr));
                 }
                 Err(e) => {
-                    p.dropped += points;
+                    p.unsendable += points;
                     return Err(format!(
                         "failed to open a udp socket for graphite at {}: {e}",
                         self.address
@@ -509,7 +517,7 @@ impl UdpLink {
                 error.get_or_insert(e);
             }
         });
-        p.dropped += lost + too_long;
+        p.unsendable += lost + too_long;
         p.sent += points.saturating_sub(lost + too_long);
         match error {
             Some(e) => Err(format!(
