@@ -77,11 +77,18 @@ impl Backoff {
     }
 }
 
+/// How a host name becomes addresses; the system's resolver unless a test swaps it.
+pub(crate) type Resolve = Box<dyn FnMut(&str) -> io::Result<Vec<SocketAddr>> + Send>;
+
+fn system_resolve() -> Resolve {
+    Box::new(|a: &str| a.to_socket_addrs().map(|i| i.collect()))
+}
+
 /// Resolves `address` (again on every call: a moved backend is found at its new address)
 /// and connects to the first address that answers within `timeout`.
-pub(crate) fn connect(address: &str, timeout: Duration) -> io::Result<TcpStream> {
+fn connect(resolve: &mut Resolve, address: &str, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = None;
-    for addr in address.to_socket_addrs()? {
+    for addr in resolve(address)? {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
@@ -99,7 +106,6 @@ pub(crate) fn connect(address: &str, timeout: Duration) -> io::Result<TcpStream>
 /// dropped and, on the next one, every harvest still held is sent again from its start, in
 /// order. Graphite keeps one value per path and second, so a harvest sent twice stores the
 /// same points.
-#[derive(Debug)]
 pub(crate) struct TcpLink {
     address: String,
     connect_timeout: Duration,
@@ -112,6 +118,17 @@ pub(crate) struct TcpLink {
     next_attempt: Option<Instant>,
     /// Why the last attempt failed, while no connection is up.
     last_error: Option<String>,
+    resolve: Resolve,
+}
+
+impl std::fmt::Debug for TcpLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpLink")
+            .field("address", &self.address)
+            .field("buffered", &self.bytes)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -144,6 +161,7 @@ impl TcpLink {
             backoff,
             next_attempt: None,
             last_error: None,
+            resolve: system_resolve(),
         }
     }
 
@@ -257,7 +275,11 @@ impl TcpLink {
                     _ => Ok(self.batches.is_empty()),
                 };
             }
-            match connect(&self.address, self.connect_timeout.min(left)) {
+            match connect(
+                &mut self.resolve,
+                &self.address,
+                self.connect_timeout.min(left),
+            ) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     p.connects += 1;
@@ -561,6 +583,56 @@ mod tests {
             let kept: Vec<Vec<u8>> = all.into_iter().filter(|l| l.len() <= max).collect();
             prop_assert_eq!(sent, kept);
         }
+    }
+
+    /// A backend that moved (its name now resolves elsewhere) is found at the next attempt:
+    /// the name is resolved again for every connection, never cached.
+    #[test]
+    fn r12_every_connection_attempt_resolves_the_name_again() {
+        use std::net::TcpListener;
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Arc;
+        let old = TcpListener::bind("127.0.0.1:0").unwrap();
+        let old_addr = old.local_addr().unwrap();
+        drop(old); // the old address refuses from now on
+        let new = TcpListener::bind("127.0.0.1:0").unwrap();
+        let new_addr = new.local_addr().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let mut link = TcpLink::new(
+            "graphite.example:2003".into(),
+            1000,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+        );
+        link.resolve = Box::new(move |name| {
+            assert_eq!(name, "graphite.example:2003");
+            // The first lookup gives the old address, every later one the new.
+            Ok(vec![if c.fetch_add(1, SeqCst) == 0 {
+                old_addr
+            } else {
+                new_addr
+            }])
+        });
+        let mut p = Progress::default();
+        link.push(b"a 1 0\n".to_vec(), 1, &mut p);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = link.send(deadline, true, &mut p).unwrap_err();
+        assert!(
+            err.starts_with("failed to connect to graphite at graphite.example:2003: "),
+            "{err}"
+        );
+        assert_eq!(link.send(deadline, true, &mut p), Ok(true));
+        assert_eq!(calls.load(SeqCst), 2);
+        let (mut s, _) = new.accept().unwrap();
+        let mut got = [0u8; 6];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"a 1 0\n");
+        // Each later connection resolves again too.
+        link.close();
+        assert_eq!(link.send(deadline, true, &mut p), Ok(true));
+        assert_eq!(calls.load(SeqCst), 3);
     }
 
     #[test]
