@@ -218,6 +218,7 @@ pub struct GraphiteExporter {
     on_event: EventFn,
     /// Since when, and with how many drops counted before, the backend has been failing.
     failing: Option<(Instant, u64)>,
+    /// The UDP encoding buffer, reused from harvest to harvest.
     scratch: Vec<u8>,
 }
 
@@ -346,11 +347,8 @@ impl Exporter for GraphiteExporter {
                 r
             }
             Link::Tcp(l) => {
-                // The buffer keeps its own copy; the scratch vector's capacity is reused for
-                // the next harvest when a batch is small.
-                let batch = out.clone();
-                self.scratch = out;
-                l.push(batch, enc.points, &mut p);
+                // The buffer keeps the bytes until they are acknowledged.
+                l.push(out, enc.points, &mut p);
                 // A write may take at most an interval: past it the next harvest is due.
                 let deadline = Instant::now() + snapshot.interval.max(Duration::from_secs(1));
                 l.send(deadline, false, &mut p)
