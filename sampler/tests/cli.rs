@@ -402,7 +402,8 @@ fn r12_dump_sends_the_harvest_to_graphite_with_the_graphite_flag() {
     let ts: u64 = f[2].parse().unwrap();
     assert!(now - ts < 60, "{line} is not stamped with the harvest time");
     assert!(
-        text.lines().any(|l| l.starts_with("sampler.harvest.count ")),
+        text.lines()
+            .any(|l| l.starts_with("sampler.harvest.count ")),
         "{text}"
     );
 }
