@@ -635,6 +635,29 @@ mod tests {
         assert_eq!(calls.load(SeqCst), 3);
     }
 
+    proptest! {
+        /// After n failures in a row the wait is min(max, initial·2^(n-1)) times a factor in
+        /// [0.5, 1]; a success starts again from initial.
+        #[test]
+        fn backoff_doubles_up_to_its_cap_with_jitter(
+            initial_ms in 1u64..2000,
+            extra_ms in 0u64..60_000,
+            failures in 1usize..80,
+        ) {
+            let initial = Duration::from_millis(initial_ms);
+            let max = initial + Duration::from_millis(extra_ms);
+            let mut b = Backoff::new(initial, max);
+            for n in 0..failures {
+                let full = initial.saturating_mul(1u32 << n.min(31)).min(max);
+                let w = b.failed();
+                prop_assert!(w <= full && w >= full / 2, "wait {:?} after {} failures, full {:?}", w, n + 1, full);
+            }
+            b.succeeded();
+            let w = b.failed();
+            prop_assert!(w <= initial && w >= initial / 2);
+        }
+    }
+
     #[test]
     fn a_full_buffer_drops_the_oldest_harvest() {
         let mut link = TcpLink::new(
