@@ -20,3 +20,14 @@ if ! "$py" -c "import importlib.metadata as m; assert m.version('prometheus-clie
   [ -x "$py" ] || python3 -m venv "$root/.venv"
   "$root/.venv/bin/pip" install -q --disable-pip-version-check prometheus-client==0.26.0
 fi
+
+# Graphite exporter interop: carbon-cache with whisper (read back with /usr/bin/python3) and
+# VictoriaMetrics' Graphite listener (Debian packages graphite-carbon, python3-whisper,
+# victoria-metrics; their postinsts may try to start system services, which the tests do not use).
+if ! command -v carbon-cache >/dev/null 2>&1 || ! /usr/bin/python3 -c "import whisper" 2>/dev/null \
+   || ! command -v victoria-metrics >/dev/null 2>&1; then
+  echo "installing graphite-carbon, python3-whisper and victoria-metrics (Debian)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    graphite-carbon python3-whisper victoria-metrics >/dev/null
+fi

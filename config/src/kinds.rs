@@ -91,6 +91,18 @@ impl Settings<'_> {
         ))
     }
 
+    /// An error from a kind's own validation, pointing at the first key of this table that
+    /// the message names (`percentiles must be ...` points at `percentiles`), else the table.
+    pub fn invalid(&self, message: impl fmt::Display) -> SettingsError {
+        let message = message.to_string();
+        let key = message
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| self.keys.contains_key(*w))
+            .unwrap_or("")
+            .to_owned();
+        self.error(&key, message)
+    }
+
     /// The settings as a plain TOML value (for comparing two versions of a file).
     pub(crate) fn plain(&self) -> toml::Value {
         <toml::Value as serde::Deserialize>::deserialize(self.value.clone().into_deserializer())

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// fit the file descriptor limit); past it a connection is answered 503 and closed.
     #[arg(long, value_name = "N", requires = "prometheus", value_parser = clap::value_parser!(u32).range(1..=MAX_CONNECTIONS as i64))]
     pub prometheus_max_connections: Option<u32>,
+    /// Also send every harvest to Graphite (carbon's plaintext protocol over TCP, labels as
+    /// tags) at ADDR (default 127.0.0.1:2003).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2003")]
+    pub graphite: Option<String>,
 }
 
 /// The highest `--prometheus-max-connections` accepted.
@@ -88,6 +92,10 @@ pub struct DumpArgs {
     /// Where and how to print.
     #[command(flatten)]
     pub output: Output,
+    /// Also send the harvest to Graphite (carbon's plaintext protocol over TCP, labels as
+    /// tags) at ADDR (default 127.0.0.1:2003).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2003")]
+    pub graphite: Option<String>,
 }
 
 /// The processes to watch. With none given, the sampler watches itself.
@@ -320,5 +328,25 @@ mod tests {
         };
         assert!(!d.watch.is_explicit());
         assert_eq!(d.output.format, FormatArg::Table);
+        assert_eq!(d.graphite, None);
+    }
+
+    #[test]
+    fn graphite_flag() {
+        let Command::Run(r) = Cli::try_parse_from(["sampler", "run", "--graphite"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.graphite.as_deref(), Some("127.0.0.1:2003"));
+        let Command::Dump(d) =
+            Cli::try_parse_from(["sampler", "dump", "--graphite", "carbon.example:2003"])
+                .unwrap()
+                .command
+        else {
+            panic!("not dump")
+        };
+        assert_eq!(d.graphite.as_deref(), Some("carbon.example:2003"));
     }
 }

@@ -133,3 +133,14 @@ fn host(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
 }
 
 inventory::submit! { AdapterKind::new("host", true, host) }
+
+fn graphite(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: sampler_exporter_graphite::GraphiteConfig = s.parse()?;
+    c.validate().map_err(|e| s.invalid(e))?;
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        Ok(Box::new(sampler_exporter_graphite::GraphiteExporter::from_config(c.clone())?)
+            as Box<dyn Exporter>)
+    }))
+}
+
+inventory::submit! { ExporterKind::new("graphite", graphite) }

@@ -451,6 +451,9 @@ pub fn run_config(
     if let Some(addr) = &args.prometheus {
         pipeline = pipeline.exporter(prometheus_flag(addr, args.prometheus_max_connections)?);
     }
+    if let Some(addr) = &args.graphite {
+        pipeline = pipeline.exporter(graphite_exporter(addr)?);
+    }
     sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
@@ -519,18 +522,31 @@ fn broken_pipe() -> std::process::ExitCode {
 pub fn main_with(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Check(args) => check(&args.file),
-        cli::Command::Dump(args) => match &args.config {
-            Some(path) => {
-                let config =
-                    sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let mut pipeline = Pipeline::new(config);
-                if let Some(s) = flag_targets(&args.watch) {
-                    pipeline = pipeline.sampler(s);
-                }
-                pipeline.dump()
+        cli::Command::Dump(args) => {
+            let mut extra = Vec::new();
+            if let Some(addr) = &args.graphite {
+                extra.push(graphite_exporter(addr)?);
             }
-            None => dump(Plan::from_flags(&args.watch, &args.output)?),
-        },
+            match &args.config {
+                Some(path) => {
+                    let config =
+                        sampler_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut pipeline = Pipeline::new(config);
+                    if let Some(s) = flag_targets(&args.watch) {
+                        pipeline = pipeline.sampler(s);
+                    }
+                    for e in extra {
+                        pipeline = pipeline.exporter(e);
+                    }
+                    pipeline.dump()
+                }
+                None => {
+                    let mut plan = Plan::from_flags(&args.watch, &args.output)?;
+                    plan.exporters.extend(extra);
+                    dump(plan)
+                }
+            }
+        }
         #[cfg(unix)]
         cli::Command::Run(args) => {
             // Handlers go in before the first output (the endpoint's address, the first
@@ -545,9 +561,22 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                 plan.exporters
                     .push(prometheus_flag(addr, args.prometheus_max_connections)?);
             }
+            if let Some(addr) = &args.graphite {
+                plan.exporters.push(graphite_exporter(addr)?);
+            }
             run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),
     }
+}
+
+/// The Graphite exporter of `--graphite ADDR`: plaintext over TCP, labels as tags. When the
+/// backend starts failing and when it is back is said once each through the harvester's event
+/// hook, like every exporter's.
+fn graphite_exporter(addr: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_graphite::GraphiteExporter::builder()
+        .address(addr)
+        .build()?;
+    Ok(Box::new(exporter))
 }

@@ -372,3 +372,59 @@ fn run_serves_prometheus_metrics_with_the_prometheus_flag() {
     bg.signal(libc::SIGINT);
     assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
+
+#[test]
+fn r12_dump_sends_the_harvest_to_graphite_with_the_graphite_flag() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    });
+    let done = run_to_end(&["dump", "--graphite", &addr]);
+    assert!(done.status.success(), "stderr: {}", done.stderr);
+    assert_eq!(done.stderr, "");
+    let text = reader.join().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("process.memory.rss "))
+        .unwrap_or_else(|| panic!("no rss line in:\n{text}"));
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.len(), 3, "{line}");
+    assert!(f[1].parse::<f64>().unwrap() > 0.0, "{line}");
+    let ts: u64 = f[2].parse().unwrap();
+    assert!(now - ts < 60, "{line} is not stamped with the harvest time");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sampler.harvest.count ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn r12_dump_fails_naming_graphite_when_it_is_away() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // closed again: connections are refused
+    let addr = format!("127.0.0.1:{port}");
+    let done = run_to_end(&["dump", "--graphite", &addr]);
+    assert_eq!(done.status.code(), Some(1), "stderr: {}", done.stderr);
+    // One line: what failed, where and why.
+    let lines: Vec<&str> = done.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", done.stderr);
+    assert!(
+        lines[0].starts_with("sampler: failed to write the harvest: ")
+            && lines[0].contains(&format!("failed to connect to graphite at {addr}")),
+        "{}",
+        lines[0]
+    );
+}
