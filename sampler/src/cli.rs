@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// 127.0.0.1:9464) under /metrics.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
     pub prometheus: Option<String>,
+    /// Also send every harvest to a StatsD daemon at ADDR (default 127.0.0.1:8125) over UDP:
+    /// counters as deltas, gauges, timings as weighted |ms lines.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8125")]
+    pub statsd: Option<String>,
 }
 
 /// Flags of `sampler dump`.

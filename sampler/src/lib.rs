@@ -170,6 +170,13 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                 eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
                 plan.exporters.push(Box::new(exporter));
             }
+            if let Some(addr) = &args.statsd {
+                let exporter = sampler_exporter_statsd::StatsdExporter::builder()
+                    .address(addr.as_str())
+                    .build()?;
+                eprintln!("sampler: sending to statsd at {addr} (udp)");
+                plan.exporters.push(Box::new(exporter));
+            }
             run(plan, args.interval)
         }
         #[cfg(not(unix))]

@@ -68,7 +68,7 @@ pub use config::{
 };
 pub use encode::{exact_weight, sanitize, Encoder, Interval, Skipped, TimingLine};
 pub use packer::Packer;
-pub use transport::{MAX_BACKOFF, MIN_BACKOFF, TCP_TIMEOUT};
+pub use transport::{MAX_BACKOFF, MIN_BACKOFF, TCP_TIMEOUT, UNIX_TIMEOUT};
 
 /// Why the exporter could not be built.
 #[derive(Debug)]

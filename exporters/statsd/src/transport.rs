@@ -16,6 +16,9 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a TCP connect or write may block the exporter's worker.
 pub const TCP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a send on a Unix datagram socket whose reader is behind may block; then the rest
+/// of that harvest's payloads are dropped and counted.
+pub const UNIX_TIMEOUT: Duration = Duration::from_millis(500);
 
 enum Conn {
     None,
@@ -183,6 +186,9 @@ impl Sender {
                     if due || matches!(self.conn, Conn::None) {
                         self.resolved_at = Some(now);
                         let s = UnixDatagram::unbound()?;
+                        // A full receive queue blocks a Unix datagram send (unlike UDP, which
+                        // drops): wait briefly, then drop.
+                        s.set_write_timeout(Some(UNIX_TIMEOUT))?;
                         s.connect(&self.address)?;
                         self.conn = Conn::Unix(s);
                     }
