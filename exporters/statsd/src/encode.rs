@@ -584,6 +584,209 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use sampler_api::{Descriptor, Labels};
+    use std::sync::Arc;
+
+    fn snapshot(series: Vec<(Kind, String, f64)>) -> Snapshot {
+        let series = series
+            .into_iter()
+            .map(|(kind, label, v)| {
+                let value = match kind {
+                    Kind::Counter => Value::Counter(v.abs() as u64),
+                    Kind::Gauge => Value::Gauge(v),
+                    _ => {
+                        let mut d = Distribution::new(3);
+                        d.record(v.abs());
+                        d.record(v.abs() * 3.0 + 1.0);
+                        Value::Timing(Box::new(d))
+                    }
+                };
+                sampler_api::Series {
+                    id: SeriesId::next(),
+                    descriptor: Arc::new(Descriptor::owned("p.metric", kind, "s", "")),
+                    labels: Labels::from_pairs(&[("k", label.as_str()), ("route", "x")]).unwrap(),
+                    start_time: SystemTime::UNIX_EPOCH,
+                    value,
+                }
+            })
+            .collect();
+        Snapshot {
+            time: SystemTime::UNIX_EPOCH,
+            interval: std::time::Duration::from_secs(1),
+            sequence: 1,
+            series,
+        }
+    }
+
+    /// How Etsy StatsD 0.9 and DogStatsD split a line: tags after `|#`, the key before the
+    /// first `:`, then `value|type[|@rate]`.
+    fn check_line(line: &str, dog: bool) -> Result<(), TestCaseError> {
+        prop_assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+        let (body, tags) = match line.split_once("|#") {
+            Some((b, t)) => (b, Some(t)),
+            None => (line, None),
+        };
+        prop_assert_eq!(tags.is_some(), dog, "{:?}", line);
+        let (key, rest) = body.split_once(':').expect("a key");
+        prop_assert!(!key.is_empty());
+        prop_assert!(
+            !key.chars()
+                .any(|c| ":|@#,; ".contains(c) || c.is_whitespace() || c.is_control()),
+            "{key:?}"
+        );
+        let fields: Vec<&str> = rest.split('|').collect();
+        prop_assert!(fields.len() == 2 || fields.len() == 3, "{line:?}");
+        prop_assert!(fields[0].parse::<f64>().is_ok(), "{line:?}");
+        prop_assert!(["c", "g", "ms", "d"].contains(&fields[1]), "{line:?}");
+        if let Some(rate) = fields.get(2) {
+            let r = rate.strip_prefix('@').expect("a rate");
+            prop_assert!(
+                r.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                "{line:?}"
+            );
+        }
+        if let Some(tags) = tags {
+            for tag in tags.split(',') {
+                let (k, v) = tag.split_once(':').expect("key:value");
+                prop_assert!(
+                    !k.is_empty() && !v.is_empty() && !v.contains(':'),
+                    "{line:?}"
+                );
+                prop_assert!(!tag.contains('|') && !tag.contains('#') && !tag.contains('@'));
+                prop_assert!(!tag.chars().any(char::is_whitespace));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Whatever the label values and prefix hold, every line has one key, one value, one
+        /// type and well-formed tags.
+        #[test]
+        fn lines_always_parse(
+            prefix in "\\PC{0,12}",
+            dog in any::<bool>(),
+            series in proptest::collection::vec(
+                (prop_oneof![Just(Kind::Counter), Just(Kind::Gauge), Just(Kind::Timing)],
+                 "\\PC{0,16}|[:|@#,; \n\r\t.]{0,6}",
+                 -1e12f64..1e12),
+                1..20),
+        ) {
+            let config = StatsdConfig {
+                prefix,
+                tags: if dog { TagStyle::DogStatsd } else { TagStyle::None },
+                ..StatsdConfig::default()
+            };
+            let mut e = Encoder::new(&config);
+            let mut points = Vec::new();
+            e.encode(&snapshot(series), |p| points.push(String::from_utf8(p.to_vec()).unwrap()));
+            for p in &points {
+                let lines: Vec<&str> = p.split('\n').collect();
+                prop_assert!(lines.len() <= 2);
+                if lines.len() == 2 {
+                    prop_assert!(lines[0].contains(":0|g") && lines[1].contains(":-"));
+                }
+                for l in lines {
+                    check_line(l, dog)?;
+                }
+            }
+        }
+    }
+
+    fn one(kind: Kind, divisor: u64, value: Value, id: SeriesId, start: u64) -> Snapshot {
+        let d = Descriptor::owned("a.b", kind, "1", "").with_divisor(divisor);
+        Snapshot {
+            time: SystemTime::UNIX_EPOCH,
+            interval: std::time::Duration::from_secs(1),
+            sequence: 1,
+            series: vec![sampler_api::Series {
+                id,
+                descriptor: Arc::new(d),
+                labels: Labels::from_pairs(&[("route", "/a b")]).unwrap(),
+                start_time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start),
+                value,
+            }],
+        }
+    }
+
+    fn lines(e: &mut Encoder, s: &Snapshot) -> (Vec<String>, Skipped) {
+        let mut out = Vec::new();
+        let skipped = e.encode(s, |p| out.push(String::from_utf8(p.to_vec()).unwrap()));
+        (out, skipped)
+    }
+
+    #[test]
+    fn counter_deltas_resets_fractions_and_gauges() {
+        let mut e = Encoder::new(&StatsdConfig {
+            prefix: "my app".into(),
+            ..StatsdConfig::default()
+        });
+        let id = SeriesId::next();
+        let c = |v, start| one(Kind::Counter, 1, Value::Counter(v), id, start);
+        assert_eq!(lines(&mut e, &c(10, 0)).0, ["my_app.a.b./a_b:10|c"]);
+        assert_eq!(lines(&mut e, &c(10, 0)).0, Vec::<String>::new());
+        assert_eq!(lines(&mut e, &c(15, 0)).0, ["my_app.a.b./a_b:5|c"]);
+        // Lower than before: a reset, the new reading is the delta.
+        assert_eq!(lines(&mut e, &c(4, 0)).0, ["my_app.a.b./a_b:4|c"]);
+        // A new start time: a reset too.
+        assert_eq!(lines(&mut e, &c(9, 1)).0, ["my_app.a.b./a_b:9|c"]);
+        // A fraction of the unit: the delta of raw totals, divided.
+        let id2 = SeriesId::next();
+        let f = |v| one(Kind::Counter, 1000, Value::Counter(v), id2, 0);
+        lines(&mut e, &f(1500));
+        assert_eq!(lines(&mut e, &f(4250)).0, ["my_app.a.b./a_b:2.75|c"]);
+        let g = |v| one(Kind::Gauge, 1, Value::Gauge(v), SeriesId::next(), 0);
+        assert_eq!(lines(&mut e, &g(2.5)).0, ["my_app.a.b./a_b:2.5|g"]);
+        assert_eq!(lines(&mut e, &g(-0.0)).0, ["my_app.a.b./a_b:0.0|g"]);
+        assert_eq!(
+            lines(&mut e, &g(-5.0)).0,
+            ["my_app.a.b./a_b:0|g\nmy_app.a.b./a_b:-5.0|g"]
+        );
+        let (out, skipped) = lines(&mut e, &g(f64::NAN));
+        assert!(out.is_empty());
+        assert_eq!(skipped.unrepresentable, 1);
+        // Series gone from the snapshot are forgotten.
+        assert_eq!(e.cursors.len(), 0);
+    }
+
+    #[test]
+    fn timing_lines_are_milliseconds_with_rates_or_distributions() {
+        let mut d = Distribution::new(3);
+        for i in 0..1000 {
+            d.record(0.001 * (1 + i % 50) as f64);
+        }
+        let s = one(
+            Kind::Timing,
+            1,
+            Value::Timing(Box::new(d)),
+            SeriesId::next(),
+            0,
+        );
+        let mut buckets = Encoder::new(&StatsdConfig {
+            timing_lines: 10,
+            ..StatsdConfig::default()
+        });
+        // Unit "1" here: values as they are. With unit "s" they are multiplied by 1000.
+        let (out, _) = lines(&mut buckets, &s);
+        assert!(out.len() >= 10 && out.len() <= 13, "{out:?}");
+        assert!(out
+            .iter()
+            .all(|l| l.starts_with("a.b./a_b:") && l.contains("|ms")));
+        assert!(out[0].starts_with("a.b./a_b:0.001|ms|@0.01"), "{}", out[0]);
+        let mut dist = Encoder::new(&StatsdConfig {
+            tags: TagStyle::DogStatsd,
+            timings: TimingMode::Distribution,
+            ..StatsdConfig::default()
+        });
+        let (out, _) = lines(&mut dist, &s);
+        assert!(out
+            .iter()
+            .all(|l| l.starts_with("a.b:") && l.contains("|d") && l.ends_with("|#route:/a_b")));
+        assert_eq!(out[0], "a.b:0.001|d|#route:/a_b");
+    }
 
     fn dist(values: &[f64]) -> Distribution {
         let mut d = Distribution::new(3);
