@@ -37,13 +37,15 @@
 //!     .interval(Duration::from_secs(10))
 //!     .exporter(exporter)
 //!     .start();
-//! Registry::global().counter(&REQUESTS).add(3);
+//! let requests = Registry::global().counter(&REQUESTS); // keep the handle
+//! requests.add(3);
 //! // ... the application runs ...
 //! harvester.shutdown(Duration::from_secs(5))?; // sends the last harvest
-//! # let mut buf = [0u8; 2048];
-//! # daemon.set_read_timeout(Some(Duration::from_secs(10)))?;
-//! # let n = daemon.recv(&mut buf)?;
-//! # assert!(std::str::from_utf8(&buf[..n])?.contains("myapp.http.server.requests:3|c"));
+//! # // Loopback datagrams are queued by the time `send` returns.
+//! # daemon.set_nonblocking(true)?;
+//! # let (mut buf, mut got) = ([0u8; 2048], String::new());
+//! # while let Ok(n) = daemon.recv(&mut buf) { got.push_str(std::str::from_utf8(&buf[..n])?); got.push('\n'); }
+//! # assert!(got.contains("myapp.http.server.requests:3|c"), "{got}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
