@@ -372,3 +372,53 @@ fn r12_unix_datagram_socket_gets_packed_datagrams() {
     }
     assert!(lines.contains(&"r12.unix:-199.0|g|#i:199".to_owned()));
 }
+
+static MANY: Descriptor = Descriptor::counter("r12.many", "1", "");
+
+#[test]
+fn r12_points_in_equal_points_sent_plus_dropped() {
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let registry = Registry::new();
+    let many = registry.counter_family(&MANY, &["i"]);
+    for i in 0..50 {
+        many.add(&[&format!("n{i}")], 1 + i);
+    }
+    // One line longer than a datagram: dropped and counted, the others unharmed.
+    many.add(&[&"x".repeat(600)], 1);
+    let mut exporter = StatsdExporter::builder()
+        .address(daemon.local_addr().unwrap())
+        .max_payload(512)
+        .build()
+        .unwrap();
+    exporter.send(&harvester(&registry).harvest_now()).unwrap();
+    // Loopback datagrams are queued by the time `send` returns.
+    daemon.set_nonblocking(true).unwrap();
+    let (mut buf, mut lines, mut datagrams) = ([0u8; 2048], Vec::new(), 0);
+    while let Ok(n) = daemon.recv(&mut buf) {
+        assert!(n <= 512, "{n} bytes");
+        datagrams += 1;
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        lines.extend(text.split('\n').map(str::to_owned));
+    }
+    assert_eq!(lines.len(), 50);
+    for i in 0..50 {
+        assert!(lines.contains(&format!("r12.many.n{i}:{}|c", 1 + i)));
+    }
+    let s = self_metrics(&exporter);
+    assert_eq!(
+        counter_of(&s, "sampler.exporter.statsd.points.sent", &[]),
+        50
+    );
+    assert_eq!(
+        counter_of(
+            &s,
+            "sampler.exporter.statsd.points.dropped",
+            &[("reason", "too_large")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter_of(&s, "sampler.exporter.statsd.datagrams", &[]),
+        datagrams
+    );
+}
