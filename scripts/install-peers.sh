@@ -2,6 +2,7 @@
 # Installs, when missing, the real peers the interop tests talk to:
 # - the Prometheus server and promtool (Debian package `prometheus`);
 # - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv.
+# - Etsy StatsD 0.9.0 (npm) in ./.peers/statsd (node and npm from Debian when missing).
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,4 +31,17 @@ if ! command -v carbon-cache >/dev/null 2>&1 || ! /usr/bin/python3 -c "import wh
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     graphite-carbon python3-whisper victoria-metrics >/dev/null
+fi
+
+# Etsy StatsD 0.9.0 (npm) in ./.peers/statsd, for the statsd exporter's interop tests; needs
+# node and npm (Debian packages nodejs, npm). --omit=optional skips modern-syslog's native build.
+if [ ! -f "$root/.peers/statsd/node_modules/statsd/stats.js" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (Debian packages)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "installing statsd 0.9.0 into .peers/statsd" >&2
+  mkdir -p "$root/.peers/statsd"
+  (cd "$root/.peers/statsd" && npm install --no-audit --no-fund --omit=optional --silent statsd@0.9.0)
 fi

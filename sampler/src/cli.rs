@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// tags) at ADDR (default 127.0.0.1:2003).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2003")]
     pub graphite: Option<String>,
+    /// Also send every harvest to a StatsD daemon at ADDR (default 127.0.0.1:8125) over UDP:
+    /// counters as deltas, gauges, timings as weighted |ms lines.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8125")]
+    pub statsd: Option<String>,
 }
 
 /// The highest `--prometheus-max-connections` accepted.

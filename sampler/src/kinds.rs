@@ -138,9 +138,26 @@ fn graphite(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
     let c: sampler_exporter_graphite::GraphiteConfig = s.parse()?;
     c.validate().map_err(|e| s.invalid(e))?;
     Ok(PlannedExporter::new(format!("{c:?}"), move || {
-        Ok(Box::new(sampler_exporter_graphite::GraphiteExporter::from_config(c.clone())?)
-            as Box<dyn Exporter>)
+        Ok(
+            Box::new(sampler_exporter_graphite::GraphiteExporter::from_config(
+                c.clone(),
+            )?) as Box<dyn Exporter>,
+        )
     }))
 }
 
 inventory::submit! { ExporterKind::new("graphite", graphite) }
+
+fn statsd(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: sampler_exporter_statsd::StatsdConfig = s.parse()?;
+    c.check().map_err(|e| s.invalid(e))?;
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        Ok(
+            Box::new(sampler_exporter_statsd::StatsdExporter::from_config(
+                c.clone(),
+            )?) as Box<dyn Exporter>,
+        )
+    }))
+}
+
+inventory::submit! { ExporterKind::new("statsd", statsd) }

@@ -454,6 +454,9 @@ pub fn run_config(
     if let Some(addr) = &args.graphite {
         pipeline = pipeline.exporter(graphite_exporter(addr)?);
     }
+    if let Some(addr) = &args.statsd {
+        pipeline = pipeline.exporter(statsd_exporter(addr)?);
+    }
     sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
@@ -564,6 +567,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             if let Some(addr) = &args.graphite {
                 plan.exporters.push(graphite_exporter(addr)?);
             }
+            if let Some(addr) = &args.statsd {
+                plan.exporters.push(statsd_exporter(addr)?);
+            }
             run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }
         #[cfg(not(unix))]
@@ -578,5 +584,14 @@ fn graphite_exporter(addr: &str) -> Result<Box<dyn Exporter>> {
     let exporter = sampler_exporter_graphite::GraphiteExporter::builder()
         .address(addr)
         .build()?;
+    Ok(Box::new(exporter))
+}
+
+/// The StatsD exporter of `--statsd ADDR`: UDP, lines packed into datagrams.
+fn statsd_exporter(addr: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_statsd::StatsdExporter::builder()
+        .address(addr)
+        .build()?;
+    say(format_args!("sending to statsd at {addr} (udp)"));
     Ok(Box::new(exporter))
 }

@@ -428,3 +428,27 @@ fn r12_dump_fails_naming_graphite_when_it_is_away() {
         lines[0]
     );
 }
+
+#[test]
+fn r12_run_sends_to_statsd_with_the_statsd_flag() {
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = daemon.local_addr().unwrap().to_string();
+    let mut bg = Background::spawn(&["run", "--interval", "1s", "--statsd", &addr]);
+    // The first harvest goes at once: gauges as |g, counters as |c deltas.
+    let mut text = String::new();
+    let mut buf = [0u8; 2048];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(text.contains("process.memory.rss:") && text.contains("|c")) {
+        assert!(std::time::Instant::now() < deadline, "got only:\n{text}");
+        let n = daemon.recv(&mut buf).expect("a datagram within 10 s");
+        assert!(n <= 1432);
+        text.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        text.push('\n');
+    }
+    assert!(text.contains("|g"), "{text}");
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
