@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// counters as deltas, gauges, timings as weighted |ms lines.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8125")]
     pub statsd: Option<String>,
+    /// Also push every harvest to a Prometheus remote write receiver at URL (Prometheus with
+    /// --web.enable-remote-write-receiver: http://127.0.0.1:9090/api/v1/write, VictoriaMetrics,
+    /// Mimir, Thanos).
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
 }
 
 /// The highest `--prometheus-max-connections` accepted.

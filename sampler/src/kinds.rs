@@ -161,3 +161,16 @@ fn statsd(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
 }
 
 inventory::submit! { ExporterKind::new("statsd", statsd) }
+
+fn remote_write(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: sampler_exporter_remote_write::RemoteWriteConfig = s.parse()?;
+    c.validate().map_err(|e| s.invalid(e))?;
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        Ok(
+            Box::new(sampler_exporter_remote_write::RemoteWriteExporter::from_config(c.clone())?)
+                as Box<dyn Exporter>,
+        )
+    }))
+}
+
+inventory::submit! { ExporterKind::new("remote-write", remote_write) }

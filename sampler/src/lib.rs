@@ -457,6 +457,9 @@ pub fn run_config(
     if let Some(addr) = &args.statsd {
         pipeline = pipeline.exporter(statsd_exporter(addr)?);
     }
+    if let Some(url) = &args.remote_write {
+        pipeline = pipeline.exporter(remote_write_exporter(url)?);
+    }
     sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
@@ -570,6 +573,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             if let Some(addr) = &args.statsd {
                 plan.exporters.push(statsd_exporter(addr)?);
             }
+            if let Some(url) = &args.remote_write {
+                plan.exporters.push(remote_write_exporter(url)?);
+            }
             run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }
         #[cfg(not(unix))]
@@ -593,5 +599,14 @@ fn statsd_exporter(addr: &str) -> Result<Box<dyn Exporter>> {
         .address(addr)
         .build()?;
     say(format_args!("sending to statsd at {addr} (udp)"));
+    Ok(Box::new(exporter))
+}
+
+/// The remote write exporter of `--remote-write URL`.
+fn remote_write_exporter(url: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_remote_write::RemoteWriteExporter::builder()
+        .url(url)
+        .build()?;
+    say(format_args!("pushing to prometheus remote write at {url}"));
     Ok(Box::new(exporter))
 }

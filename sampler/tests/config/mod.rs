@@ -231,3 +231,41 @@ fn r14_a_file_without_exporters_prints_to_the_console() {
         done.stdout
     );
 }
+
+#[test]
+fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "kinds.toml",
+        "[[exporter]]\nkind = \"console\"\n\
+         [[exporter]]\nkind = \"prometheus\"\naddress = \"127.0.0.1:0\"\n\
+         [[exporter]]\nkind = \"graphite\"\naddress = \"127.0.0.1:2003\"\nprotocol = \"pickle\"\n\
+         [[exporter]]\nkind = \"statsd\"\naddress = \"127.0.0.1:8125\"\nmax_payload = 512\n\
+         [[exporter]]\nkind = \"remote-write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n",
+    );
+    let done = run_to_end(&["check", &good]);
+    assert!(done.status.success(), "{}", done.stderr);
+    for kind in ["console", "prometheus", "graphite", "statsd", "remote-write"] {
+        assert!(
+            done.stdout.contains(&format!("exporter {kind} (kind {kind})")),
+            "{kind}: {}",
+            done.stdout
+        );
+    }
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[exporter]]\nkind = \"graphite\"\nprotocl = \"udp\"\n\
+         [[exporter]]\nkind = \"statsd\"\nmax_payload = 10\n\
+         [[exporter]]\nkind = \"remote-write\"\nurl = \"ftp://x\"\n",
+    );
+    let done = run_to_end(&["check", &bad]);
+    assert_eq!(done.status.code(), Some(1));
+    let e = &done.stderr;
+    assert!(e.contains("unknown key `protocl` in exporter graphite"), "{e}");
+    assert!(e.contains("did you mean `protocol`?"), "{e}");
+    assert!(e.contains("max_payload must be 64 to 65507 bytes, got 10 in exporter statsd"), "{e}");
+    assert!(e.contains(&format!("{bad}:6:1")), "{e}");
+    assert!(e.contains("invalid url \"ftp://x\": must start with http://"), "{e}");
+}

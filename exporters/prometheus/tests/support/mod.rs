@@ -131,6 +131,12 @@ impl PrometheusServer {
     /// Starts Prometheus (with native histograms on) scraping each `(job, address, path)`
     /// every second, and waits until it is ready.
     pub fn start(targets: &[(&str, SocketAddr, &str)]) -> PrometheusServer {
+        Self::start_with(targets, &[])
+    }
+
+    /// As [`start`](Self::start), with more command-line flags
+    /// (`--web.enable-remote-write-receiver`).
+    pub fn start_with(targets: &[(&str, SocketAddr, &str)], flags: &[&str]) -> PrometheusServer {
         let bin = on_path("prometheus").unwrap_or_else(|| {
             panic!("the prometheus server is not on PATH; install it with: {PROMETHEUS_INSTALL}")
         });
@@ -157,6 +163,7 @@ impl PrometheusServer {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=native-histograms")
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
