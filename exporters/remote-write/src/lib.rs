@@ -282,7 +282,7 @@ impl RemoteWriteExporter {
                     body.trim().chars().take(200).collect::<String>()
                 );
                 if status == 429 || status >= 500 {
-                    let wait = after.unwrap_or_else(|| self.backoff.next());
+                    let wait = after.unwrap_or_else(|| self.backoff.next_wait());
                     Outcome::Retry { why, wait }
                 } else {
                     Outcome::Rejected(why)
@@ -290,7 +290,7 @@ impl RemoteWriteExporter {
             }
             Err(e) => Outcome::Retry {
                 why: format!("failed to send to remote write receiver {url}: {e}"),
-                wait: self.backoff.next(),
+                wait: self.backoff.next_wait(),
             },
         }
     }

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 /// use std::time::Duration;
 /// let mut b = Backoff::new(Duration::from_millis(30), Duration::from_secs(5));
 /// for _ in 0..20 {
-///     assert!(b.next() <= Duration::from_secs(5));
+///     assert!(b.next_wait() <= Duration::from_secs(5));
 /// }
 /// b.reset();
-/// assert!(b.next() <= Duration::from_millis(30));
+/// assert!(b.next_wait() <= Duration::from_millis(30));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -39,7 +39,7 @@ impl Backoff {
     }
 
     /// The next wait; the one after it may be twice as long.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         // xorshift: jitter needs no cryptographic randomness.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;

@@ -269,11 +269,9 @@ impl Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let log = got.clone();
         std::thread::spawn(move || {
-            let mut n = 0;
-            for conn in listener.incoming() {
+            for (n, conn) in listener.incoming().enumerate() {
                 let Ok(conn) = conn else { return };
                 let answer = script[n.min(script.len() - 1)];
-                n += 1;
                 let log = log.clone();
                 std::thread::spawn(move || serve(conn, answer, &log));
             }

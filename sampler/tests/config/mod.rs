@@ -246,9 +246,16 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
     );
     let done = run_to_end(&["check", &good]);
     assert!(done.status.success(), "{}", done.stderr);
-    for kind in ["console", "prometheus", "graphite", "statsd", "remote-write"] {
+    for kind in [
+        "console",
+        "prometheus",
+        "graphite",
+        "statsd",
+        "remote-write",
+    ] {
         assert!(
-            done.stdout.contains(&format!("exporter {kind} (kind {kind})")),
+            done.stdout
+                .contains(&format!("exporter {kind} (kind {kind})")),
             "{kind}: {}",
             done.stdout
         );
@@ -263,9 +270,18 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
     let done = run_to_end(&["check", &bad]);
     assert_eq!(done.status.code(), Some(1));
     let e = &done.stderr;
-    assert!(e.contains("unknown key `protocl` in exporter graphite"), "{e}");
+    assert!(
+        e.contains("unknown key `protocl` in exporter graphite"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `protocol`?"), "{e}");
-    assert!(e.contains("max_payload must be 64 to 65507 bytes, got 10 in exporter statsd"), "{e}");
+    assert!(
+        e.contains("max_payload must be 64 to 65507 bytes, got 10 in exporter statsd"),
+        "{e}"
+    );
     assert!(e.contains(&format!("{bad}:6:1")), "{e}");
-    assert!(e.contains("invalid url \"ftp://x\": must start with http://"), "{e}");
+    assert!(
+        e.contains("invalid url \"ftp://x\": must start with http://"),
+        "{e}"
+    );
 }

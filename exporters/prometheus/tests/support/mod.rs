@@ -14,12 +14,14 @@ use serde_json::Value as Json;
 pub const PROMETHEUS_INSTALL: &str = "apt-get update && apt-get install -y prometheus \
      (or scripts/install-peers.sh, which also sets up the Python parsers)";
 
-/// The workspace root (two levels above this crate).
+/// The workspace root: the nearest folder above the including crate that holds `Cargo.lock`
+/// (these helpers are shared by crates at different depths).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .expect("a workspace root holding Cargo.lock above the crate")
+        .to_path_buf()
 }
 
 /// A program on `PATH`, or `None`.

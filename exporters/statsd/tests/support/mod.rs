@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 pub const STATSD_INSTALL: &str = "bash scripts/install-peers.sh (it runs: mkdir -p .peers/statsd && \
      cd .peers/statsd && npm install --no-audit --no-fund --omit=optional statsd@0.9.0; node must be on PATH)";
 
-/// The workspace root (two levels above this crate).
+/// The workspace root: the nearest folder above the including crate that holds `Cargo.lock`
+/// (these helpers are shared by crates at different depths).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .expect("a workspace root holding Cargo.lock above the crate")
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
