@@ -20,3 +20,12 @@ if ! "$py" -c "import importlib.metadata as m; assert m.version('prometheus-clie
   [ -x "$py" ] || python3 -m venv "$root/.venv"
   "$root/.venv/bin/pip" install -q --disable-pip-version-check prometheus-client==0.26.0
 fi
+
+# OTLP: the official protobuf decoder (opentelemetry-proto 1.45.2, protobuf 7.36.2) and the
+# rotel collector (its wheel ships the rotel-agent binary) in ./.venv.
+if ! "$py" -c "import importlib.metadata as m; assert m.version('opentelemetry-proto') == '1.45.2' and m.version('protobuf') == '7.36.2' and m.version('rotel') == '0.0.1a15'" 2>/dev/null; then
+  echo "installing opentelemetry-proto 1.45.2, protobuf 7.36.2 and rotel 0.0.1a15 into .venv" >&2
+  [ -x "$py" ] || python3 -m venv "$root/.venv"
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check \
+    opentelemetry-proto==1.45.2 protobuf==7.36.2 rotel==0.0.1a15
+fi
