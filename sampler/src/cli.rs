@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// 127.0.0.1:9464) under /metrics.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
     pub prometheus: Option<String>,
+    /// Also send every harvest over OTLP/HTTP (protobuf, gzip) to URL (default
+    /// http://127.0.0.1:4318/v1/metrics, an OpenTelemetry Collector on this machine).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = sampler_exporter_otlp::DEFAULT_ENDPOINT)]
+    pub otlp: Option<String>,
 }
 
 /// Flags of `sampler dump`.
@@ -167,6 +171,13 @@ mod tests {
         assert!(Cli::try_parse_from(["sampler", "dump", "--pid", "0"]).is_err());
         assert!(Cli::try_parse_from(["sampler", "dump", "--name", "("]).is_err());
         assert!(Cli::try_parse_from(["sampler", "run", "--interval", "0ms"]).is_err());
+        let Command::Run(r) = Cli::try_parse_from(["sampler", "run", "--otlp"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.otlp.as_deref(), Some("http://127.0.0.1:4318/v1/metrics"));
         let Command::Dump(d) = Cli::try_parse_from(["sampler", "dump"]).unwrap().command else {
             panic!("not dump")
         };

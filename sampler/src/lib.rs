@@ -170,6 +170,15 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                 eprintln!("sampler: serving prometheus metrics at {}", exporter.url());
                 plan.exporters.push(Box::new(exporter));
             }
+            if let Some(url) = &args.otlp {
+                let exporter = sampler_exporter_otlp::OtlpExporter::builder()
+                    .endpoint(url.as_str())
+                    .resource("service.name", "sampler")
+                    .on_event(|e| eprintln!("sampler: {e}"))
+                    .build()?;
+                eprintln!("sampler: sending otlp metrics to {}", exporter.endpoint());
+                plan.exporters.push(Box::new(exporter));
+            }
             run(plan, args.interval)
         }
         #[cfg(not(unix))]

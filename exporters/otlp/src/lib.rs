@@ -211,12 +211,10 @@ impl Exporter for OtlpExporter {
                 let _ = t.join();
             }
         }
-        let st = &self.shared.stats;
-        let lost = st.requests_expired.load(Relaxed) + st.requests_failed.load(Relaxed);
         match left {
             0 => Ok(()),
             n => Err(ExportError::new(format!(
-                "otlp shutdown for {}: deadline passed with {n} requests unsent ({lost} given up so far)",
+                "otlp shutdown for {}: deadline passed with {n} requests unsent",
                 self.shared.endpoint
             ))),
         }
