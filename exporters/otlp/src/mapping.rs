@@ -208,7 +208,8 @@ struct Cursor {
 ///
 /// static HITS: Descriptor = Descriptor::counter("cache.hits", "1", "cache hits");
 /// let registry = Registry::new();
-/// registry.counter(&HITS).add(3);
+/// let hits = registry.counter(&HITS); // a series lives as long as its handle
+/// hits.add(3);
 /// let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
 ///
 /// let mut encoder = Encoder::new(&OtlpConfig::default());
@@ -702,7 +703,7 @@ mod tests {
             let p = &s.data_points[0];
             (
                 p.start_time_unix_nano / 1_000_000_000,
-                p.value.clone().unwrap(),
+                p.value.unwrap(),
             )
         };
         use number_data_point::Value::AsInt;

@@ -44,6 +44,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Fixture {
         let registry = Registry::new();
         let requests = registry.counter_family(&REQUESTS, &["method", "route"]);
