@@ -701,10 +701,7 @@ mod tests {
                 AggregationTemporality::Delta as i32
             );
             let p = &s.data_points[0];
-            (
-                p.start_time_unix_nano / 1_000_000_000,
-                p.value.unwrap(),
-            )
+            (p.start_time_unix_nano / 1_000_000_000, p.value.unwrap())
         };
         use number_data_point::Value::AsInt;
         assert_eq!(point(&enc.encode(&snap)), (50, AsInt(10)));
