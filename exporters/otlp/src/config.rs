@@ -6,6 +6,9 @@ use std::time::Duration;
 /// The default endpoint: a collector on this machine, OTLP/HTTP.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318/v1/metrics";
 
+/// The default endpoint of OTLP/gRPC: a collector on this machine.
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
+
 /// The default largest request body, before compression: 4 MiB, the default message limit of
 /// gRPC servers and well under the 20 MiB the OTLP specification asks receivers to accept.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 << 20;
@@ -15,6 +18,7 @@ pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 << 20;
 /// With the `serde` feature it reads from a config file (every key optional):
 ///
 /// ```toml
+/// protocol = "http/protobuf"           # or "grpc" (cargo feature `grpc`)
 /// endpoint = "http://127.0.0.1:4318/v1/metrics"
 /// headers = { authorization = "Bearer secret" }
 /// timeout = 10.0                        # seconds, per request
@@ -42,7 +46,10 @@ pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 << 20;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct OtlpConfig {
-    /// The full URL requests are posted to. Default `http://127.0.0.1:4318/v1/metrics`.
+    /// OTLP/HTTP with protobuf bodies, or OTLP/gRPC. Default `http/protobuf`.
+    pub protocol: Protocol,
+    /// The full URL requests are posted to. Default `http://127.0.0.1:4318/v1/metrics`; with
+    /// `protocol = "grpc"` the default is `http://127.0.0.1:4317`.
     pub endpoint: String,
     /// Extra request headers (an API key, a tenant id).
     pub headers: BTreeMap<String, String>,
@@ -80,6 +87,7 @@ pub struct OtlpConfig {
 impl Default for OtlpConfig {
     fn default() -> Self {
         OtlpConfig {
+            protocol: Protocol::HttpProtobuf,
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(10),
@@ -105,8 +113,21 @@ pub fn default_buckets() -> Vec<f64> {
 }
 
 impl OtlpConfig {
+    /// The endpoint to use: the configured one, or with gRPC and the endpoint left at the
+    /// HTTP default, the gRPC default.
+    pub fn effective_endpoint(&self) -> &str {
+        if self.protocol == Protocol::Grpc && self.endpoint == DEFAULT_ENDPOINT {
+            DEFAULT_GRPC_ENDPOINT
+        } else {
+            &self.endpoint
+        }
+    }
+
     /// Checks the settings; the message names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
+        if self.protocol == Protocol::Grpc && !cfg!(feature = "grpc") {
+            return Err("protocol \"grpc\" needs a build with the cargo feature `grpc`".to_owned());
+        }
         let scheme_ok = self.endpoint.starts_with("http://")
             || (self.endpoint.starts_with("https://") && cfg!(feature = "tls"));
         if !scheme_ok {
@@ -121,6 +142,12 @@ impl OtlpConfig {
                     self.endpoint
                 )
             });
+        }
+        if self.protocol == Protocol::Grpc && self.endpoint.starts_with("https://") {
+            return Err(format!(
+                "endpoint {:?}: grpc over https is not built in; use http/protobuf for https",
+                self.endpoint
+            ));
         }
         if let Err(e) = self.endpoint.parse::<ureq::http::Uri>() {
             return Err(format!(
@@ -165,6 +192,19 @@ impl OtlpConfig {
         }
         self.retry.validate()
     }
+}
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+pub enum Protocol {
+    /// OTLP/HTTP, protobuf bodies (`http/protobuf`).
+    #[default]
+    #[cfg_attr(feature = "serde", serde(rename = "http/protobuf"))]
+    HttpProtobuf,
+    /// OTLP/gRPC (`grpc`), with the cargo feature `grpc`.
+    #[cfg_attr(feature = "serde", serde(rename = "grpc"))]
+    Grpc,
 }
 
 /// Request body compression.
@@ -334,7 +374,7 @@ mod serde_tests {
     #[test]
     fn reads_every_key_and_rejects_unknown_ones() {
         let c: OtlpConfig = serde_json::from_str(
-            r#"{"endpoint": "http://collector:4318/v1/metrics", "headers": {"x-tenant": "a"},
+            r#"{"protocol": "http/protobuf", "endpoint": "http://collector:4318/v1/metrics", "headers": {"x-tenant": "a"},
                 "timeout": 2.5, "compression": "none", "temporality": "delta",
                 "histogram": "explicit", "buckets": [0.1, 1.0],
                 "resource": {"service.name": "svc"}, "scope_name": "s", "scope_version": "1",

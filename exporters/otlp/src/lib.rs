@@ -4,7 +4,9 @@
 //! Each snapshot is encoded on the exporter's worker thread into the OpenTelemetry project's
 //! own protobuf messages (`opentelemetry-proto`), split into requests under a size limit,
 //! gzipped, and queued. A sender thread of its own posts them in order with a blocking HTTP
-//! client, so the exporter needs no async runtime from its host. It follows what the OTLP
+//! client, so the exporter needs no async runtime from its host. With the cargo feature `grpc`
+//! it speaks OTLP/gRPC instead (`protocol = "grpc"`): tonic on a current-thread runtime that
+//! the sender thread owns. It follows what the OTLP
 //! specification asks of an exporter: a timeout per request; retries with exponential backoff
 //! and jitter on network errors and HTTP 429, 502, 503 and 504 only, honouring `Retry-After`;
 //! partial success logged and counted, not retried; a bounded queue whose drops are counted;
@@ -53,6 +55,8 @@
 #![warn(missing_debug_implementations)]
 
 mod config;
+#[cfg(feature = "grpc")]
+mod grpc;
 pub mod mapping;
 mod sender;
 
@@ -65,8 +69,8 @@ use std::time::Instant;
 use sampler_api::{Descriptor, ExportError, Exporter, Sampler, Snapshot, Writer};
 
 pub use config::{
-    default_buckets, Compression, HistogramMode, OtlpConfig, RetryConfig, Temporality,
-    DEFAULT_ENDPOINT, DEFAULT_MAX_REQUEST_SIZE,
+    default_buckets, Compression, HistogramMode, OtlpConfig, Protocol, RetryConfig, Temporality,
+    DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, DEFAULT_MAX_REQUEST_SIZE,
 };
 pub use sender::{parse_retry_after, retryable_status, Event};
 
@@ -272,6 +276,12 @@ impl fmt::Debug for OtlpExporterBuilder {
 }
 
 impl OtlpExporterBuilder {
+    /// OTLP/HTTP (default) or OTLP/gRPC (cargo feature `grpc`).
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.config.protocol = p;
+        self
+    }
+
     /// The URL to post to (default `http://127.0.0.1:4318/v1/metrics`).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.config.endpoint = url.into();
@@ -363,15 +373,16 @@ impl OtlpExporterBuilder {
     pub fn build(self) -> Result<OtlpExporter, Error> {
         let c = self.config;
         c.validate().map_err(Error::Config)?;
-        let shared = Arc::new(Shared::new(c.endpoint.clone(), c.queue_size));
-        let sender = Sender::new(&c, shared.clone(), self.on_event);
+        let shared = Arc::new(Shared::new(c.effective_endpoint().to_owned(), c.queue_size));
+        let sender = Sender::new(&c, shared.clone(), self.on_event).map_err(Error::Config)?;
         let thread = std::thread::Builder::new()
             .name("sampler-otlp-sender".into())
             .spawn(move || sender.run())
             .map_err(Error::Start)?;
         Ok(OtlpExporter {
             encoder: Encoder::new(&c),
-            gzip: c.compression == Compression::Gzip,
+            // gRPC compresses in its own framing.
+            gzip: c.compression == Compression::Gzip && c.protocol == Protocol::HttpProtobuf,
             shared,
             thread: Some(thread),
         })

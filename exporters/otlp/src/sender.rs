@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
 use prost::Message;
 
 use crate::config::{Compression, OtlpConfig, RetryConfig};
@@ -241,10 +243,26 @@ impl Shared {
 }
 
 /// How one attempt ended.
-enum Attempt {
+pub(crate) enum Attempt {
     Sent(Option<(u64, String)>),
     Retryable(String, Option<Duration>),
     Permanent(String),
+}
+
+/// The rejected points and message of a partial success, when it reports any.
+pub(crate) fn rejection(partial: Option<ExportMetricsPartialSuccess>) -> Option<(u64, String)> {
+    partial
+        .filter(|ps| ps.rejected_data_points > 0 || !ps.error_message.is_empty())
+        .map(|ps| {
+            (
+                ps.rejected_data_points.max(0) as u64,
+                if ps.error_message.is_empty() {
+                    "(no message)".to_owned()
+                } else {
+                    ps.error_message
+                },
+            )
+        })
 }
 
 /// Whether an HTTP status is worth retrying: 429, 502, 503 and 504 (OTLP/HTTP, "Retryable
@@ -283,6 +301,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 pub(crate) struct Sender {
     shared: Arc<Shared>,
     agent: ureq::Agent,
+    #[cfg(feature = "grpc")]
+    grpc: Option<crate::grpc::GrpcClient>,
     headers: Vec<(String, String)>,
     gzip: bool,
     timeout: Duration,
@@ -293,16 +313,25 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub fn new(config: &OtlpConfig, shared: Arc<Shared>, on_event: EventHandler) -> Self {
+    pub fn new(
+        config: &OtlpConfig,
+        shared: Arc<Shared>,
+        on_event: EventHandler,
+    ) -> Result<Self, String> {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .user_agent(concat!("sampler-exporter-otlp/", env!("CARGO_PKG_VERSION")))
                 .build(),
         );
-        Sender {
+        Ok(Sender {
             shared,
             agent,
+            #[cfg(feature = "grpc")]
+            grpc: match config.protocol {
+                crate::config::Protocol::Grpc => Some(crate::grpc::GrpcClient::new(config)?),
+                _ => None,
+            },
             headers: config
                 .headers
                 .iter()
@@ -314,7 +343,7 @@ impl Sender {
             on_event,
             failed_attempts: 0,
             last_rejection: None,
-        }
+        })
     }
 
     pub fn run(mut self) {
@@ -407,7 +436,11 @@ impl Sender {
         self.failed_attempts += 1;
     }
 
-    fn attempt(&self, p: &Pending, timeout: Duration) -> Attempt {
+    fn attempt(&mut self, p: &Pending, timeout: Duration) -> Attempt {
+        #[cfg(feature = "grpc")]
+        if let Some(grpc) = &mut self.grpc {
+            return grpc.attempt(&p.body, timeout);
+        }
         let endpoint = &self.shared.endpoint;
         let mut req = self
             .agent
@@ -437,21 +470,10 @@ impl Sender {
                 .limit(1 << 20)
                 .read_to_vec()
                 .unwrap_or_default();
-            let rejected = ExportMetricsServiceResponse::decode(&body[..])
+            let partial = ExportMetricsServiceResponse::decode(&body[..])
                 .ok()
-                .and_then(|r| r.partial_success)
-                .filter(|ps| ps.rejected_data_points > 0 || !ps.error_message.is_empty())
-                .map(|ps| {
-                    (
-                        ps.rejected_data_points.max(0) as u64,
-                        if ps.error_message.is_empty() {
-                            "(no message)".to_owned()
-                        } else {
-                            ps.error_message
-                        },
-                    )
-                });
-            return Attempt::Sent(rejected);
+                .and_then(|r| r.partial_success);
+            return Attempt::Sent(rejection(partial));
         }
         let error = format!(
             "metrics endpoint {endpoint} answered HTTP {}{}",

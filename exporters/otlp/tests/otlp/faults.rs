@@ -394,3 +394,35 @@ fn r13_a_large_harvest_is_split_under_max_request_size() {
         snap.series.len() as u64
     );
 }
+
+#[test]
+fn r13_grpc_shutdown_with_the_receiver_black_holed_keeps_its_deadline() {
+    // Accepts connections and never says a word (not even the HTTP/2 handshake).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let events = Events::default();
+    let mut exporter = builder(&format!("http://127.0.0.1:{port}"), &events)
+        .protocol(sampler_exporter_otlp::Protocol::Grpc)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let fx = Fixture::new();
+    exporter.export(harvest_marked(&fx, 1.0)).unwrap();
+    let until = deadline(5);
+    while held.lock().unwrap().is_empty() {
+        assert!(Instant::now() < until, "the exporter never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    let result = exporter.shutdown(started + Duration::from_secs(1));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1300), "shutdown took {took:?}");
+    assert!(result.is_err());
+}

@@ -418,7 +418,46 @@ fn r13_through_rotel_every_series_arrives_intact() {
         n as u64,
         "rotel accepted every point"
     );
-    let _ = rotel.grpc_port;
+    exporter.shutdown(deadline(5)).unwrap();
+}
+
+#[test]
+fn r13_grpc_through_rotel_every_series_arrives_intact() {
+    let rx = PyReceiver::start();
+    let rotel = Rotel::start(rx.port);
+    let fx = Fixture::new();
+    let snap = fx.harvest();
+    let mut exporter = OtlpExporter::builder()
+        .protocol(sampler_exporter_otlp::Protocol::Grpc)
+        .endpoint(format!("http://127.0.0.1:{}", rotel.grpc_port))
+        .header("x-tenant", "a")
+        .resource("service.name", "checkout")
+        .resource("service.instance.id", "checkout-7")
+        .resource("deployment.environment.name", "test \"quoted\" ü")
+        .scope("sampler-tests", "9.9.9")
+        .build()
+        .expect("build the grpc exporter");
+    crate::support::wait_tcp(rotel.grpc_port, Duration::from_secs(10));
+    exporter.export(snap.clone()).unwrap();
+    exporter
+        .flush(deadline(10))
+        .expect("flush to rotel over grpc");
+    let n = snap.series.len();
+    let requests = rx.wait_for(Duration::from_secs(15), |r| {
+        points(r).values().map(Vec::len).sum::<usize>() >= n
+    });
+    confirm(
+        &snap,
+        &requests,
+        &Expect {
+            resource: RESOURCE,
+            scope: ("sampler-tests", "9.9.9"),
+            temporality: "AGGREGATION_TEMPORALITY_CUMULATIVE",
+            histogram: HistogramMode::Exponential,
+            start_override: None,
+        },
+    );
+    assert_eq!(sampler_exporter_otlp_points_sent(&exporter), n as u64);
     exporter.shutdown(deadline(5)).unwrap();
 }
 
