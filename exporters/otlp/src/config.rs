@@ -6,6 +6,9 @@ use std::time::Duration;
 /// The default endpoint: a collector on this machine, OTLP/HTTP.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318/v1/metrics";
 
+/// The longest request timeout and retry delay accepted: one day.
+const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
 /// The default endpoint of OTLP/gRPC: a collector on this machine.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
 
@@ -165,8 +168,11 @@ impl OtlpConfig {
                 ));
             }
         }
-        if self.timeout.is_zero() {
-            return Err("timeout must be more than zero".to_owned());
+        if self.timeout.is_zero() || self.timeout > MAX_DELAY {
+            return Err(format!(
+                "timeout must be more than zero and at most a day, got {:?}",
+                self.timeout
+            ));
         }
         if self.histogram == HistogramMode::Explicit {
             if let Some(b) = self.buckets.iter().find(|b| !b.is_finite()) {
@@ -282,9 +288,9 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     fn validate(&self) -> Result<(), String> {
-        if self.initial.is_zero() || self.initial > self.max {
+        if self.initial.is_zero() || self.initial > self.max || self.max > MAX_DELAY {
             return Err(format!(
-                "retry delays must satisfy 0 < initial <= max, got initial {:?}, max {:?}",
+                "retry delays must satisfy 0 < initial <= max <= 1 day, got initial {:?}, max {:?}",
                 self.initial, self.max
             ));
         }
@@ -354,6 +360,8 @@ mod tests {
         .contains("strictly increasing, got 0.5 after 1"));
         assert_eq!(bad(&|c| c.queue_size = 0), "queue_size must be at least 1");
         assert!(bad(&|c| c.retry.initial = Duration::ZERO).starts_with("retry delays"));
+        assert!(bad(&|c| c.retry.max = Duration::MAX).starts_with("retry delays"));
+        assert!(bad(&|c| c.timeout = Duration::MAX).starts_with("timeout must be"));
     }
 
     #[test]

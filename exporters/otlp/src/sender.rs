@@ -413,8 +413,15 @@ impl Sender {
                         return;
                     }
                     let delay = after.unwrap_or_else(|| self.retry.backoff(retry, fastrand::f64()));
-                    let at = Instant::now() + delay;
-                    if at > first + self.retry.max_elapsed || !self.shared.pause_until(at) {
+                    // Checked: a Retry-After of years must not overflow an Instant.
+                    let at = Instant::now().checked_add(delay);
+                    let limit = first.checked_add(self.retry.max_elapsed);
+                    let too_late = match (at, limit) {
+                        (None, _) => true,
+                        (Some(at), Some(limit)) => at > limit,
+                        (Some(_), None) => false,
+                    };
+                    if too_late || !at.is_some_and(|at| self.shared.pause_until(at)) {
                         stats.requests_expired.fetch_add(1, Relaxed);
                         stats.points_dropped.fetch_add(p.points, Relaxed);
                         return;

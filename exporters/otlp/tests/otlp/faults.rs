@@ -426,3 +426,27 @@ fn r13_grpc_shutdown_with_the_receiver_black_holed_keeps_its_deadline() {
     assert!(took < Duration::from_millis(1300), "shutdown took {took:?}");
     assert!(result.is_err());
 }
+
+#[test]
+fn r13_a_retry_after_past_the_retry_budget_gives_the_request_up_at_once() {
+    let rx = FakeReceiver::start(vec![Reply::Status(
+        503,
+        vec![("Retry-After".into(), "99999999999999".into())],
+        Vec::new(),
+    )]);
+    let events = Events::default();
+    let mut exporter = builder(&rx.url(), &events).build().unwrap();
+    let fx = Fixture::new();
+    exporter.export(harvest_marked(&fx, 1.0)).unwrap();
+    exporter.flush(deadline(5)).expect("given up, not waiting");
+    assert_eq!(rx.seen().len(), 1);
+    assert_eq!(
+        stat(&exporter, "sampler.exporter.otlp.requests", "expired"),
+        1
+    );
+    // The next harvest goes through as usual.
+    exporter.export(harvest_marked(&fx, 2.0)).unwrap();
+    exporter.flush(deadline(5)).unwrap();
+    assert_eq!(rx.seen().len(), 2);
+    assert_eq!(stat(&exporter, "sampler.exporter.otlp.requests", "sent"), 1);
+}
