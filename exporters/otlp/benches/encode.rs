@@ -13,7 +13,14 @@
 //!   collected `ResourceMetrics` to an in-process HTTP client that keeps the body, so the
 //!   network is left out of both sides.
 //!
-//! Bytes per request body, plain and gzipped, are printed before the measurements.
+//! Bytes per request body, plain and gzipped, are printed before the measurements (also for the
+//! snapshot with one start time for every series, as the SDK sends them).
+//!
+//! One run (2 shared cores under load, so read the ratios): encode 25.5 ms ours, 24.2 ms
+//! opentelemetry-proto; encode+gzip 65.2 ms ours, 56.8 ms opentelemetry-otlp. Bodies: 978,673
+//! bytes plain and 71,220 gzipped ours, 1,000,773 and 58,817 theirs; ours with one start time
+//! for all series 45,735 gzipped. Each series' own start time costs those bytes (and the
+//! gzip time): they are what makes a cumulative sum's start correct.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -228,7 +235,23 @@ fn encode(c: &mut Criterion) {
         .expect("build the otlp exporter");
     futures_executor::block_on(exporter.export(&rm)).expect("export to the sink");
     let their_gz = sink.0.load(Relaxed);
+    // The SDK gives every point of a metric one start time; sampler gives each series its own
+    // (when it was created). The same snapshot with one start time shows what that costs.
+    let mut same_start = (*snap).clone();
+    for s in &mut same_start.series {
+        s.start_time = snap.time;
+    }
+    let our_gz_same: usize = Encoder::new(&config)
+        .encode(&same_start)
+        .requests
+        .iter()
+        .map(|r| gzip(&r.0).len())
+        .sum();
     let n = snap.series.len();
+    println!(
+        "bytes for {n} series with one start time for all: ours {our_gz_same} gzip ({:.1} B/series)",
+        our_gz_same as f64 / n as f64
+    );
     println!(
         "bytes for {n} series: ours {our_plain} plain, {our_gz} gzip ({} requests, {:.1} B/series gzip); \
          opentelemetry {their_plain} plain, {their_gz} gzip ({:.1} B/series gzip)",
