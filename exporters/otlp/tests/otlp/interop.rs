@@ -464,3 +464,63 @@ fn r13_grpc_through_rotel_every_series_arrives_intact() {
 fn sampler_exporter_otlp_points_sent(e: &OtlpExporter) -> u64 {
     crate::self_metric(e, "sampler.exporter.otlp.points", &[("result", "sent")])
 }
+
+#[test]
+fn r13_in_a_harvester_every_harvest_and_the_self_metrics_arrive() {
+    let rx = PyReceiver::start();
+    let fx = Fixture::new();
+    let exporter = exporter_to(&rx.url());
+    // A second view of the exporter's self-metrics, to see when the first request is done.
+    let stats = sampler_api::Registry::new();
+    let _view = stats.register_arc(Exporter::sampler(&exporter).unwrap());
+    let view = sampler_api::Harvester::builder()
+        .registry(stats)
+        .self_metrics(false)
+        .build();
+    let harvester = sampler_api::Harvester::builder()
+        .registry(fx.registry.clone())
+        .interval(Duration::from_secs(3600))
+        .harvest_at_start(true)
+        .exporter(exporter)
+        .start();
+    // The harvest at start, then the last one at shutdown, which waits for the send.
+    let until = deadline(10);
+    while view
+        .harvest_now()
+        .find("sampler.exporter.otlp.requests", &[("result", "sent")])
+        .map(|s| s.value.clone())
+        != Some(Value::Counter(1))
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first harvest was never sent"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    harvester
+        .shutdown(Duration::from_secs(5))
+        .expect("shutdown sends the last harvest");
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 2);
+    let last = points(&requests[1..]);
+    let names: std::collections::BTreeSet<&str> = last.keys().map(|k| k.0.as_str()).collect();
+    for name in [
+        "sampler.exporter.otlp.requests",
+        "sampler.exporter.otlp.retries",
+        "sampler.exporter.otlp.points",
+        "sampler.exporter.otlp.sent",
+        "sampler.exporter.otlp.queue.length",
+        "sampler.exporter.otlp.encode.duration",
+        "sampler.exporter.otlp.skipped",
+        "http.server.requests",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    // By the last harvest, the first request had been sent and counted.
+    let sent = &last[&(
+        "sampler.exporter.otlp.requests".to_owned(),
+        [("result".to_owned(), "sent".to_owned())].into(),
+    )][0]
+        .point;
+    assert_eq!(u64_field(sent, "asInt"), 1);
+}
