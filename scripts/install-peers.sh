@@ -45,3 +45,12 @@ if [ ! -f "$root/.peers/statsd/node_modules/statsd/stats.js" ]; then
   mkdir -p "$root/.peers/statsd"
   (cd "$root/.peers/statsd" && npm install --no-audit --no-fund --omit=optional --silent statsd@0.9.0)
 fi
+
+# OTLP: the official protobuf decoder (opentelemetry-proto 1.45.2, protobuf 7.36.2) and the
+# rotel collector (its wheel ships the rotel-agent binary) in ./.venv.
+if ! "$py" -c "import importlib.metadata as m; assert m.version('opentelemetry-proto') == '1.45.2' and m.version('protobuf') == '7.36.2' and m.version('rotel') == '0.0.1a15'" 2>/dev/null; then
+  echo "installing opentelemetry-proto 1.45.2, protobuf 7.36.2 and rotel 0.0.1a15 into .venv" >&2
+  [ -x "$py" ] || python3 -m venv "$root/.venv"
+  "$root/.venv/bin/pip" install -q --disable-pip-version-check \
+    opentelemetry-proto==1.45.2 protobuf==7.36.2 rotel==0.0.1a15
+fi

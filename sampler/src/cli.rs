@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// Mimir, Thanos).
     #[arg(long, value_name = "URL")]
     pub remote_write: Option<String>,
+    /// Also send every harvest over OTLP/HTTP (protobuf, gzip) to URL (default
+    /// http://127.0.0.1:4318/v1/metrics, an OpenTelemetry Collector on this machine).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = sampler_exporter_otlp::DEFAULT_ENDPOINT)]
+    pub otlp: Option<String>,
 }
 
 /// The highest `--prometheus-max-connections` accepted.
@@ -332,6 +336,13 @@ mod tests {
             "0"
         ])
         .is_err());
+        let Command::Run(r) = Cli::try_parse_from(["sampler", "run", "--otlp"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.otlp.as_deref(), Some("http://127.0.0.1:4318/v1/metrics"));
         let Command::Dump(d) = Cli::try_parse_from(["sampler", "dump"]).unwrap().command else {
             panic!("not dump")
         };

@@ -460,6 +460,9 @@ pub fn run_config(
     if let Some(url) = &args.remote_write {
         pipeline = pipeline.exporter(remote_write_exporter(url)?);
     }
+    if let Some(url) = &args.otlp {
+        pipeline = pipeline.exporter(otlp_exporter(url)?);
+    }
     sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
@@ -576,6 +579,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             if let Some(url) = &args.remote_write {
                 plan.exporters.push(remote_write_exporter(url)?);
             }
+            if let Some(url) = &args.otlp {
+                plan.exporters.push(otlp_exporter(url)?);
+            }
             run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }
         #[cfg(not(unix))]
@@ -608,5 +614,18 @@ fn remote_write_exporter(url: &str) -> Result<Box<dyn Exporter>> {
         .url(url)
         .build()?;
     say(format_args!("pushing to prometheus remote write at {url}"));
+    Ok(Box::new(exporter))
+}
+
+/// The OTLP exporter of `--otlp URL`: OTLP/HTTP with protobuf and gzip, `service.name=sampler`.
+fn otlp_exporter(url: &str) -> Result<Box<dyn Exporter>> {
+    let exporter = sampler_exporter_otlp::OtlpExporter::builder()
+        .endpoint(url)
+        .resource("service.name", "sampler")
+        .build()?;
+    say(format_args!(
+        "sending otlp metrics to {}",
+        exporter.endpoint()
+    ));
     Ok(Box::new(exporter))
 }
