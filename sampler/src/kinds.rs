@@ -174,3 +174,16 @@ fn remote_write(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
 }
 
 inventory::submit! { ExporterKind::new("remote-write", remote_write) }
+
+fn otlp(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: sampler_exporter_otlp::OtlpConfig = s.parse()?;
+    c.validate().map_err(|e| s.invalid(e))?;
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        Ok(
+            Box::new(sampler_exporter_otlp::OtlpExporter::from_config(c.clone())?)
+                as Box<dyn Exporter>,
+        )
+    }))
+}
+
+inventory::submit! { ExporterKind::new("otlp", otlp) }

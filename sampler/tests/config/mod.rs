@@ -242,7 +242,8 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
          [[exporter]]\nkind = \"prometheus\"\naddress = \"127.0.0.1:0\"\n\
          [[exporter]]\nkind = \"graphite\"\naddress = \"127.0.0.1:2003\"\nprotocol = \"pickle\"\n\
          [[exporter]]\nkind = \"statsd\"\naddress = \"127.0.0.1:8125\"\nmax_payload = 512\n\
-         [[exporter]]\nkind = \"remote-write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n",
+         [[exporter]]\nkind = \"remote-write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n\
+         [[exporter]]\nkind = \"otlp\"\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n",
     );
     let done = run_to_end(&["check", &good]);
     assert!(done.status.success(), "{}", done.stderr);
@@ -252,6 +253,7 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
         "graphite",
         "statsd",
         "remote-write",
+        "otlp",
     ] {
         assert!(
             done.stdout
