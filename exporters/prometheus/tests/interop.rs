@@ -245,8 +245,7 @@ fn expected(
     let mut out = Vec::new();
     for x in &s.series {
         let d = &x.descriptor;
-        let unit = mapping::unit_suffix(d.unit());
-        let f = mapping::family_name(d.name(), d.kind(), &unit);
+        let f = mapping::family(d.name(), d.kind(), d.unit()).name;
         let labels: BTreeMap<String, String> = x
             .labels
             .iter()

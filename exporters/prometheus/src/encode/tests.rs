@@ -131,8 +131,9 @@ impl Collector for Reference {
             }
         }
         for (d, members) in families {
-            let unit = mapping::unit_suffix(d.unit());
-            let full = mapping::family_name(d.name(), d.kind(), &unit);
+            let mapping::Family {
+                name: full, unit, ..
+            } = mapping::family(d.name(), d.kind(), d.unit());
             let (base, unit) = if unit.is_empty() {
                 (full.as_str(), None)
             } else {
@@ -396,11 +397,13 @@ fn cumulative_counts_equal_count_at_most() {
 #[test]
 fn colliding_names_keep_the_first_family_and_report_the_other() {
     let a = Arc::new(Descriptor::counter("jobs", "1", "jobs done"));
-    let b = Arc::new(Descriptor::gauge("jobs.total", "1", "a gauge"));
-    let c = Arc::new(Descriptor::gauge("a_b.c", "1", ""));
-    let d = Arc::new(Descriptor::gauge("a.b_c", "1", ""));
+    let b = Arc::new(Descriptor::gauge("jobs.created", "1", "a gauge"));
+    let c = Arc::new(Descriptor::gauge("x_y.z", "1", ""));
+    let d = Arc::new(Descriptor::gauge("x.y_z", "1", ""));
     let t = Arc::new(Descriptor::timing("lat", "", ""));
-    let e = Arc::new(Descriptor::gauge("lat.count", "1", ""));
+    let e = Arc::new(Descriptor::counter("lat.count", "1", ""));
+    // A gauge named like another kind's samples is renamed rather than left out.
+    let g = Arc::new(Descriptor::gauge("jobs.total", "1", ""));
     let s = snapshot(vec![
         series(&a, &[], Value::Counter(1)),
         series(&b, &[], Value::Gauge(2.0)),
@@ -408,7 +411,8 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
         series(&d, &[("x", "1")], Value::Gauge(4.0)),
         series(&d, &[("x", "2")], Value::Gauge(5.0)),
         series(&t, &[], dist(3, &[1.0])),
-        series(&e, &[], Value::Gauge(6.0)),
+        series(&e, &[], Value::Counter(6)),
+        series(&g, &[], Value::Gauge(7.0)),
     ]);
     let enc = Encoder::new(&PrometheusConfig::default()).unwrap();
     let plan = enc.plan(&s);
@@ -420,18 +424,19 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
     assert_eq!(
         got,
         vec![
-            ("jobs_total", "jobs.total (gauge)", 1),
-            ("a_b_c", "a.b_c (gauge)", 2),
-            ("lat_count", "lat.count (gauge)", 1),
+            ("jobs_created", "jobs.created (gauge)", 1),
+            ("x_y_z", "x.y_z (gauge)", 2),
+            ("lat_count", "lat.count (counter)", 1),
         ]
     );
     assert_eq!(plan.dropped_series(), 4);
-    assert_eq!(plan.series(), 3);
+    assert_eq!(plan.series(), 4);
     let text = ours(&PrometheusConfig::default(), &s, Format::Text);
     assert!(
-        text.contains("jobs_total 1\n") && !text.contains(" 2.0\n") && text.contains("a_b_c 3.0\n")
+        text.contains("jobs_total 1\n") && !text.contains(" 2.0\n") && text.contains("x_y_z 3.0\n")
     );
-    assert!(!text.contains("a_b_c{"), "{text}");
+    assert!(text.contains("jobs_total_value 7.0\n"), "{text}");
+    assert!(!text.contains("x_y_z{"), "{text}");
 }
 
 #[test]
