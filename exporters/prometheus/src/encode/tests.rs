@@ -616,3 +616,110 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn r11_divisors_and_converted_units_in_every_format() {
+    use prost::Message;
+    let cpu = Arc::new(Descriptor::fractional_counter(
+        "process.cpu.time",
+        "s",
+        1_000_000,
+        "cpu time",
+    ));
+    let rtt = Arc::new(Descriptor::gauge("net.rtt", "ms", "round trip"));
+    let rx = Arc::new(Descriptor::counter("net.rx", "KiBy", "received"));
+    let wait = Arc::new(Descriptor::timing("queue.wait", "ms", "queue wait"));
+    let threads = Arc::new(Descriptor::gauge(
+        "process.thread.count",
+        "{thread}",
+        "threads",
+    ));
+    let s = snapshot(vec![
+        series(&cpu, &[("cpu_mode", "user")], Value::Counter(2_510_000)),
+        series(&rtt, &[("le", "x")], Value::Gauge(1500.0)),
+        series(&rx, &[], Value::Counter(3)),
+        series(&wait, &[], dist(3, &[2.0, 2.0, 4.0, 1000.0])),
+        series(&threads, &[], Value::Gauge(4.0)),
+    ]);
+    let text = ours(&no_created(), &s, Format::Text);
+    for line in [
+        "# TYPE process_cpu_time_seconds_total counter\n",
+        "process_cpu_time_seconds_total{cpu_mode=\"user\"} 2.51\n",
+        // A label Prometheus keeps for histogram buckets is renamed on every kind.
+        "net_rtt_seconds{exported_le=\"x\"} 1.5\n",
+        "net_rx_bytes_total 3072.0\n",
+        "queue_wait_seconds_bucket{le=\"0.001953125\"} 0\n",
+        "queue_wait_seconds_bucket{le=\"0.00390625\"} 2\n",
+        "queue_wait_seconds_bucket{le=\"+Inf\"} 4\n",
+        "queue_wait_seconds_sum 1.008\n",
+        "# TYPE process_thread_count_value gauge\n",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let om = ours(&no_created(), &s, Format::OpenMetrics);
+    for line in [
+        "# UNIT process_cpu_time_seconds seconds\n",
+        "process_cpu_time_seconds_total{cpu_mode=\"user\"} 2.51\n",
+        "# UNIT net_rtt_seconds seconds\n",
+        "net_rx_bytes_total 3072.0\n",
+        "queue_wait_seconds_sum 1.008\n",
+    ] {
+        assert!(om.contains(line), "{line} not in:\n{om}");
+    }
+    let summary = PrometheusConfig {
+        timings: TimingMode::Summary,
+        quantiles: vec![1.0],
+        ..no_created()
+    };
+    let text = ours(&summary, &s, Format::Text);
+    assert!(
+        text.contains("queue_wait_seconds{quantile=\"1\"} 1.0\n"),
+        "{text}"
+    );
+
+    let config = PrometheusConfig {
+        native_histograms: true,
+        ..Default::default()
+    };
+    let mut enc = Encoder::new(&config).unwrap();
+    let plan = enc.plan(&s);
+    let mut out = Vec::new();
+    enc.encode(&plan, Format::Protobuf, &mut out);
+    let mut buf = out.as_slice();
+    let mut families = Vec::new();
+    while !buf.is_empty() {
+        families.push(crate::proto::MetricFamily::decode_length_delimited(&mut buf).unwrap());
+    }
+    let value = |name: &str| {
+        let f = families
+            .iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let m = &f.metric[0];
+        m.counter
+            .as_ref()
+            .and_then(|c| c.value)
+            .or(m.gauge.as_ref().and_then(|g| g.value))
+    };
+    assert_eq!(value("process_cpu_time_seconds_total"), Some(2.51));
+    assert_eq!(value("net_rtt_seconds"), Some(1.5));
+    assert_eq!(value("net_rx_bytes_total"), Some(3072.0));
+    let h = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("queue_wait_seconds"))
+        .unwrap()
+        .metric[0]
+        .histogram
+        .clone()
+        .unwrap();
+    assert_eq!(h.sample_sum, Some(1.008));
+    // Native buckets cannot be scaled from milliseconds: classic buckets alone.
+    assert_eq!(h.schema, None);
+    assert_eq!(
+        h.bucket
+            .iter()
+            .find(|b| b.upper_bound == Some(0.00390625))
+            .and_then(|b| b.cumulative_count),
+        Some(2)
+    );
+}
