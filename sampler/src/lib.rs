@@ -91,7 +91,9 @@ impl Plan {
         // Elsewhere than Linux the process sampler harvests nothing and says so once, through
         // the same handler.
         let process = Arc::new(
-            ProcessSampler::with_targets(targets).on_event(|event| eprintln!("sampler: {event}")),
+            ProcessSampler::with_targets(targets)
+                .naming(watch.names.into())
+                .on_event(|event| eprintln!("sampler: {event}")),
         );
         plan.samplers.push(process.clone());
         plan.samplers.push(Arc::new(HostSampler::new()));
