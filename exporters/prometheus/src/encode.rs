@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
 use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
 
-use crate::config::{Buckets, PrometheusConfig, TimingMode};
+use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
     self, escape_help_openmetrics, escape_help_text, escape_label_value, label_name, write_f64,
     write_u64, Scale,
@@ -262,7 +262,7 @@ impl Plan<'_> {
 ///
 /// ```
 /// use sampler_api::{Descriptor, Harvester, Registry};
-/// use sampler_exporter_prometheus::{Encoder, Format, PrometheusConfig};
+/// use sampler_exporter_prometheus::{Encoder, EncoderConfig, Format};
 ///
 /// static HITS: Descriptor = Descriptor::counter("cache.hits", "1", "cache hits");
 /// let registry = Registry::new();
@@ -270,7 +270,7 @@ impl Plan<'_> {
 /// hits.add(3);
 /// let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
 ///
-/// let mut encoder = Encoder::new(&PrometheusConfig::default())?;
+/// let mut encoder = Encoder::new(EncoderConfig::default())?;
 /// let plan = encoder.plan(&snapshot);
 /// let mut out = Vec::new();
 /// encoder.encode(&plan, Format::Text, &mut out);
@@ -296,8 +296,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder for these settings, or why they are invalid.
-    pub fn new(config: &PrometheusConfig) -> Result<Self, String> {
+    /// An encoder for these settings (an [`EncoderConfig`], or the exporter's
+    /// `&PrometheusConfig`), or why they are invalid.
+    pub fn new(config: impl Into<EncoderConfig>) -> Result<Self, String> {
+        let config: EncoderConfig = config.into();
+        if config.native_histograms && !cfg!(feature = "protobuf") {
+            return Err(
+                "native histograms need the protobuf feature of sampler-exporter-prometheus"
+                    .to_owned(),
+            );
+        }
         let mut sets = vec![Arc::new(BucketSet::new(&config.buckets)?)];
         let mut overrides = HashMap::new();
         for (name, b) in &config.bucket_overrides {
@@ -463,7 +471,11 @@ impl Encoder {
         match format {
             Format::Text => self.encode_text(plan, out),
             Format::OpenMetrics => self.encode_openmetrics(plan, out),
+            #[cfg(feature = "protobuf")]
             Format::Protobuf => crate::proto::encode(self, plan, out),
+            // Without the protobuf feature the format is never offered.
+            #[cfg(not(feature = "protobuf"))]
+            Format::Protobuf => {}
         }
         self.hint[format.index()] = out.len() - start;
     }
@@ -632,6 +644,7 @@ impl Encoder {
     }
 
     /// A summary's samples; `created` is the OpenMetrics `_created` value when wanted.
+    #[allow(clippy::too_many_arguments)]
     fn summary(
         &mut self,
         out: &mut Vec<u8>,
@@ -660,6 +673,7 @@ impl Encoder {
 
     /// The classic buckets of a timing as `(upper bound, cumulative count)`, finite bounds only
     /// (the `+Inf` bucket's count is the timing's count).
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn classic_buckets(
         &mut self,
         family: &PlannedFamily<'_>,
@@ -709,14 +723,17 @@ impl Encoder {
         scaled
     }
 
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn timings(&self) -> TimingMode {
         self.timings
     }
 
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn created(&self) -> bool {
         self.created
     }
 
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn quantile_values(&self) -> Vec<f64> {
         self.quantiles.iter().map(|q| q.q).collect()
     }

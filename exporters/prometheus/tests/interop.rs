@@ -550,13 +550,8 @@ fn r11_promtool_accepts_every_kind_and_unit() {
             "a counter",
         ));
         descriptors.push(
-            Descriptor::owned(
-                name("fraction"),
-                Kind::Counter,
-                *unit,
-                "counts hundredths",
-            )
-            .with_divisor(100),
+            Descriptor::owned(name("fraction"), Kind::Counter, *unit, "counts hundredths")
+                .with_divisor(100),
         );
         descriptors.push(Descriptor::owned(
             name("level"),
@@ -618,7 +613,10 @@ fn r11_promtool_accepts_every_kind_and_unit() {
         let body = get(&url, &[("Accept", "text/plain;version=0.0.4")]).body;
         let text = String::from_utf8(body.clone()).unwrap();
         // Every family of the unit table made it (none left out as a collision).
-        let families = text.lines().filter(|l| l.starts_with("# TYPE unit")).count();
+        let families = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE unit"))
+            .count();
         assert_eq!(families, 4 * UNITS.len(), "{text}");
         assert!(
             text.contains(
@@ -626,9 +624,8 @@ fn r11_promtool_accepts_every_kind_and_unit() {
             ),
             "{text}"
         );
-        assert!(text.contains(
-            "unit1_fraction_total{exported_le=\"x\",exported_quantile=\"y\"} 123.45\n"
-        ));
+        assert!(text
+            .contains("unit1_fraction_total{exported_le=\"x\",exported_quantile=\"y\"} 123.45\n"));
         let (ok, printed) = promtool_check(&body);
         assert!(
             ok && printed.is_empty(),

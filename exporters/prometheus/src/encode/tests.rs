@@ -197,7 +197,7 @@ fn reference(snapshot: &Snapshot, bounds: Vec<f64>) -> (String, String) {
     (text, om)
 }
 
-fn ours(config: &PrometheusConfig, snapshot: &Snapshot, format: Format) -> String {
+fn ours(config: &EncoderConfig, snapshot: &Snapshot, format: Format) -> String {
     let mut enc = Encoder::new(config).unwrap();
     let plan = enc.plan(snapshot);
     let mut out = Vec::new();
@@ -205,8 +205,8 @@ fn ours(config: &PrometheusConfig, snapshot: &Snapshot, format: Format) -> Strin
     String::from_utf8(out).unwrap()
 }
 
-fn no_created() -> PrometheusConfig {
-    PrometheusConfig {
+fn no_created() -> EncoderConfig {
+    EncoderConfig {
         openmetrics_created: false,
         ..Default::default()
     }
@@ -234,7 +234,7 @@ fn text_format_is_byte_equal_to_prometheus_client() {
     let (text, _) = reference(&s, bounds);
     assert_same(&ours(&no_created(), &s, Format::Text), &text);
     // `_created` belongs to OpenMetrics only.
-    assert_same(&ours(&PrometheusConfig::default(), &s, Format::Text), &text);
+    assert_same(&ours(&EncoderConfig::default(), &s, Format::Text), &text);
 }
 
 #[test]
@@ -248,7 +248,7 @@ fn openmetrics_is_byte_equal_to_prometheus_client() {
 fn openmetrics_created_lines_are_the_only_addition() {
     let s = fixture(false);
     let (_, om) = reference(&s, Buckets::default().bounds().unwrap());
-    let with = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let with = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     let created: Vec<&str> = with.lines().filter(|l| l.contains("_created")).collect();
     // One per counter and timing series.
     assert_eq!(created.len(), 6, "{with}");
@@ -273,7 +273,7 @@ fn created_follows_each_series_start_time() {
         at(1_700_000_001_000, "c"),
         at(1_700_000_000_250, "d"),
     ]);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     let created: Vec<&str> = om.lines().filter(|l| l.contains("_created")).collect();
     assert_eq!(
         created,
@@ -303,7 +303,7 @@ fn explicit_and_finer_buckets_match_too() {
             max: 0.5,
         },
     ] {
-        let config = PrometheusConfig {
+        let config = EncoderConfig {
             buckets: b.clone(),
             openmetrics_created: false,
             ..Default::default()
@@ -313,7 +313,7 @@ fn explicit_and_finer_buckets_match_too() {
     }
     let s = fixture(false);
     let b = Buckets::Explicit(vec![0.0005, 0.3, 700.0]);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         buckets: b.clone(),
         openmetrics_created: false,
         ..Default::default()
@@ -325,7 +325,7 @@ fn explicit_and_finer_buckets_match_too() {
 #[test]
 fn openmetrics_spells_non_finite_values_as_the_format_says() {
     let s = fixture(true);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     assert!(om.contains("system_load{cpu=\"nan\"} NaN\n"));
     assert!(om.contains("system_load{cpu=\"inf\"} +Inf\n"));
     assert!(om.contains("system_load{cpu=\"-inf\"} -Inf\n"));
@@ -339,7 +339,7 @@ fn openmetrics_spells_non_finite_values_as_the_format_says() {
 #[test]
 fn help_type_and_unit_once_per_family_even_when_interleaved() {
     let s = fixture(true);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     for family in [
         "http_server_requests",
         "system_load",
@@ -414,7 +414,7 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
         series(&e, &[], Value::Counter(6)),
         series(&g, &[], Value::Gauge(7.0)),
     ]);
-    let enc = Encoder::new(&PrometheusConfig::default()).unwrap();
+    let enc = Encoder::new(EncoderConfig::default()).unwrap();
     let plan = enc.plan(&s);
     let got: Vec<(&str, &str, u64)> = plan
         .collisions
@@ -431,7 +431,7 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
     );
     assert_eq!(plan.dropped_series(), 4);
     assert_eq!(plan.series(), 4);
-    let text = ours(&PrometheusConfig::default(), &s, Format::Text);
+    let text = ours(&EncoderConfig::default(), &s, Format::Text);
     assert!(
         text.contains("jobs_total 1\n") && !text.contains(" 2.0\n") && text.contains("x_y_z 3.0\n")
     );
@@ -447,7 +447,7 @@ fn summaries_when_asked_for() {
         series(&lat, &[("quantile", "x"), ("m", "get")], dist(5, &values)),
         series(&lat, &[("m", "none")], dist(5, &[])),
     ]);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         timings: TimingMode::Summary,
         quantiles: vec![0.5, 0.99],
         ..Default::default()
@@ -484,7 +484,7 @@ fn summaries_when_asked_for() {
 fn a_user_label_named_le_is_renamed_on_histograms() {
     let lat = Arc::new(Descriptor::timing("q.wait", "s", "wait"));
     let s = snapshot(vec![series(&lat, &[("le", "x")], dist(3, &[0.1]))]);
-    let text = ours(&PrometheusConfig::default(), &s, Format::Text);
+    let text = ours(&EncoderConfig::default(), &s, Format::Text);
     assert!(
         text.contains("q_wait_seconds_bucket{exported_le=\"x\",le=\"+Inf\"} 1\n"),
         "{text}"
@@ -496,7 +496,7 @@ fn a_user_label_named_le_is_renamed_on_histograms() {
 fn protobuf_reads_back_with_native_buckets() {
     use prost::Message;
     let s = fixture(true);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         native_histograms: true,
         ..Default::default()
     };
@@ -666,7 +666,7 @@ fn r11_divisors_and_converted_units_in_every_format() {
     ] {
         assert!(om.contains(line), "{line} not in:\n{om}");
     }
-    let summary = PrometheusConfig {
+    let summary = EncoderConfig {
         timings: TimingMode::Summary,
         quantiles: vec![1.0],
         ..no_created()
@@ -677,7 +677,7 @@ fn r11_divisors_and_converted_units_in_every_format() {
         "{text}"
     );
 
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         native_histograms: true,
         ..Default::default()
     };
