@@ -334,7 +334,9 @@ mod tests {
         for ok in ["a", "a.b", "http.server.request_duration", "x9.y_z", "a.1m"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č", "a._b", "1.a"] {
+        for bad in [
+            "", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č", "a._b", "1.a",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
