@@ -492,6 +492,7 @@ fn a_user_label_named_le_is_renamed_on_histograms() {
     assert!(text.contains("q_wait_seconds_count{exported_le=\"x\"} 1\n"));
 }
 
+#[cfg(feature = "protobuf")]
 #[test]
 fn protobuf_reads_back_with_native_buckets() {
     use prost::Message;
@@ -617,9 +618,8 @@ proptest! {
     }
 }
 
-#[test]
-fn r11_divisors_and_converted_units_in_every_format() {
-    use prost::Message;
+/// Counters with a divisor, units converted to base units, a gauge named like a count.
+fn r11_snapshot() -> Snapshot {
     let cpu = Arc::new(Descriptor::fractional_counter(
         "process.cpu.time",
         "s",
@@ -634,13 +634,18 @@ fn r11_divisors_and_converted_units_in_every_format() {
         "{thread}",
         "threads",
     ));
-    let s = snapshot(vec![
+    snapshot(vec![
         series(&cpu, &[("cpu_mode", "user")], Value::Counter(2_510_000)),
         series(&rtt, &[("le", "x")], Value::Gauge(1500.0)),
         series(&rx, &[], Value::Counter(3)),
         series(&wait, &[], dist(3, &[2.0, 2.0, 4.0, 1000.0])),
         series(&threads, &[], Value::Gauge(4.0)),
-    ]);
+    ])
+}
+
+#[test]
+fn r11_divisors_and_converted_units_in_the_text_formats() {
+    let s = r11_snapshot();
     let text = ours(&no_created(), &s, Format::Text);
     for line in [
         "# TYPE process_cpu_time_seconds_total counter\n",
@@ -676,7 +681,13 @@ fn r11_divisors_and_converted_units_in_every_format() {
         text.contains("queue_wait_seconds{quantile=\"1\"} 1.0\n"),
         "{text}"
     );
+}
 
+#[cfg(feature = "protobuf")]
+#[test]
+fn r11_divisors_and_converted_units_in_protobuf() {
+    use prost::Message;
+    let s = r11_snapshot();
     let config = EncoderConfig {
         native_histograms: true,
         ..Default::default()
@@ -721,5 +732,18 @@ fn r11_divisors_and_converted_units_in_every_format() {
             .find(|b| b.upper_bound == Some(0.00390625))
             .and_then(|b| b.cumulative_count),
         Some(2)
+    );
+}
+
+#[cfg(not(feature = "protobuf"))]
+#[test]
+fn without_protobuf_native_histograms_are_refused() {
+    let config = EncoderConfig {
+        native_histograms: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        Encoder::new(config).unwrap_err(),
+        "native histograms need the protobuf feature of sampler-exporter-prometheus"
     );
 }
