@@ -4,6 +4,10 @@
 
 mod support;
 
+// A real Prometheus server on loopback, as the exporter's own interop tests start it.
+#[path = "../../exporters/prometheus/tests/support/mod.rs"]
+mod prometheus;
+
 use std::time::Duration;
 
 use support::*;
@@ -560,4 +564,56 @@ fn r11_promtool_accepts_what_sampler_run_serves_in_both_namings() {
         bg.signal(libc::SIGINT);
         assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
     }
+}
+
+#[test]
+fn r11_prometheus_rates_process_cpu_seconds_total_unchanged() {
+    let mut bg = Background::spawn(&[
+        "run",
+        "--interval",
+        "1s",
+        "--names",
+        "prometheus",
+        "--prometheus",
+        "127.0.0.1:0",
+    ]);
+    let lines = bg
+        .stderr
+        .wait_until("the endpoint address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving prometheus metrics at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| {
+            l.split_once(" at http://")
+                .map(|(_, u)| u.trim().to_owned())
+        })
+        .expect("the url");
+    let (addr, path) = url.split_once('/').expect("a path");
+    let server = prometheus::PrometheusServer::start(&[(
+        "sampler",
+        addr.parse().unwrap(),
+        &format!("/{path}"),
+    )]);
+    // The queries of every dashboard built on the client libraries' process collector.
+    let rate = server.query_until("rate(process_cpu_seconds_total[10s])");
+    assert_eq!(rate.len(), 1, "{rate:?}");
+    assert!(prometheus::sample_value(&rate[0]) >= 0.0);
+    let rss = server.query_until("process_resident_memory_bytes");
+    assert!(prometheus::sample_value(&rss[0]) > 1e6, "{rss:?}");
+    let age = server.query_until("time() - process_start_time_seconds");
+    assert!(
+        (0.0..120.0).contains(&prometheus::sample_value(&age[0])),
+        "{age:?}"
+    );
+    for q in [
+        "process_virtual_memory_bytes",
+        "process_open_fds / process_max_fds",
+    ] {
+        assert!(!server.query_until(q).is_empty(), "{q}");
+    }
+    drop(server);
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
