@@ -256,7 +256,8 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Checks a metric name: dotted segments of `[a-z][a-z0-9_]*`, 1 to 255 bytes.
+/// Checks a metric name: dotted segments of `[a-z0-9_]`, the first starting with `a-z`, the
+/// others with `a-z` or a digit (`system.cpu.load_average.1m`), 1 to 255 bytes.
 ///
 /// ```
 /// use sampler_api::validate_name;
@@ -267,14 +268,16 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > 255 {
         return Err(NameError::name(name, "must be 1 to 255 bytes long"));
     }
-    for segment in name.split('.') {
+    for (i, segment) in name.split('.').enumerate() {
         let mut bytes = segment.bytes();
         match bytes.next() {
             Some(b'a'..=b'z') => {}
+            Some(b'0'..=b'9') if i > 0 => {}
+            Some(_) if i == 0 => return Err(NameError::name(name, "must start with a-z")),
             Some(_) => {
                 return Err(NameError::name(
                     name,
-                    "each dotted segment must start with a-z",
+                    "each dotted segment must start with a-z or 0-9",
                 ))
             }
             None => {
@@ -328,10 +331,12 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "a.b", "http.server.request_duration", "x9.y_z"] {
+        for ok in ["a", "a.b", "http.server.request_duration", "x9.y_z", "a.1m"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č"] {
+        for bad in [
+            "", ".a", "a.", "a..b", "A", "9a", "a-b", "a b", "a.b.Č", "a._b", "1.a",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -902,7 +902,22 @@ impl fmt::Debug for Harvester {
 }
 
 impl Harvester {
-    /// A builder with the defaults: global registry, 10 s interval, no exporters.
+    /// A builder that harvests the global registry ([`Registry::global`]) unless given another
+    /// with [`HarvesterBuilder::registry`]; other defaults: a 10 s interval, no exporters.
+    ///
+    /// Everything registered globally (statics of linked libraries included) is harvested
+    /// then; a test or an embedding that wants only its own samplers passes its own registry:
+    ///
+    /// ```
+    /// use sampler_api::{Harvester, Registry};
+    /// let registry = Registry::new();
+    /// let snapshot = Harvester::builder()
+    ///     .registry(registry)
+    ///     .self_metrics(false)
+    ///     .build()
+    ///     .harvest_now();
+    /// assert!(snapshot.series.is_empty());
+    /// ```
     pub fn builder() -> HarvesterBuilder {
         HarvesterBuilder {
             registry: Registry::global().clone(),

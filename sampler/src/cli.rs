@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sampler_adapter_process::NamePattern;
+use sampler_adapter_process::{NamePattern, Naming};
 use sampler_exporter_console::Format;
 
 /// Harvests metrics of processes and the host and prints or exports them.
@@ -125,6 +125,30 @@ pub struct Watch {
     /// are matched as bytes: bytes of REGEX that are not UTF-8 match themselves.
     #[arg(long, value_name = "REGEX", value_parser = name_parser())]
     pub name: Vec<NamePattern>,
+    /// How process series are named: otel (OpenTelemetry's semantic conventions:
+    /// process.cpu.time, process.memory.usage, …) or prometheus (the Prometheus client
+    /// libraries' process_cpu_seconds_total, process_resident_memory_bytes, …).
+    #[arg(long, value_enum, default_value_t = NamesArg::Otel)]
+    pub names: NamesArg,
+}
+
+/// The namings of process series, as flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum NamesArg {
+    /// OpenTelemetry's semantic conventions.
+    #[default]
+    Otel,
+    /// The Prometheus client libraries' standard process_* set.
+    Prometheus,
+}
+
+impl From<NamesArg> for Naming {
+    fn from(n: NamesArg) -> Naming {
+        match n {
+            NamesArg::Otel => Naming::OpenTelemetry,
+            NamesArg::Prometheus => Naming::Prometheus,
+        }
+    }
 }
 
 impl Watch {
@@ -318,6 +342,15 @@ mod tests {
         assert_eq!(run.interval, Some(Duration::from_secs(1)));
         assert_eq!(run.watch.pid, vec![7, 8]);
         assert_eq!(run.output.format, FormatArg::Json);
+        assert_eq!(run.watch.names, NamesArg::Otel);
+        let Command::Dump(d) = Cli::try_parse_from(["sampler", "dump", "--names", "prometheus"])
+            .unwrap()
+            .command
+        else {
+            panic!("not dump")
+        };
+        assert_eq!(Naming::from(d.watch.names), Naming::Prometheus);
+        assert!(Cli::try_parse_from(["sampler", "dump", "--names", "statsd"]).is_err());
         assert!(run.watch.is_explicit());
         assert!(Cli::try_parse_from(["sampler", "dump", "--pid", "0"]).is_err());
         assert!(Cli::try_parse_from(["sampler", "dump", "--name", "("]).is_err());

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sampler_adapter_process::{HostSampler, NamePattern, ProcessSampler, Target};
+use sampler_adapter_process::{HostSampler, NamePattern, Naming, ProcessSampler, Target};
 use sampler_api::{Exporter, Sampler};
 use sampler_config::{
     inventory, AdapterKind, ExporterKind, PlannedAdapter, PlannedExporter, Settings, SettingsError,
@@ -86,6 +86,9 @@ struct ProcessSettings {
     /// Whether to watch the sampler itself (default: when no other target is given).
     #[serde(rename = "self")]
     itself: Option<bool>,
+    /// `otel` (the default: OpenTelemetry's semantic conventions) or `prometheus` (the client
+    /// libraries' `process_*` names), as `--names`.
+    naming: Option<String>,
 }
 
 fn process(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
@@ -106,6 +109,16 @@ fn process(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
     if c.itself.unwrap_or(targets.is_empty()) {
         targets.push(Target::Current);
     }
+    let naming = match c.naming.as_deref() {
+        None | Some("otel") => Naming::OpenTelemetry,
+        Some("prometheus") => Naming::Prometheus,
+        Some(other) => {
+            return Err(s.error(
+                "naming",
+                format!("invalid naming {other:?}: write \"otel\" or \"prometheus\""),
+            ))
+        }
+    };
     let summary = targets
         .iter()
         .map(Target::spec)
@@ -113,6 +126,7 @@ fn process(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
         .join(", ");
     Ok(PlannedAdapter::new(format!("watch {summary}"), move || {
         let sampler = ProcessSampler::with_targets(targets.clone())
+            .naming(naming)
             .on_event(|event| crate::say(format_args!("{event}")));
         Ok(vec![Arc::new(sampler) as Arc<dyn Sampler>])
     }))

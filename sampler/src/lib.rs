@@ -275,7 +275,11 @@ impl Plan {
         };
         // Elsewhere than Linux the process sampler harvests nothing and says so once, through
         // the same handler. Events show names and paths escaped: one line each.
-        let process = Arc::new(ProcessSampler::with_targets(targets).on_event(|event| say(event)));
+        let process = Arc::new(
+            ProcessSampler::with_targets(targets)
+                .naming(watch.names.into())
+                .on_event(|event| say(event)),
+        );
         plan.samplers.push(process.clone());
         plan.samplers.push(Arc::new(HostSampler::new()));
         if explicit {
@@ -397,7 +401,9 @@ fn flag_targets(watch: &Watch) -> Option<Arc<dyn Sampler>> {
     targets.extend(watch.pidfile.iter().cloned().map(Target::PidFile));
     targets.extend(watch.name.iter().cloned().map(Target::Name));
     Some(Arc::new(
-        ProcessSampler::with_targets(targets).on_event(|event| say(format_args!("{event}"))),
+        ProcessSampler::with_targets(targets)
+            .naming(watch.names.into())
+            .on_event(|event| say(format_args!("{event}"))),
     ))
 }
 

@@ -5,6 +5,10 @@
 mod config;
 mod support;
 
+// A real Prometheus server on loopback, as the exporter's own interop tests start it.
+#[path = "../../exporters/prometheus/tests/support/mod.rs"]
+mod prometheus;
+
 use std::time::Duration;
 
 use support::*;
@@ -23,10 +27,10 @@ fn dump_prints_process_rss_and_harvest_self_metrics() {
     let lines: Vec<String> = done.stdout.lines().map(String::from).collect();
     assert_eq!(headers(&lines).len(), 1, "one harvest:\n{}", done.stdout);
     for name in [
-        "process.memory.rss ",
-        "process.cpu.user ",
-        "host.memory.total ",
-        "host.load ",
+        "process.memory.usage ",
+        "process.cpu.time ",
+        "system.memory.usage ",
+        "system.cpu.load_average.1m ",
         "sampler.harvest.count ",
         "sampler.harvest.duration ",
         "sampler.exporter.exported ",
@@ -39,7 +43,7 @@ fn dump_prints_process_rss_and_harvest_self_metrics() {
     }
     let rss = lines
         .iter()
-        .find(|l| l.starts_with("process.memory.rss "))
+        .find(|l| l.starts_with("process.memory.usage "))
         .unwrap();
     assert!(rss.ends_with(" MiB") || rss.ends_with(" KiB"), "{rss}");
 }
@@ -59,7 +63,7 @@ fn dump_json_lines_all_parse() {
     }
     let rss = lines
         .iter()
-        .find(|v| v["name"] == "process.memory.rss")
+        .find(|v| v["name"] == "process.memory.usage")
         .unwrap();
     assert!(rss["value"].as_f64().unwrap() > 1e6, "{rss}");
     assert!(lines.iter().any(|v| v["name"] == "sampler.harvest.count"));
@@ -79,7 +83,7 @@ fn dump_to_a_file() {
     assert!(done.status.success(), "stderr: {}", done.stderr);
     assert_eq!(done.stdout, "");
     let lines = parse_json_lines(&std::fs::read_to_string(&path).unwrap());
-    assert!(lines.iter().any(|v| v["name"] == "process.memory.rss"));
+    assert!(lines.iter().any(|v| v["name"] == "process.memory.usage"));
 }
 
 #[test]
@@ -135,7 +139,7 @@ fn run_prints_at_once_and_exits_0_on_sigterm() {
     let mut bg = Background::spawn(&["run"]);
     bg.stdout
         .wait_until("the first harvest", Duration::from_secs(5), |l| {
-            headers(l).len() == 1 && l.iter().any(|l| l.starts_with("process.memory.rss "))
+            headers(l).len() == 1 && l.iter().any(|l| l.starts_with("process.memory.usage "))
         });
     assert!(bg.started.elapsed() < Duration::from_secs(5));
     bg.signal(libc::SIGTERM);
@@ -156,22 +160,23 @@ fn name_finds_sleep_by_pid_with_its_rss_and_run_reports_it_gone() {
     let rss = lines
         .iter()
         .filter(ours)
-        .find(|v| v["name"] == "process.memory.rss")
+        .find(|v| v["name"] == "process.memory.usage")
         .unwrap_or_else(|| panic!("no rss series labelled pid={pid}:\n{}", done.stdout));
     assert_eq!(rss["labels"]["name"], "sleep");
     assert_eq!(rss["value"].as_f64().unwrap(), vm_rss(sleep.pid()));
     // The sampler never matches itself, though its command line holds "sleep".
     assert!(!lines
         .iter()
-        .any(|v| v["name"] == "process.memory.rss" && v["labels"].get("pid").is_none()));
+        .any(|v| v["name"] == "process.memory.usage" && v["labels"].get("pid").is_none()));
 
     let mut bg = Background::spawn(&["run", "--interval", "1s", "--name", "sleep"]);
     bg.stdout.wait_until(
         "the sleep process in a table",
         Duration::from_secs(10),
         |l| {
-            l.iter()
-                .any(|l| l.starts_with("process.memory.rss ") && l.contains(&format!("pid={pid},")))
+            l.iter().any(|l| {
+                l.starts_with("process.memory.usage ") && l.contains(&format!("pid={pid},"))
+            })
         },
     );
     sleep.stop();
@@ -230,7 +235,7 @@ fn dump_pid_file_of_a_live_process() {
     assert!(
         done.stdout
             .lines()
-            .any(|l| l.starts_with("process.memory.rss ") && l.contains(&row)),
+            .any(|l| l.starts_with("process.memory.usage ") && l.contains(&row)),
         "{}",
         done.stdout
     );
@@ -352,7 +357,7 @@ fn run_serves_prometheus_metrics_with_the_prometheus_flag() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let body = loop {
         let (status, body) = http_get(&url);
-        if status.contains("200") && body.contains("process_memory_rss") {
+        if status.contains("200") && body.contains("process_memory_usage_bytes") {
             break body;
         }
         assert!(
@@ -366,7 +371,7 @@ fn run_serves_prometheus_metrics_with_the_prometheus_flag() {
         "{body}"
     );
     assert!(
-        body.contains("# TYPE process_memory_rss_bytes gauge"),
+        body.contains("# TYPE process_memory_usage_bytes gauge"),
         "{body}"
     );
     bg.signal(libc::SIGINT);
@@ -449,6 +454,247 @@ fn r12_run_sends_to_statsd_with_the_statsd_flag() {
         text.push('\n');
     }
     assert!(text.contains("|g"), "{text}");
+    bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
+
+/// Runs `promtool check metrics` on `text`: its exit code and everything it printed. Fails,
+/// with the install command, when promtool is not installed.
+fn promtool_check(text: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = spawned.unwrap_or_else(|e| {
+        panic!(
+            "cannot run promtool ({e}); install it with `apt-get install prometheus` \
+             (or `bash scripts/install-peers.sh`)"
+        )
+    });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), printed)
+}
+
+/// The value of the sample `name{…}` whose labels include every one of `labels`.
+fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Field `n` of `/proc/PID/stat` (1-based, as proc(5) numbers them).
+fn stat_field(pid: u32, n: usize) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(n - 3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn r11_promtool_accepts_what_sampler_run_serves_in_both_namings() {
+    // Every adapter on: processes by pid, pid file and name, and the host.
+    let by_pid = Sleeper::start("3011");
+    let by_file = Sleeper::start("3011");
+    let _by_name = Sleeper::start("3012");
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("svc.pid");
+    std::fs::write(&pidfile, by_file.pid().to_string()).unwrap();
+    let pid = by_pid.pid().to_string();
+    for names in ["otel", "prometheus"] {
+        let mut bg = Background::spawn(&[
+            "run",
+            "--prometheus",
+            "127.0.0.1:0",
+            "--names",
+            names,
+            "--pid",
+            &pid,
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--name",
+            "^sleep 3012$",
+        ]);
+        let lines = bg
+            .stderr
+            .wait_until("the endpoint address", Duration::from_secs(10), |l| {
+                l.iter()
+                    .any(|l| l.contains("serving prometheus metrics at http://"))
+            });
+        let url = lines
+            .iter()
+            .find_map(|l| l.split_once(" at ").map(|(_, u)| u.trim().to_owned()))
+            .expect("the url");
+        // The first harvest happens at once; scrape once it is served.
+        let ready = url.replace("/metrics", "/-/ready");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !http_get(&ready).0.contains("200") {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, body) = http_get(&url);
+        assert!(status.contains("200"), "{status}");
+        let (code, printed) = promtool_check(&body);
+        assert_eq!(
+            (code, printed.as_str()),
+            (Some(0), ""),
+            "promtool check metrics (--names {names}) on:\n{body}"
+        );
+        let l = [("pid", pid.as_str()), ("name", "sleep")];
+        let ticks = {
+            // SAFETY: sysconf has no preconditions.
+            (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+        };
+        let cpu = (stat_field(by_pid.pid(), 14) + stat_field(by_pid.pid(), 15)) / ticks;
+        let status_kb = |key: &str| -> f64 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let line = status.lines().find(|x| x.starts_with(key)).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                * 1024.0
+        };
+        for (name, want) in [
+            ("system_memory_limit_bytes", &[][..]),
+            ("system_cpu_logical_count_value", &[]),
+            ("system_cpu_load_average_1m", &[]),
+            (
+                "system_memory_usage_bytes",
+                &[("system_memory_state", "used")],
+            ),
+        ] {
+            assert!(
+                sample(&body, name, want).is_some(),
+                "{name} missing:\n{body}"
+            );
+        }
+        let pidfile_label = [("pidfile", pidfile.to_str().unwrap())];
+        let named = [("name", "sleep")];
+        if names == "otel" {
+            let user = [("pid", pid.as_str()), ("cpu_mode", "user")];
+            let system = [("pid", pid.as_str()), ("cpu_mode", "system")];
+            let got = sample(&body, "process_cpu_time_seconds_total", &user).unwrap()
+                + sample(&body, "process_cpu_time_seconds_total", &system).unwrap();
+            assert!((got - cpu).abs() <= 1.0 / ticks, "{got} vs {cpu}");
+            assert_eq!(
+                sample(&body, "process_memory_usage_bytes", &l),
+                Some(status_kb("VmRSS:"))
+            );
+            assert!(sample(&body, "process_thread_count_value", &l).is_some());
+            assert!(sample(&body, "process_memory_usage_bytes", &pidfile_label).is_some());
+            assert!(sample(&body, "process_uptime_seconds", &named).is_some());
+        } else {
+            let got = sample(&body, "process_cpu_seconds_total", &l).unwrap();
+            assert!((got - cpu).abs() <= 1.0 / ticks, "{got} vs {cpu}");
+            assert_eq!(
+                sample(&body, "process_resident_memory_bytes", &l),
+                Some(status_kb("VmRSS:"))
+            );
+            assert_eq!(
+                sample(&body, "process_virtual_memory_bytes", &l),
+                Some(status_kb("VmSize:"))
+            );
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .count() as f64;
+            assert_eq!(sample(&body, "process_open_fds", &l), Some(fds));
+            let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+            let soft: f64 = limits
+                .lines()
+                .find_map(|x| x.strip_prefix("Max open files"))
+                .and_then(|x| x.split_whitespace().next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(sample(&body, "process_max_fds", &l), Some(soft));
+            let btime: f64 = std::fs::read_to_string("/proc/stat")
+                .unwrap()
+                .lines()
+                .find_map(|x| x.strip_prefix("btime "))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let start = btime + stat_field(by_pid.pid(), 22) / ticks;
+            let got = sample(&body, "process_start_time_seconds", &l).unwrap();
+            assert!((got - start).abs() < 1e-6, "{got} vs {start}");
+            assert!(sample(&body, "process_resident_memory_bytes", &pidfile_label).is_some());
+            assert!(sample(&body, "process_threads", &named).is_some());
+        }
+        bg.signal(libc::SIGINT);
+        assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    }
+}
+
+#[test]
+fn r11_prometheus_rates_process_cpu_seconds_total_unchanged() {
+    let mut bg = Background::spawn(&[
+        "run",
+        "--interval",
+        "1s",
+        "--names",
+        "prometheus",
+        "--prometheus",
+        "127.0.0.1:0",
+    ]);
+    let lines = bg
+        .stderr
+        .wait_until("the endpoint address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving prometheus metrics at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| {
+            l.split_once(" at http://")
+                .map(|(_, u)| u.trim().to_owned())
+        })
+        .expect("the url");
+    let (addr, path) = url.split_once('/').expect("a path");
+    let server = prometheus::PrometheusServer::start(&[(
+        "sampler",
+        addr.parse().unwrap(),
+        &format!("/{path}"),
+    )]);
+    // The queries of every dashboard built on the client libraries' process collector.
+    let rate = server.query_until("rate(process_cpu_seconds_total[10s])");
+    assert_eq!(rate.len(), 1, "{rate:?}");
+    assert!(prometheus::sample_value(&rate[0]) >= 0.0);
+    let rss = server.query_until("process_resident_memory_bytes");
+    assert!(prometheus::sample_value(&rss[0]) > 1e6, "{rss:?}");
+    let age = server.query_until("time() - process_start_time_seconds");
+    assert!(
+        (0.0..120.0).contains(&prometheus::sample_value(&age[0])),
+        "{age:?}"
+    );
+    for q in [
+        "process_virtual_memory_bytes",
+        "process_open_fds / process_max_fds",
+    ] {
+        assert!(!server.query_until(q).is_empty(), "{q}");
+    }
+    drop(server);
     bg.signal(libc::SIGINT);
     assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }

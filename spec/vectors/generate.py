@@ -97,9 +97,10 @@ def quantile_vectors():
 
 def name_vectors():
     return {
-        "valid_names": ["a", "http.server.duration", "process.memory.rss", "db.pool_2.idle"],
+        "valid_names": ["a", "http.server.duration", "process.memory.rss", "db.pool_2.idle",
+                        "system.cpu.load_average.1m"],
         "invalid_names": ["", ".a", "a.", "a..b", "Http.requests", "9lives", "a-b", "a b", "a/b",
-                          "x" * 256],
+                          "a._b", "x" * 256],
         "valid_label_keys": ["route", "_private", "status_code", "k9"],
         "invalid_label_keys": ["", "Route", "9k", "a.b", "a-b", "__reserved"],
     }

@@ -1,11 +1,17 @@
 //! Process and host samplers for [`sampler_api`], read from Linux `/proc`.
 //!
-//! - [`ProcessSampler`]: RSS, peak RSS, virtual size, CPU user and system time, threads, open
-//!   file descriptors, context switches and start time, for the process itself (in-app use) or
-//!   for others picked by pid, pid file or name pattern ([`Target`]), the way an operator points
-//!   a process monitor at a service. A target that goes away is reported once ([`Event`]) and
-//!   picked up again when it returns.
-//! - [`HostSampler`]: memory total and available, swap used, load averages, CPU count.
+//! - [`ProcessSampler`]: CPU time, resident, peak and virtual memory, threads, open file
+//!   descriptors and their limit, context switches and uptime, for the process itself (in-app
+//!   use) or for others picked by pid, pid file or name pattern ([`Target`]), the way an
+//!   operator points a process monitor at a service. A target that goes away is reported once
+//!   ([`Event`]) and picked up again when it returns.
+//! - [`HostSampler`]: memory by state, swap, load averages, logical CPU count.
+//!
+//! Series are named by OpenTelemetry's semantic conventions (`process.cpu.time`,
+//! `system.memory.usage`, …), with their units and attributes, so dashboards built on them
+//! work unchanged; [`Naming::Prometheus`] gives the process series the names every Prometheus
+//! client library's process collector uses instead (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, …). `spec/process.md` maps each series in both.
 //!
 //! Elsewhere than Linux both samplers write nothing and say so once.
 //!
@@ -22,7 +28,7 @@
 //! let harvester = Harvester::builder().registry(registry).build();
 //! let snapshot = harvester.harvest_now();
 //! # #[cfg(target_os = "linux")]
-//! assert!(snapshot.named("process.memory.rss").next().is_some());
+//! assert!(snapshot.named("process.memory.usage").next().is_some());
 //! harvester.shutdown(Duration::from_secs(1))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -59,6 +65,55 @@ pub use process::{Event, ProcessSampler};
 pub use target::{
     GoneReason, NamePattern, PatternError, Shown, Target, TargetError, PID_FILE_LIMIT,
 };
+
+/// Which names the process series carry (`spec/process.md` has the table).
+///
+/// ```
+/// use sampler_adapter_process::{Naming, ProcessSampler};
+/// use sampler_api::{Harvester, Registry};
+///
+/// let registry = Registry::new();
+/// let _r = registry.register(ProcessSampler::current().naming(Naming::Prometheus));
+/// let snapshot = Harvester::builder().registry(registry).build().harvest_now();
+/// # #[cfg(target_os = "linux")]
+/// assert!(snapshot.find("process.resident_memory", &[]).is_some()); // process_resident_memory_bytes
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Naming {
+    /// OpenTelemetry's semantic conventions for process metrics: `process.cpu.time{cpu_mode}`
+    /// (seconds), `process.memory.usage`, `process.thread.count`, … The default.
+    #[default]
+    OpenTelemetry,
+    /// The standard set of the Prometheus client libraries' process collectors:
+    /// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+    /// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+    /// `process_start_time_seconds`, plus a few in the same style.
+    Prometheus,
+}
+
+impl Naming {
+    /// The name as the `--names` flag spells it: `otel` or `prometheus`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Naming::OpenTelemetry => "otel",
+            Naming::Prometheus => "prometheus",
+        }
+    }
+}
+
+impl std::str::FromStr for Naming {
+    type Err = String;
+
+    /// `otel` (or `opentelemetry`) or `prometheus`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "otel" | "opentelemetry" => Ok(Naming::OpenTelemetry),
+            "prometheus" => Ok(Naming::Prometheus),
+            _ => Err(format!("unknown naming {s:?}: expected otel or prometheus")),
+        }
+    }
+}
 
 /// Whether this platform has a Linux `/proc` to read.
 pub const SUPPORTED: bool = cfg!(target_os = "linux");

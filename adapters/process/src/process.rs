@@ -8,45 +8,141 @@ use sampler_api::{Descriptor, Sampler, Writer};
 
 use crate::procfs::{self, ProcInfo, ReadError};
 use crate::target::{check_alive, GoneReason, NotAlive, Shown, Target, TargetError};
-use crate::{unsupported_once, SUPPORTED};
+use crate::{unsupported_once, Naming, SUPPORTED};
 
-static RSS: Descriptor = Descriptor::gauge(
-    "process.memory.rss",
-    "By",
-    "resident set size (VmRSS of /proc/PID/status)",
-);
-static PEAK_RSS: Descriptor = Descriptor::gauge(
-    "process.memory.peak_rss",
-    "By",
-    "peak resident set size (VmHWM)",
-);
-static VIRTUAL: Descriptor = Descriptor::gauge(
-    "process.memory.virtual",
-    "By",
-    "virtual memory size (VmSize)",
-);
-static CPU_USER: Descriptor = Descriptor::counter(
-    "process.cpu.user",
-    "us",
-    "CPU time spent in user mode, in microseconds (clock-tick resolution)",
-);
-static CPU_SYSTEM: Descriptor = Descriptor::counter(
-    "process.cpu.system",
-    "us",
-    "CPU time spent in kernel mode, in microseconds (clock-tick resolution)",
-);
-static THREADS: Descriptor = Descriptor::gauge("process.threads", "1", "threads");
-static OPEN_FDS: Descriptor = Descriptor::gauge("process.open_fds", "1", "open file descriptors");
-static CTX_SWITCHES: Descriptor = Descriptor::counter(
-    "process.context_switches",
-    "1",
-    "context switches, by kind (voluntary, involuntary); of the main thread for other processes",
-);
-static START_TIME: Descriptor = Descriptor::gauge(
-    "process.start_time",
-    "s",
-    "when the process started, in Unix seconds",
-);
+/// The descriptors of one naming (`spec/process.md`).
+struct Names {
+    cpu: &'static Descriptor,
+    /// The label key of the CPU mode, or `None` when CPU time is one series (user + system).
+    cpu_mode: Option<&'static str>,
+    resident: &'static Descriptor,
+    peak: &'static Descriptor,
+    virtual_size: &'static Descriptor,
+    threads: &'static Descriptor,
+    fds: &'static Descriptor,
+    max_fds: &'static Descriptor,
+    switches: &'static Descriptor,
+    switch_type: &'static str,
+    /// `process.uptime` (OpenTelemetry) or the start time (Prometheus).
+    time: Time,
+}
+
+enum Time {
+    Uptime(&'static Descriptor),
+    Start(&'static Descriptor),
+}
+
+/// CPU times are recorded in microseconds and shown in seconds: a clock tick (10 ms on usual
+/// kernels) is a whole number of microseconds for every usual tick rate.
+const MICROS: u64 = 1_000_000;
+
+static OTEL: Names = Names {
+    cpu: &Descriptor::fractional_counter(
+        "process.cpu.time",
+        "s",
+        MICROS,
+        "CPU time of the process, by cpu_mode (user, system): utime and stime of /proc/PID/stat, to the clock tick",
+    ),
+    cpu_mode: Some("cpu_mode"),
+    resident: &Descriptor::gauge(
+        "process.memory.usage",
+        "By",
+        "physical memory in use: the resident set size (VmRSS of /proc/PID/status)",
+    ),
+    peak: &Descriptor::gauge(
+        "process.memory.peak_usage",
+        "By",
+        "the highest resident set size so far (VmHWM of /proc/PID/status)",
+    ),
+    virtual_size: &Descriptor::gauge(
+        "process.memory.virtual",
+        "By",
+        "committed virtual memory (VmSize of /proc/PID/status)",
+    ),
+    threads: &Descriptor::gauge(
+        "process.thread.count",
+        "{thread}",
+        "threads of the process (Threads of /proc/PID/status)",
+    ),
+    fds: &Descriptor::gauge(
+        "process.unix.file_descriptor.count",
+        "{file_descriptor}",
+        "file descriptors open in the process (entries of /proc/PID/fd)",
+    ),
+    max_fds: &Descriptor::gauge(
+        "process.unix.file_descriptor.limit",
+        "{file_descriptor}",
+        "the most file descriptors the process may open (soft Max open files of /proc/PID/limits)",
+    ),
+    switches: &Descriptor::counter(
+        "process.context_switches",
+        "{context_switch}",
+        "times the process was context switched, by process_context_switch_type (voluntary, involuntary)",
+    ),
+    switch_type: "process_context_switch_type",
+    time: Time::Uptime(&Descriptor::gauge(
+        "process.uptime",
+        "s",
+        "time since the process started",
+    )),
+};
+
+static PROMETHEUS: Names = Names {
+    cpu: &Descriptor::fractional_counter(
+        "process.cpu.seconds",
+        "s",
+        MICROS,
+        "total user and system CPU time spent in seconds",
+    ),
+    cpu_mode: None,
+    resident: &Descriptor::gauge(
+        "process.resident_memory",
+        "By",
+        "resident memory size in bytes",
+    ),
+    peak: &Descriptor::gauge(
+        "process.resident_memory.max",
+        "By",
+        "highest resident memory size so far in bytes",
+    ),
+    virtual_size: &Descriptor::gauge(
+        "process.virtual_memory",
+        "By",
+        "virtual memory size in bytes",
+    ),
+    threads: &Descriptor::gauge(
+        "process.threads",
+        "1",
+        "number of OS threads in the process",
+    ),
+    fds: &Descriptor::gauge("process.open_fds", "1", "number of open file descriptors"),
+    max_fds: &Descriptor::gauge(
+        "process.max_fds",
+        "1",
+        "maximum number of open file descriptors",
+    ),
+    switches: &Descriptor::counter(
+        "process.context_switches",
+        "1",
+        "context switches of the process, by type (voluntary, involuntary)",
+    ),
+    switch_type: "type",
+    time: Time::Start(&Descriptor::gauge(
+        "process.start_time",
+        "s",
+        "start time of the process since the Unix epoch in seconds",
+    )),
+};
+
+impl Naming {
+    fn names(self) -> &'static Names {
+        match self {
+            Naming::Prometheus => &PROMETHEUS,
+            _ => &OTEL,
+        }
+    }
+}
+
 static UP: Descriptor = Descriptor::gauge(
     "process.up",
     "1",
@@ -143,30 +239,39 @@ struct TargetState {
     started: bool,
 }
 
-/// Samples processes read from Linux `/proc`: memory, CPU, threads, file descriptors, context
-/// switches and start time, for the process itself or for others picked by pid, pid file or
-/// name pattern.
+/// Samples processes read from Linux `/proc`: CPU time, memory, threads, file descriptors,
+/// context switches and uptime, for the process itself or for others picked by pid, pid file
+/// or name pattern.
 ///
-/// | series | kind | unit | from |
-/// |---|---|---|---|
-/// | `process.memory.rss` | gauge | `By` | `VmRSS` in `/proc/PID/status` |
-/// | `process.memory.peak_rss` | gauge | `By` | `VmHWM` |
-/// | `process.memory.virtual` | gauge | `By` | `VmSize` |
-/// | `process.cpu.user`, `process.cpu.system` | counter | `us` | `utime`, `stime` in `/proc/PID/stat` |
-/// | `process.threads` | gauge | `1` | `Threads` |
-/// | `process.open_fds` | gauge | `1` | entries of `/proc/PID/fd` (left out when not readable) |
-/// | `process.context_switches{kind=voluntary\|involuntary}` | counter | `1` | `*_ctxt_switches` (see below) |
-/// | `process.start_time` | gauge | `s` | `starttime` plus the boot time (`btime` of `/proc/stat`), Unix seconds |
-/// | `process.up{target}` | gauge | `1` | 1 while the target resolves to a live process, else 0 (not for [`Target::Current`]) |
+/// Series are named by OpenTelemetry's semantic conventions unless [`naming`](Self::naming)
+/// asks for the Prometheus client libraries' names (`spec/process.md`):
+///
+/// | OpenTelemetry ([`Naming::OpenTelemetry`]) | Prometheus ([`Naming::Prometheus`]) | from |
+/// |---|---|---|
+/// | `process.cpu.time{cpu_mode=user\|system}` (counter, `s`) | `process_cpu_seconds_total` (user + system) | `utime`, `stime` of `/proc/PID/stat` |
+/// | `process.memory.usage` (`By`) | `process_resident_memory_bytes` | `VmRSS` of `/proc/PID/status` |
+/// | `process.memory.peak_usage` (`By`) | `process_resident_memory_max_bytes` | `VmHWM` |
+/// | `process.memory.virtual` (`By`) | `process_virtual_memory_bytes` | `VmSize` |
+/// | `process.thread.count` | `process_threads` | `Threads` |
+/// | `process.unix.file_descriptor.count` | `process_open_fds` | entries of `/proc/PID/fd` (left out when not readable) |
+/// | `process.unix.file_descriptor.limit` | `process_max_fds` | soft `Max open files` of `/proc/PID/limits` |
+/// | `process.context_switches{process_context_switch_type}` (counter) | `process_context_switches_total{type}` | `*_ctxt_switches` (see below) |
+/// | `process.uptime` (`s`) | `process_start_time_seconds` | `starttime` plus the boot time (`btime` of `/proc/stat`) |
+/// | `process.up{target}` | `process_up{target}` | 1 while the target resolves to a live process, else 0 (not for [`Target::Current`]) |
+///
+/// The Prometheus names are those of the dotted names `process.cpu.seconds`,
+/// `process.resident_memory`, … as the Prometheus exporter maps them. Attribute names are
+/// written with `_` for `.` (`cpu_mode` for `cpu.mode`), since label keys hold no dots.
+///
+/// CPU time is a counter in seconds that keeps the fraction (recorded in microseconds with a
+/// divisor of 1,000,000, see [`Descriptor::fractional_counter`]), so exporters derive rates and
+/// detect resets as for any counter; its resolution is one clock tick (10 ms on usual
+/// kernels).
 ///
 /// The kernel counts context switches per thread, and `/proc/PID/status` shows the main
 /// thread's: for other processes that is what is reported (summing live threads would make the
 /// counter drop when a thread exits). For [`Target::Current`] the counts come from
 /// `getrusage(RUSAGE_SELF)` and cover every thread, exited ones included.
-///
-/// CPU times are counters in microseconds rather than gauges in seconds, so that exporters
-/// derive rates and detect resets as for any counter; their resolution is one clock tick
-/// (10 ms on usual kernels).
 ///
 /// Series of [`Target::Current`] carry no labels. Other processes are labelled `pid` and
 /// `name` (the kernel's `comm`), plus `pidfile` when found through a pid file. A process that
@@ -185,7 +290,7 @@ struct TargetState {
 /// let _registration = registry.register(ProcessSampler::current());
 /// let snapshot = Harvester::builder().registry(registry).build().harvest_now();
 /// # #[cfg(target_os = "linux")]
-/// assert!(snapshot.find("process.memory.rss", &[]).is_some());
+/// assert!(snapshot.find("process.cpu.time", &[("cpu_mode", "user")]).is_some());
 /// ```
 pub struct ProcessSampler {
     name: String,
@@ -194,6 +299,7 @@ pub struct ProcessSampler {
     specs: Vec<String>,
     state: Mutex<Vec<TargetState>>,
     handler: Option<Handler>,
+    naming: Naming,
 }
 
 impl fmt::Debug for ProcessSampler {
@@ -201,6 +307,7 @@ impl fmt::Debug for ProcessSampler {
         f.debug_struct("ProcessSampler")
             .field("name", &self.name)
             .field("targets", &self.targets)
+            .field("naming", &self.naming)
             .finish()
     }
 }
@@ -230,7 +337,25 @@ impl ProcessSampler {
             specs,
             state: Mutex::new(state),
             handler: None,
+            naming: Naming::default(),
         }
+    }
+
+    /// Names the series by `naming` (default [`Naming::OpenTelemetry`]).
+    ///
+    /// ```
+    /// use sampler_adapter_process::{Naming, ProcessSampler};
+    /// let sampler = ProcessSampler::current().naming(Naming::Prometheus);
+    /// assert_eq!(sampler.naming_used(), Naming::Prometheus);
+    /// ```
+    pub fn naming(mut self, naming: Naming) -> Self {
+        self.naming = naming;
+        self
+    }
+
+    /// The naming the series carry.
+    pub fn naming_used(&self) -> Naming {
+        self.naming
     }
 
     /// Sends gone/found/missing reports to `handler` instead of the `log` crate. The handler
@@ -386,7 +511,8 @@ impl Sampler for ProcessSampler {
                         labels.push(("pidfile", f));
                     }
                 }
-                write_process(out, p, &labels, matches!(target, Target::Current));
+                let own = matches!(target, Target::Current);
+                write_process(out, self.naming.names(), p, &labels, own);
             }
         }
         drop(states);
@@ -457,23 +583,42 @@ fn gone_reason(pid: u32) -> Option<GoneReason> {
     }
 }
 
-fn write_process(out: &mut Writer<'_>, p: &ProcInfo, labels: &[(&str, &str)], own: bool) {
+fn write_process(
+    out: &mut Writer<'_>,
+    names: &Names,
+    p: &ProcInfo,
+    labels: &[(&str, &str)],
+    own: bool,
+) {
     let s = &p.status;
     for (d, v) in [
-        (&RSS, s.rss),
-        (&PEAK_RSS, s.peak_rss),
-        (&VIRTUAL, s.virtual_size),
-        (&THREADS, s.threads),
-        (&OPEN_FDS, p.open_fds),
+        (names.resident, s.rss),
+        (names.peak, s.peak_rss),
+        (names.virtual_size, s.virtual_size),
+        (names.threads, s.threads),
+        (names.fds, p.open_fds),
+        (names.max_fds, procfs::read_max_open_files(p.pid)),
     ] {
         if let Some(v) = v {
             out.gauge(d, labels, v as f64);
         }
     }
     let ticks = procfs::clock_ticks();
-    let micros = |t: u64| (t as u128 * 1_000_000 / ticks as u128) as u64;
-    out.counter(&CPU_USER, labels, micros(p.stat.utime));
-    out.counter(&CPU_SYSTEM, labels, micros(p.stat.stime));
+    let micros = |t: u64| (t as u128 * MICROS as u128 / ticks as u128) as u64;
+    match names.cpu_mode {
+        Some(key) => {
+            for (mode, t) in [("user", p.stat.utime), ("system", p.stat.stime)] {
+                let mut l = labels.to_vec();
+                l.push((key, mode));
+                out.counter(names.cpu, &l, micros(t));
+            }
+        }
+        None => out.counter(
+            names.cpu,
+            labels,
+            micros(p.stat.utime.saturating_add(p.stat.stime)),
+        ),
+    }
     let (voluntary, involuntary) = match own.then(procfs::own_context_switches).flatten() {
         Some((v, i)) => (Some(v), Some(i)),
         None => (s.voluntary, s.involuntary),
@@ -481,12 +626,20 @@ fn write_process(out: &mut Writer<'_>, p: &ProcInfo, labels: &[(&str, &str)], ow
     for (kind, v) in [("voluntary", voluntary), ("involuntary", involuntary)] {
         if let Some(v) = v {
             let mut l = labels.to_vec();
-            l.push(("kind", kind));
-            out.counter(&CTX_SWITCHES, &l, v);
+            l.push((names.switch_type, kind));
+            out.counter(names.switches, &l, v);
         }
     }
     if let Some(boot) = procfs::boot_time() {
         let start = boot as f64 + p.stat.starttime as f64 / ticks as f64;
-        out.gauge(&START_TIME, labels, start);
+        match names.time {
+            Time::Start(d) => out.gauge(d, labels, start),
+            Time::Uptime(d) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                out.gauge(d, labels, (now - start).max(0.0));
+            }
+        }
     }
 }

@@ -194,6 +194,9 @@ fn parse_kb(value: &str) -> Option<u64> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Meminfo {
     pub total: Option<u64>,
+    pub free: Option<u64>,
+    pub buffers: Option<u64>,
+    pub cached: Option<u64>,
     pub available: Option<u64>,
     pub swap_total: Option<u64>,
     pub swap_free: Option<u64>,
@@ -208,6 +211,9 @@ pub(crate) fn parse_meminfo(text: &str) -> Meminfo {
         };
         let slot = match key {
             "MemTotal" => &mut m.total,
+            "MemFree" => &mut m.free,
+            "Buffers" => &mut m.buffers,
+            "Cached" => &mut m.cached,
             "MemAvailable" => &mut m.available,
             "SwapTotal" => &mut m.swap_total,
             "SwapFree" => &mut m.swap_free,
@@ -390,6 +396,22 @@ pub(crate) fn read_process(pid: u32) -> Result<ProcInfo, ReadError> {
     })
 }
 
+/// Parses the soft limit of open files from `/proc/PID/limits`
+/// (`Max open files            1024                 4096                 files`); `None` when
+/// unlimited or missing.
+pub(crate) fn parse_max_open_files(text: &str) -> Option<u64> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    line.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// The soft limit of open files of a process, from `/proc/PID/limits`.
+pub(crate) fn read_max_open_files(pid: u32) -> Option<u64> {
+    let path = Path::new("/proc").join(pid.to_string()).join("limits");
+    parse_max_open_files(&fs::read_to_string(path).ok()?)
+}
+
 /// The pids in `/proc`, in no particular order.
 pub(crate) fn list_pids() -> io::Result<Vec<u32>> {
     let mut out = Vec::new();
@@ -501,6 +523,7 @@ mod tests {
         );
         assert_eq!(m.total, Some(16000 * 1024));
         assert_eq!(m.available, Some(8000 * 1024));
+        assert_eq!(m.free, Some(1024));
         assert_eq!(m.swap_total, Some(2000 * 1024));
         assert_eq!(m.swap_free, Some(500 * 1024));
         assert_eq!(
@@ -513,6 +536,21 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_btime("cpu 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             63422                63422                processes \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(text), Some(1024));
+        assert_eq!(
+            parse_max_open_files(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
+            None
+        );
+        assert_eq!(parse_max_open_files(""), None);
     }
 
     #[test]

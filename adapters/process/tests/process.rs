@@ -7,7 +7,7 @@ use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sampler_adapter_process::{HostSampler, ProcessSampler, Target};
+use sampler_adapter_process::{HostSampler, Naming, ProcessSampler, Target};
 use sampler_api::{Harvester, Registry, Snapshot, Value};
 use sleeper::{vm_rss, Sleeper};
 
@@ -42,25 +42,150 @@ fn current_process_unlabelled() {
         .registry(registry)
         .build()
         .harvest_now();
-    let rss = gauge(&snap, "process.memory.rss", &[]).unwrap();
+    let rss = gauge(&snap, "process.memory.usage", &[]).unwrap();
     assert!(rss > 0.0);
-    assert!(gauge(&snap, "process.memory.peak_rss", &[]).unwrap() >= rss);
-    assert!(gauge(&snap, "process.threads", &[]).unwrap() >= 1.0);
-    assert!(gauge(&snap, "process.open_fds", &[]).unwrap() >= 1.0);
-    let start = gauge(&snap, "process.start_time", &[]).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    assert!(
-        start <= now + 2.0 && start > now - 3600.0,
-        "{start} vs {now}"
-    );
-    assert!(snap.find("process.cpu.user", &[]).is_some());
+    assert!(gauge(&snap, "process.memory.peak_usage", &[]).unwrap() >= rss);
+    assert!(gauge(&snap, "process.thread.count", &[]).unwrap() >= 1.0);
+    assert!(gauge(&snap, "process.unix.file_descriptor.count", &[]).unwrap() >= 1.0);
+    assert!(gauge(&snap, "process.unix.file_descriptor.limit", &[]).unwrap() >= 1.0);
+    let uptime = gauge(&snap, "process.uptime", &[]).unwrap();
+    assert!((0.0..3600.0).contains(&uptime), "{uptime}");
+    for mode in ["user", "system"] {
+        let cpu = snap
+            .find("process.cpu.time", &[("cpu_mode", mode)])
+            .unwrap();
+        assert_eq!(
+            (cpu.descriptor.unit(), cpu.descriptor.divisor()),
+            ("s", 1_000_000)
+        );
+    }
     assert!(snap
-        .find("process.context_switches", &[("kind", "voluntary")])
+        .find(
+            "process.context_switches",
+            &[("process_context_switch_type", "voluntary")]
+        )
         .is_some());
     assert!(snap.find("process.up", &[("target", "self")]).is_none());
+    // Every series explains itself.
+    assert!(snap
+        .series
+        .iter()
+        .all(|s| !s.descriptor.description().is_empty()));
+}
+
+/// Fields of `/proc/PID/stat` (1-based, as proc(5) numbers them), after the command name.
+fn stat_field(pid: u32, n: usize) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(n - 3).unwrap().parse().unwrap()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+fn counter_seconds(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let series = s.find(name, labels).unwrap();
+    match series.value {
+        Value::Counter(raw) => series.descriptor.counter_value(raw),
+        ref other => panic!("{name} is not a counter: {other:?}"),
+    }
+}
+
+#[test]
+fn r11_prometheus_names_carry_what_proc_says() {
+    // Some CPU time to see, in user mode.
+    let spin = std::time::Instant::now();
+    let mut x = 0u64;
+    while spin.elapsed() < Duration::from_millis(60) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    let me = std::process::id();
+    let ticks = clock_ticks();
+    let before = (stat_field(me, 14) + stat_field(me, 15)) as f64 / ticks;
+    let registry = Registry::new();
+    let _r = registry.register(ProcessSampler::current().naming(Naming::Prometheus));
+    let snap = Harvester::builder()
+        .registry(registry)
+        .build()
+        .harvest_now();
+    let after = (stat_field(me, 14) + stat_field(me, 15)) as f64 / ticks;
+    let cpu = counter_seconds(&snap, "process.cpu.seconds", &[]);
+    assert!(cpu > 0.0);
+    assert!(
+        cpu >= before - 1e-9 && cpu <= after + 1e-9,
+        "{before} <= {cpu} <= {after}"
+    );
+
+    // A sleeping child's readings hold still, so they are compared exactly.
+    let child = Sleeper::start("30");
+    let pid = child.pid();
+    let registry = Registry::new();
+    let _r = registry.register(ProcessSampler::new(Target::Pid(pid)).naming(Naming::Prometheus));
+    let snap = Harvester::builder()
+        .registry(registry)
+        .build()
+        .harvest_now();
+    let p = pid.to_string();
+    let l = [("pid", p.as_str()), ("name", "sleep")];
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |key: &str| -> f64 {
+        let line = status.lines().find(|x| x.starts_with(key)).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            * 1024.0
+    };
+    assert_eq!(
+        gauge(&snap, "process.resident_memory", &l),
+        Some(kb("VmRSS:"))
+    );
+    assert_eq!(
+        gauge(&snap, "process.virtual_memory", &l),
+        Some(kb("VmSize:"))
+    );
+    assert_eq!(
+        gauge(&snap, "process.resident_memory.max", &l),
+        Some(kb("VmHWM:"))
+    );
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as f64;
+    assert_eq!(gauge(&snap, "process.open_fds", &l), Some(fds));
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft: f64 = limits
+        .lines()
+        .find_map(|x| x.strip_prefix("Max open files"))
+        .and_then(|x| x.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(gauge(&snap, "process.max_fds", &l), Some(soft));
+    let btime: f64 = fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|x| x.strip_prefix("btime "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = btime + stat_field(pid, 22) as f64 / ticks;
+    assert_eq!(gauge(&snap, "process.start_time", &l), Some(start));
+    let cpu = (stat_field(pid, 14) + stat_field(pid, 15)) as f64 / ticks;
+    let got = counter_seconds(&snap, "process.cpu.seconds", &l);
+    assert!((got - cpu).abs() <= 1.0 / ticks, "{got} vs {cpu}");
+    assert!(gauge(&snap, "process.threads", &l).unwrap() >= 1.0);
+    assert!(snap
+        .find(
+            "process.context_switches",
+            &[("pid", &p), ("name", "sleep"), ("type", "voluntary")]
+        )
+        .is_some());
+    assert!(snap
+        .series
+        .iter()
+        .all(|s| !s.descriptor.description().is_empty()));
 }
 
 #[test]
@@ -71,7 +196,7 @@ fn pid_target_matches_proc_status() {
     let snap = h.harvest_now();
     let labels = [("pid", pid.as_str()), ("name", "sleep")];
     assert_eq!(
-        gauge(&snap, "process.memory.rss", &labels),
+        gauge(&snap, "process.memory.usage", &labels),
         Some(vm_rss(child.pid()))
     );
     assert_eq!(
@@ -116,14 +241,14 @@ fn pid_file_followed_across_a_restart() {
         ("name", "sleep"),
         ("pidfile", &file),
     ];
-    assert!(gauge(&snap, "process.memory.rss", &l1).unwrap() > 0.0);
+    assert!(gauge(&snap, "process.memory.usage", &l1).unwrap() > 0.0);
     assert_eq!(up(&snap), Some(1.0));
 
     // The service stops: reported once, its series vanish.
     first.stop();
     let snap = h.harvest_now();
     assert_eq!(up(&snap), Some(0.0));
-    assert!(snap.named("process.memory.rss").next().is_none());
+    assert!(snap.named("process.memory.usage").next().is_none());
     assert_eq!(
         take(&events),
         vec![format!(
@@ -143,7 +268,7 @@ fn pid_file_followed_across_a_restart() {
         ("name", "sleep"),
         ("pidfile", &file),
     ];
-    assert!(gauge(&snap, "process.memory.rss", &l2).is_some());
+    assert!(gauge(&snap, "process.memory.usage", &l2).is_some());
     assert_eq!(up(&snap), Some(1.0));
     assert_eq!(
         take(&events),
@@ -161,7 +286,7 @@ fn name_target_matches_every_process() {
     ));
     let snap = h.harvest_now();
     let mut pids: Vec<&str> = snap
-        .named("process.memory.rss")
+        .named("process.memory.usage")
         .map(|s| s.labels.get("pid").unwrap())
         .collect();
     pids.sort();
@@ -169,7 +294,7 @@ fn name_target_matches_every_process() {
     let mut want = vec![pa.as_str(), pb.as_str()];
     want.sort();
     assert_eq!(pids, want);
-    for s in snap.named("process.memory.rss") {
+    for s in snap.named("process.memory.usage") {
         assert_eq!(s.labels.get("name"), Some("sleep"));
     }
     assert!(take(&events).is_empty());
@@ -205,7 +330,7 @@ fn zombie_counts_as_gone() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let snap = h.harvest_now();
-    assert!(snap.named("process.memory.rss").next().is_none());
+    assert!(snap.named("process.memory.usage").next().is_none());
     assert_eq!(
         take(&events),
         vec![format!(
@@ -223,13 +348,24 @@ fn host_series() {
         .registry(registry)
         .build()
         .harvest_now();
-    let total = gauge(&snap, "host.memory.total", &[]).unwrap();
-    let avail = gauge(&snap, "host.memory.available", &[]).unwrap();
+    let total = gauge(&snap, "system.memory.limit", &[]).unwrap();
+    let avail = gauge(&snap, "system.linux.memory.available", &[]).unwrap();
     assert!(total > 0.0 && avail > 0.0 && avail <= total);
-    assert!(gauge(&snap, "host.swap.used", &[]).unwrap() >= 0.0);
-    for p in ["1m", "5m", "15m"] {
-        assert!(gauge(&snap, "host.load", &[("period", p)]).unwrap() >= 0.0);
+    let state = |s| gauge(&snap, "system.memory.usage", &[("system_memory_state", s)]).unwrap();
+    assert_eq!(state("used"), total - avail);
+    for s in ["free", "buffers", "cached"] {
+        assert!(state(s) >= 0.0 && state(s) <= total, "{s}");
     }
-    let cpus = gauge(&snap, "host.cpu.count", &[]).unwrap();
+    let paging = |s| gauge(&snap, "system.paging.usage", &[("system_paging_state", s)]).unwrap();
+    assert!(paging("used") >= 0.0 && paging("free") >= 0.0);
+    for p in ["1m", "5m", "15m"] {
+        let name = format!("system.cpu.load_average.{p}");
+        assert!(gauge(&snap, &name, &[]).unwrap() >= 0.0);
+    }
+    let cpus = gauge(&snap, "system.cpu.logical.count", &[]).unwrap();
     assert!(cpus >= 1.0);
+    assert!(snap
+        .series
+        .iter()
+        .all(|s| !s.descriptor.description().is_empty()));
 }

@@ -4,14 +4,15 @@
 //! The table shows, under a header with the harvest time, one row per series: name, labels,
 //! value and, for counters, the rate per second since the previous harvest. Timings show
 //! count, mean, p50, p90, p99 and max. Units read as people expect (`1.2 GiB`, `35 ms`, see
-//! [`human`]), and a gauge in seconds named `…time` or `…timestamp` reads as a date.
+//! [`human`]), and a gauge in seconds whose last word is `time` or `timestamp` reads as a date.
+//! A counter with a divisor (CPU seconds kept to the microsecond) shows its value in its unit.
 //!
 //! ```text
 //! # harvest 2026-01-01T00:00:10.000Z (sequence 2, 5 series)
 //! NAME                  LABELS                 VALUE                 RATE
 //! http.server.requests  method=GET,route=/api  1250                  25/s
-//! process.cpu.user                             2.12 s                12 ms/s
-//! process.memory.rss                           12.5 MiB
+//! process.cpu.time      cpu_mode=user          2.12 s                12 ms/s
+//! process.memory.usage                         12.5 MiB
 //! process.start_time                           2025-12-29T09:20:00Z
 //! http.server.duration  route=/api             count 6, mean 61.2 ms, p50 19.4 ms, p90 239 ms, p99 239 ms, max 250 ms
 //! ```

@@ -119,12 +119,14 @@ impl TableRenderer {
     }
 }
 
-/// A gauge in seconds named `…time` or `…timestamp` (`process.start_time`) holds a point in
-/// time, in Unix seconds: people read it as a date (`2026-01-02T03:04:05Z`).
+/// A gauge in seconds whose last word is `time` or `timestamp` (`process.start_time`, not
+/// `process.uptime`) holds a point in time, in Unix seconds: people read it as a date
+/// (`2026-01-02T03:04:05Z`).
 fn point_in_time(name: &str, unit: &str, v: f64) -> Option<String> {
     // Year 10000 and later has no RFC 3339 spelling.
     const MAX: f64 = 253_402_300_800.0;
-    if unit != "s" || !(name.ends_with("time") || name.ends_with("timestamp")) {
+    let last = name.rsplit(['.', '_']).next().unwrap_or(name);
+    if unit != "s" || !matches!(last, "time" | "timestamp") {
         return None;
     }
     if !(v > 0.0 && v < MAX) {
@@ -174,7 +176,7 @@ fn labels_text(labels: &Labels) -> String {
 
 /// Renders a snapshot as JSON lines: one object per series, each with the harvest time.
 ///
-/// `{"time":"2026-01-02T03:04:05.000Z","name":"process.memory.rss","kind":"gauge","unit":"By",
+/// `{"time":"2026-01-02T03:04:05.000Z","name":"process.memory.usage","kind":"gauge","unit":"By",
 /// "labels":{"pid":"42"},"value":1234}` (one line). A counter's value is its cumulative
 /// total; a timing's is an object with `count`, `sum`, `min`, `max`, `mean`, `p50`, `p90` and
 /// `p99` (`null` where a timing has no values). Non-finite gauges are `null`.
@@ -274,6 +276,11 @@ mod tests {
         assert_eq!(p("job.last_run_timestamp", "s", 1e300), None);
         assert_eq!(p("http.server.duration", "s", 1e9), None);
         assert_eq!(p("process.start_time", "ms", 1e9), None);
+        assert_eq!(p("process.uptime", "s", 1e9), None);
+        assert_eq!(
+            p("job.last.timestamp", "s", 1e9).as_deref(),
+            Some("2001-09-09T01:46:40Z")
+        );
     }
 
     #[test]

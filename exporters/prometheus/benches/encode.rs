@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge as PcGauge;
 use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 use prometheus_client::registry::{Registry as PcRegistry, Unit as PcUnit};
 use sampler_api::{Descriptor, Distribution, Labels, Series, SeriesId, Snapshot, Value};
-use sampler_exporter_prometheus::{Buckets, Encoder, Format, PrometheusConfig};
+use sampler_exporter_prometheus::{Buckets, Encoder, EncoderConfig, Format};
 
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 const SERIES_PER_FAMILY: usize = 1000;
@@ -217,7 +217,7 @@ fn encode_series(c: &mut Criterion) {
     for n in [10_000usize, 100_000] {
         let rows = rows(n);
         let snap = snapshot(&rows);
-        let config = PrometheusConfig::default();
+        let config = EncoderConfig::default();
         let mut encoder = Encoder::new(&config).expect("default config");
         let pc = pc_registry(&rows);
         let mep = mep_recorder(&rows);
@@ -264,7 +264,7 @@ fn encode_series(c: &mut Criterion) {
             })
         });
         // Without `_created` lines: the same bytes prometheus-client writes.
-        let mut plain = Encoder::new(&PrometheusConfig {
+        let mut plain = Encoder::new(EncoderConfig {
             openmetrics_created: false,
             ..Default::default()
         })
@@ -399,7 +399,7 @@ fn encode_histograms(c: &mut Criterion) {
         sequence: 1,
         series,
     };
-    let mut encoder = Encoder::new(&PrometheusConfig::default()).expect("config");
+    let mut encoder = Encoder::new(EncoderConfig::default()).expect("config");
     group.throughput(Throughput::Elements(n as u64));
     let mut buf = Vec::new();
     group.bench_function(BenchmarkId::new("ours_text", n), |b| {
@@ -417,7 +417,7 @@ fn encode_histograms(c: &mut Criterion) {
             black_box(s.len())
         })
     });
-    let native = PrometheusConfig {
+    let native = EncoderConfig {
         native_histograms: true,
         ..Default::default()
     };

@@ -8,7 +8,9 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9464";
 /// The default metrics path.
 pub const DEFAULT_PATH: &str = "/metrics";
 
-/// Every setting of the exporter; [`Default`] gives the documented defaults.
+/// Every setting of the exporter: the endpoint's (`address`, `path`, `harvest_on_scrape`,
+/// `harvest_timeout`, `gzip`) and the encoding ones, which [`EncoderConfig`] holds alone;
+/// [`Default`] gives the documented defaults.
 ///
 /// With the `serde` feature it reads from a config file (every key optional):
 ///
@@ -73,6 +75,75 @@ pub struct PrometheusConfig {
 
 /// The default most connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The encoding settings alone: what [`Encoder`](crate::Encoder) needs to turn a snapshot
+/// into an exposition, without the endpoint's HTTP settings (available without the `server`
+/// feature). [`Default`] gives the documented defaults; a [`PrometheusConfig`] converts into
+/// one.
+///
+/// ```
+/// use sampler_exporter_prometheus::{EncoderConfig, TimingMode};
+/// let c = EncoderConfig { timings: TimingMode::Summary, ..EncoderConfig::default() };
+/// assert!(c.openmetrics_created);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct EncoderConfig {
+    /// How timings are exposed in the text formats. Default classic histograms.
+    pub timings: TimingMode,
+    /// The classic histogram bucket boundaries. Default powers of two from 2^-10 to 2^6.
+    pub buckets: Buckets,
+    /// Bucket boundaries for particular metrics, by dotted name.
+    pub bucket_overrides: BTreeMap<String, Buckets>,
+    /// The quantiles of summaries (`timings = "summary"`). Default 0.5, 0.9, 0.99.
+    pub quantiles: Vec<f64>,
+    /// Write timings as native histograms in the protobuf exposition (needs the `protobuf`
+    /// feature). Default false.
+    pub native_histograms: bool,
+    /// Add `_created` samples (the series' start time) to OpenMetrics counters, histograms
+    /// and summaries. Default true.
+    pub openmetrics_created: bool,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            timings: TimingMode::Histogram,
+            buckets: Buckets::default(),
+            bucket_overrides: BTreeMap::new(),
+            quantiles: vec![0.5, 0.9, 0.99],
+            native_histograms: false,
+            openmetrics_created: true,
+        }
+    }
+}
+
+impl From<&EncoderConfig> for EncoderConfig {
+    fn from(c: &EncoderConfig) -> Self {
+        c.clone()
+    }
+}
+
+impl From<&PrometheusConfig> for EncoderConfig {
+    /// The encoding settings of an exporter's config.
+    fn from(c: &PrometheusConfig) -> Self {
+        EncoderConfig {
+            timings: c.timings,
+            buckets: c.buckets.clone(),
+            bucket_overrides: c.bucket_overrides.clone(),
+            quantiles: c.quantiles.clone(),
+            native_histograms: c.native_histograms,
+            openmetrics_created: c.openmetrics_created,
+        }
+    }
+}
+
+impl From<PrometheusConfig> for EncoderConfig {
+    fn from(c: PrometheusConfig) -> Self {
+        EncoderConfig::from(&c)
+    }
+}
 
 impl Default for PrometheusConfig {
     fn default() -> Self {

@@ -19,10 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
 use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
 
-use crate::config::{Buckets, PrometheusConfig, TimingMode};
+use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
     self, escape_help_openmetrics, escape_help_text, escape_label_value, label_name, write_f64,
-    write_u64,
+    write_u64, Scale,
 };
 
 /// An exposition format.
@@ -212,8 +212,10 @@ pub(crate) struct PlannedFamily<'s> {
     pub(crate) kind: Kind,
     /// The family name (without `_total` for counters).
     pub(crate) name: String,
-    /// The unit suffix, or empty.
+    /// The unit suffix the name ends with (the OpenMetrics `# UNIT`), or empty.
     pub(crate) unit: String,
+    /// The conversion of values to the base unit the name shows.
+    pub(crate) scale: Scale,
     /// The bucket set index for timings.
     pub(crate) buckets: usize,
     /// Range into `Plan::order`.
@@ -260,7 +262,7 @@ impl Plan<'_> {
 ///
 /// ```
 /// use sampler_api::{Descriptor, Harvester, Registry};
-/// use sampler_exporter_prometheus::{Encoder, Format, PrometheusConfig};
+/// use sampler_exporter_prometheus::{Encoder, EncoderConfig, Format};
 ///
 /// static HITS: Descriptor = Descriptor::counter("cache.hits", "1", "cache hits");
 /// let registry = Registry::new();
@@ -268,7 +270,7 @@ impl Plan<'_> {
 /// hits.add(3);
 /// let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
 ///
-/// let mut encoder = Encoder::new(&PrometheusConfig::default())?;
+/// let mut encoder = Encoder::new(EncoderConfig::default())?;
 /// let plan = encoder.plan(&snapshot);
 /// let mut out = Vec::new();
 /// encoder.encode(&plan, Format::Text, &mut out);
@@ -285,6 +287,8 @@ pub struct Encoder {
     native: bool,
     quantiles: Vec<Quantile>,
     sets: Vec<Arc<BucketSet>>,
+    /// Bucket sets taken to the recorded unit of converted timings, by set and scale.
+    scaled: HashMap<(usize, u64, u64), Arc<BucketSet>>,
     overrides: HashMap<String, usize>,
     hint: [usize; 3],
     scratch_labels: Vec<u8>,
@@ -292,8 +296,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder for these settings, or why they are invalid.
-    pub fn new(config: &PrometheusConfig) -> Result<Self, String> {
+    /// An encoder for these settings (an [`EncoderConfig`], or the exporter's
+    /// `&PrometheusConfig`), or why they are invalid.
+    pub fn new(config: impl Into<EncoderConfig>) -> Result<Self, String> {
+        let config: EncoderConfig = config.into();
+        if config.native_histograms && !cfg!(feature = "protobuf") {
+            return Err(
+                "native histograms need the protobuf feature of sampler-exporter-prometheus"
+                    .to_owned(),
+            );
+        }
         let mut sets = vec![Arc::new(BucketSet::new(&config.buckets)?)];
         let mut overrides = HashMap::new();
         for (name, b) in &config.bucket_overrides {
@@ -318,6 +330,7 @@ impl Encoder {
             native: config.native_histograms,
             quantiles,
             sets,
+            scaled: HashMap::new(),
             overrides,
             hint: [0; 3],
             scratch_labels: Vec::new(),
@@ -419,14 +432,14 @@ impl Encoder {
     }
 
     fn family<'s>(&self, d: &'s Descriptor) -> PlannedFamily<'s> {
-        let unit = mapping::unit_suffix(d.unit());
-        let name = mapping::family_name(d.name(), d.kind(), &unit);
+        let mapping::Family { name, unit, scale } = mapping::family(d.name(), d.kind(), d.unit());
         let buckets = self.overrides.get(d.name()).copied().unwrap_or(0);
         PlannedFamily {
             descriptor: d,
             kind: d.kind(),
             name,
             unit,
+            scale,
             buckets,
             range: 0..0,
             // A kind this encoder does not know (one added to the standard later) is left out.
@@ -458,7 +471,11 @@ impl Encoder {
         match format {
             Format::Text => self.encode_text(plan, out),
             Format::OpenMetrics => self.encode_openmetrics(plan, out),
+            #[cfg(feature = "protobuf")]
             Format::Protobuf => crate::proto::encode(self, plan, out),
+            // Without the protobuf feature the format is never offered.
+            #[cfg(not(feature = "protobuf"))]
+            Format::Protobuf => {}
         }
         self.hint[format.index()] = out.len() - start;
     }
@@ -516,6 +533,9 @@ impl Encoder {
                     // Series of a family often share a start time: format it once, then copy
                     // it from where it was written.
                     let mut last: Option<(SystemTime, Range<usize>)> = None;
+                    // A counter counting parts of its unit, or converted to a base unit, is
+                    // written as a float.
+                    let whole = f.descriptor.divisor() == 1 && f.scale.is_one();
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Counter(v) = s.value {
@@ -524,7 +544,11 @@ impl Encoder {
                             write_label_set(out, &s.labels);
                             let l1 = out.len();
                             out.push(b' ');
-                            write_u64(out, v);
+                            if whole {
+                                write_u64(out, v);
+                            } else {
+                                write_f64(out, f.scale.apply(s.descriptor.counter_value(v)));
+                            }
                             out.push(b'\n');
                             if created {
                                 out.extend_from_slice(&created_name);
@@ -552,18 +576,18 @@ impl Encoder {
                             out.extend_from_slice(name);
                             write_label_set(out, &s.labels);
                             out.push(b' ');
-                            write_f64(out, v);
+                            write_f64(out, f.scale.apply(v));
                             out.push(b'\n');
                         }
                     }
                 }
                 (Kind::Timing, TimingMode::Histogram) => {
-                    let set = self.sets[f.buckets].clone();
+                    let set = self.bucket_set(f);
                     for &i in ids {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.histogram(out, name, &s.labels, d, &set, om, c);
+                            self.histogram(out, name, &s.labels, d, &set, f.scale, om, c);
                         }
                     }
                 }
@@ -572,7 +596,7 @@ impl Encoder {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.summary(out, name, &s.labels, d, om, c);
+                            self.summary(out, name, &s.labels, d, f.scale, om, c);
                         }
                     }
                 }
@@ -591,16 +615,17 @@ impl Encoder {
         labels: &Labels,
         d: &Distribution,
         set: &BucketSet,
+        scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
         let mut lb = std::mem::take(&mut self.scratch_labels);
         lb.clear();
-        write_label_list(&mut lb, labels, Some("le"));
+        write_label_list(&mut lb, labels);
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
         if om {
-            write_sum_count(out, name, &lb, d);
+            write_sum_count(out, name, &lb, d, scale);
         }
         let les = if om { &set.om } else { &set.text };
         for (j, le) in les.iter().enumerate() {
@@ -609,7 +634,7 @@ impl Encoder {
             out.push(b'\n');
         }
         if !om {
-            write_sum_count(out, name, &lb, d);
+            write_sum_count(out, name, &lb, d, scale);
         }
         if let Some(c) = created {
             write_created_line(out, name, &lb, c);
@@ -619,25 +644,27 @@ impl Encoder {
     }
 
     /// A summary's samples; `created` is the OpenMetrics `_created` value when wanted.
+    #[allow(clippy::too_many_arguments)]
     fn summary(
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
         labels: &Labels,
         d: &Distribution,
+        scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
         let mut lb = std::mem::take(&mut self.scratch_labels);
         lb.clear();
-        write_label_list(&mut lb, labels, Some("quantile"));
+        write_label_list(&mut lb, labels);
         for q in &self.quantiles {
             let spelled = if om { &q.om } else { &q.text };
             write_sample_start(out, name, b"", &lb, b"quantile", spelled, false);
-            write_f64(out, d.quantile(q.q).unwrap_or(f64::NAN));
+            write_f64(out, scale.apply(d.quantile(q.q).unwrap_or(f64::NAN)));
             out.push(b'\n');
         }
-        write_sum_count(out, name, &lb, d);
+        write_sum_count(out, name, &lb, d, scale);
         if let Some(c) = created {
             write_created_line(out, name, &lb, c);
         }
@@ -646,15 +673,17 @@ impl Encoder {
 
     /// The classic buckets of a timing as `(upper bound, cumulative count)`, finite bounds only
     /// (the `+Inf` bucket's count is the timing's count).
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn classic_buckets(
         &mut self,
         family: &PlannedFamily<'_>,
         d: &Distribution,
     ) -> Vec<(f64, u64)> {
-        let set = &self.sets[family.buckets];
+        let set = self.bucket_set(family);
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
-        let v = set
+        // The bounds as written: in the base unit.
+        let v = self.sets[family.buckets]
             .bounds
             .iter()
             .copied()
@@ -664,14 +693,47 @@ impl Encoder {
         v
     }
 
+    /// The bucket set that counts a family's timings: the configured one, or for a timing
+    /// converted to a base unit, the configured boundaries (in the base unit) taken back to
+    /// the recorded unit, spelled as configured. Made once per set and scale.
+    fn bucket_set(&mut self, f: &PlannedFamily<'_>) -> Arc<BucketSet> {
+        let set = &self.sets[f.buckets];
+        if f.scale.is_one() {
+            return set.clone();
+        }
+        let key = (f.buckets, f.scale.mul.to_bits(), f.scale.div.to_bits());
+        if let Some(s) = self.scaled.get(&key) {
+            return s.clone();
+        }
+        let recorded: Vec<f64> = set
+            .bounds
+            .iter()
+            .map(|b| b * f.scale.div / f.scale.mul)
+            .collect();
+        let scaled = Arc::new(BucketSet {
+            bounds: recorded,
+            text: set.text.clone(),
+            om: set.om.clone(),
+            exp: None,
+            thresholds: (MIN_SCALE..=MAX_SCALE)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        });
+        self.scaled.insert(key, scaled.clone());
+        scaled
+    }
+
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn timings(&self) -> TimingMode {
         self.timings
     }
 
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn created(&self) -> bool {
         self.created
     }
 
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) fn quantile_values(&self) -> Vec<f64> {
         self.quantiles.iter().map(|q| q.q).collect()
     }
@@ -709,12 +771,12 @@ fn write_sample_start(
 }
 
 /// `F_sum{labels} <sum>` and `F_count{labels} <count>`, as histograms and summaries end.
-fn write_sum_count(out: &mut Vec<u8>, name: &[u8], labels: &[u8], d: &Distribution) {
+fn write_sum_count(out: &mut Vec<u8>, name: &[u8], labels: &[u8], d: &Distribution, scale: Scale) {
     out.extend_from_slice(name);
     out.extend_from_slice(b"_sum");
     braced(out, labels);
     out.push(b' ');
-    write_f64(out, d.sum());
+    write_f64(out, scale.apply(d.sum()));
     out.push(b'\n');
     out.extend_from_slice(name);
     out.extend_from_slice(b"_count");
@@ -765,18 +827,19 @@ fn write_label_set(out: &mut Vec<u8>, labels: &Labels) {
         return;
     }
     out.push(b'{');
-    write_label_list(out, labels, None);
+    write_label_list(out, labels);
     out.push(b'}');
 }
 
-/// `k="v",…` without braces; a key equal to `reserved` is written as `exported_<key>`.
+/// `k="v",…` without braces; a key `le` or `quantile` (the labels of histogram buckets and
+/// summary quantiles) is written as `exported_<key>`, whatever the kind.
 #[inline]
-fn write_label_list(out: &mut Vec<u8>, labels: &Labels, reserved: Option<&str>) {
+fn write_label_list(out: &mut Vec<u8>, labels: &Labels) {
     for (n, (k, v)) in labels.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        if reserved == Some(k) {
+        if mapping::is_reserved_label(k) {
             out.extend_from_slice(b"exported_");
         }
         if mapping::is_label_name(k) {

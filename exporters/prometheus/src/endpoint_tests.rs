@@ -316,8 +316,8 @@ fn self_metrics_count_scrapes_and_shutdown_stops_the_endpoint() {
 #[test]
 fn collisions_are_logged_once_and_counted() {
     let e = local().build().unwrap();
-    let a = Arc::new(Descriptor::gauge("a.b_c", "1", ""));
-    let b = Arc::new(Descriptor::gauge("a_b.c", "1", ""));
+    let a = Arc::new(Descriptor::gauge("x.y_z", "1", ""));
+    let b = Arc::new(Descriptor::gauge("x_y.z", "1", ""));
     let mk = |d: &Arc<Descriptor>, v| sampler_api::Series {
         id: sampler_api::SeriesId::next(),
         descriptor: d.clone(),
@@ -335,7 +335,7 @@ fn collisions_are_logged_once_and_counted() {
     assert_eq!(e.shared.stats.collisions.load(Relaxed), 1);
     assert_eq!(lock(&e.shared.encoder).reported.len(), 1);
     let body = String::from_utf8(e.exposition(Format::Text).to_vec()).unwrap();
-    assert_eq!(body, "# HELP a_b_c a.b_c\n# TYPE a_b_c gauge\na_b_c 1.0\n");
+    assert_eq!(body, "# HELP x_y_z x.y_z\n# TYPE x_y_z gauge\nx_y_z 1.0\n");
 }
 
 #[test]

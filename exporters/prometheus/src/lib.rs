@@ -38,6 +38,34 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Features
+//!
+//! | feature | default | gives |
+//! | --- | --- | --- |
+//! | `server` | on | [`PrometheusExporter`], the HTTP endpoint (hyper, tokio, flate2); turns on `protobuf` |
+//! | `protobuf` | with `server` | the protobuf exposition with native histograms (prost) |
+//! | `serde` | off | reading [`PrometheusConfig`] and [`EncoderConfig`] from a config file |
+//!
+//! With `default-features = false` the crate is the encoder alone: [`Encoder`] with an
+//! [`EncoderConfig`] turns a snapshot into text 0.0.4 or OpenMetrics, depending on
+//! `sampler-api`, `dtoa` and `itoa` only.
+//!
+//! ```
+//! use sampler_api::{Descriptor, Harvester, Registry};
+//! use sampler_exporter_prometheus::{Encoder, EncoderConfig, Format};
+//!
+//! static JOBS: Descriptor = Descriptor::counter("jobs.done", "1", "jobs done");
+//! let registry = Registry::new();
+//! let jobs = registry.counter(&JOBS);
+//! jobs.add(2);
+//! let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
+//! let mut encoder = Encoder::new(EncoderConfig::default())?;
+//! let mut out = Vec::new();
+//! encoder.encode(&encoder.plan(&snapshot), Format::OpenMetrics, &mut out);
+//! assert!(String::from_utf8(out)?.contains("jobs_done_total 2\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # What the endpoint answers
 //!
 //! | path | answer |
@@ -58,28 +86,39 @@ mod config;
 mod encode;
 pub mod mapping;
 mod negotiate;
+#[cfg(feature = "protobuf")]
 mod proto;
+#[cfg(feature = "server")]
 mod server;
 
+#[cfg(feature = "server")]
 use std::fmt;
+#[cfg(feature = "server")]
 use std::net::{SocketAddr, TcpListener};
+#[cfg(feature = "server")]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+#[cfg(feature = "server")]
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+#[cfg(feature = "server")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "server")]
 use bytes::Bytes;
+#[cfg(feature = "server")]
 use sampler_api::{Descriptor, ExportError, Exporter, HarvestHandle, Sampler, Snapshot, Writer};
 
 pub use config::{
-    Buckets, PrometheusConfig, TimingMode, DEFAULT_ADDRESS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PATH,
-    MAX_BUCKETS,
+    Buckets, EncoderConfig, PrometheusConfig, TimingMode, DEFAULT_ADDRESS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PATH, MAX_BUCKETS,
 };
 pub use encode::{Collision, Encoder, Format, Plan};
 pub use negotiate::{accepts_gzip, negotiate_format};
+#[cfg(feature = "protobuf")]
 pub use proto::{native_buckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA, ZERO_THRESHOLD};
 
 /// Why the exporter could not start.
 #[derive(Debug)]
+#[cfg(feature = "server")]
 pub enum Error {
     /// The listen address could not be bound.
     Bind {
@@ -94,6 +133,7 @@ pub enum Error {
     Start(std::io::Error),
 }
 
+#[cfg(feature = "server")]
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,20 +151,24 @@ impl fmt::Display for Error {
 
 /// The cause is part of the message, so the error has no separate `source` (an error chain
 /// printed whole shows it once).
+#[cfg(feature = "server")]
 impl std::error::Error for Error {}
 
+#[cfg(feature = "server")]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One snapshot, encoded: the bodies of every offered format and, made on first demand, their
 /// gzipped forms.
+#[cfg(feature = "server")]
 pub(crate) struct Exposition {
     sequence: u64,
     bodies: [Bytes; 3],
     gz: [OnceLock<Bytes>; 3],
 }
 
+#[cfg(feature = "server")]
 impl Exposition {
     fn empty() -> Self {
         Exposition {
@@ -161,6 +205,7 @@ impl Exposition {
 
 /// Self-metrics, updated by the endpoint and the encoder.
 #[derive(Default)]
+#[cfg(feature = "server")]
 struct Stats {
     scrapes: [AtomicU64; 3],
     collisions: AtomicU64,
@@ -170,12 +215,14 @@ struct Stats {
     refused: AtomicU64,
 }
 
+#[cfg(feature = "server")]
 impl Stats {
     fn scraped(&self, f: Format) {
         self.scrapes[f.index()].fetch_add(1, Relaxed);
     }
 }
 
+#[cfg(feature = "server")]
 struct EncoderState {
     encoder: Encoder,
     /// Collisions already logged (name, dropped family), so each is logged once.
@@ -183,6 +230,7 @@ struct EncoderState {
 }
 
 /// What the exporter, its endpoint and its self-metrics share.
+#[cfg(feature = "server")]
 pub(crate) struct Shared {
     path: String,
     native: bool,
@@ -198,6 +246,7 @@ pub(crate) struct Shared {
     fresh: Mutex<Option<std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>>,
 }
 
+#[cfg(feature = "server")]
 impl Shared {
     pub(crate) fn current(&self) -> Arc<Exposition> {
         lock(&self.current).clone()
@@ -277,39 +326,47 @@ impl Shared {
     }
 }
 
+#[cfg(feature = "server")]
 static SCRAPES: Descriptor = Descriptor::counter(
     "sampler.exporter.prometheus.scrapes",
     "1",
     "scrapes served, by format",
 );
+#[cfg(feature = "server")]
 static COLLISIONS: Descriptor = Descriptor::gauge(
     "sampler.exporter.prometheus.name_collisions",
     "1",
     "families left out of the latest exposition because their Prometheus names collide with another family's",
 );
+#[cfg(feature = "server")]
 static ENCODE: Descriptor = Descriptor::gauge(
     "sampler.exporter.prometheus.encode.duration",
     "s",
     "time the latest snapshot took to encode in every offered format",
 );
+#[cfg(feature = "server")]
 static SIZE: Descriptor = Descriptor::gauge(
     "sampler.exporter.prometheus.exposition.size",
     "By",
     "size of the latest exposition before compression, by format",
 );
+#[cfg(feature = "server")]
 static REFUSED: Descriptor = Descriptor::counter(
     "sampler.exporter.prometheus.connections.refused",
     "1",
     "connections answered 503 and closed because max_connections were open",
 );
+#[cfg(feature = "server")]
 static WAITED: Descriptor = Descriptor::counter(
     "sampler.exporter.prometheus.scrape_harvests",
     "1",
     "harvests requested by scrapes (harvest_on_scrape)",
 );
 
+#[cfg(feature = "server")]
 struct StatsSampler(Arc<Shared>);
 
+#[cfg(feature = "server")]
 impl Sampler for StatsSampler {
     fn sample(&self, out: &mut Writer<'_>) {
         let s = &self.0.stats;
@@ -336,12 +393,14 @@ impl Sampler for StatsSampler {
 /// Built with [`PrometheusExporter::builder`], which binds the address at once. Give it to a
 /// [`Harvester`](sampler_api::Harvester); shutting the harvester down stops the endpoint (so
 /// does dropping the exporter).
+#[cfg(feature = "server")]
 pub struct PrometheusExporter {
     shared: Arc<Shared>,
     server: Option<server::Server>,
     local_addr: SocketAddr,
 }
 
+#[cfg(feature = "server")]
 impl fmt::Debug for PrometheusExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrometheusExporter")
@@ -351,6 +410,7 @@ impl fmt::Debug for PrometheusExporter {
     }
 }
 
+#[cfg(feature = "server")]
 impl PrometheusExporter {
     /// A builder with the defaults of [`PrometheusConfig`].
     pub fn builder() -> PrometheusExporterBuilder {
@@ -392,6 +452,7 @@ impl PrometheusExporter {
     }
 }
 
+#[cfg(feature = "server")]
 impl Exporter for PrometheusExporter {
     fn name(&self) -> &str {
         "prometheus"
@@ -445,6 +506,7 @@ impl Exporter for PrometheusExporter {
     }
 }
 
+#[cfg(feature = "server")]
 impl Drop for PrometheusExporter {
     fn drop(&mut self) {
         self.stop();
@@ -465,10 +527,12 @@ impl Drop for PrometheusExporter {
 /// # Ok::<(), sampler_exporter_prometheus::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[cfg(feature = "server")]
 pub struct PrometheusExporterBuilder {
     config: PrometheusConfig,
 }
 
+#[cfg(feature = "server")]
 impl PrometheusExporterBuilder {
     /// Where to listen: `host:port`, `[v6]:port`, or `:port` for every interface.
     pub fn address(mut self, address: impl fmt::Display) -> Self {
@@ -612,8 +676,10 @@ impl PrometheusExporterBuilder {
 
 /// The highest `max_connections` accepted: a semaphore's limit, and far more descriptors than a
 /// process is usually allowed.
+#[cfg(feature = "server")]
 const MAX_CONNECTIONS: usize = 1 << 20;
 
+#[cfg(feature = "server")]
 fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("path must start with /, got {path:?}"));
@@ -633,4 +699,5 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[cfg(feature = "server")]
 mod endpoint_tests;

@@ -238,12 +238,12 @@ fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 /// The label pairs as the protobuf exposition carries them: names mapped (a key equal to
-/// `reserved` becomes `exported_<key>`), values raw.
-fn labels(labels: &Labels, reserved: Option<&str>) -> Vec<LabelPair> {
+/// `le` and `quantile` become `exported_<key>`), values raw.
+fn labels(labels: &Labels) -> Vec<LabelPair> {
     labels
         .iter()
         .map(|(k, v)| LabelPair {
-            name: Some(if reserved == Some(k) {
+            name: Some(if crate::mapping::is_reserved_label(k) {
                 format!("exported_{k}")
             } else {
                 label_name(k).into_owned()
@@ -256,10 +256,12 @@ fn labels(labels: &Labels, reserved: Option<&str>) -> Vec<LabelPair> {
 /// Writes the plan as delimited `MetricFamily` messages.
 pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
     let series = &plan.snapshot.series;
-    let native = enc.native_histograms();
     let created = enc.created();
     let quantiles = enc.quantile_values();
     for f in plan.families.iter().filter(|f| !f.dropped) {
+        // Native buckets cannot be scaled to another unit: a converted timing is written
+        // with its classic buckets (or as a summary) alone.
+        let native = enc.native_histograms() && f.scale.is_one();
         let ids = &plan.order[f.range.clone()];
         let (name, kind) = match (f.kind, enc.timings(), native) {
             (Kind::Counter, _, _) => (format!("{}_total", f.name), COUNTER),
@@ -273,28 +275,30 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
             let s = &series[i as usize];
             let m = match &s.value {
                 Value::Counter(v) => Metric {
-                    label: labels(&s.labels, None),
+                    label: labels(&s.labels),
                     counter: Some(Counter {
-                        value: Some(*v as f64),
+                        value: Some(f.scale.apply(s.descriptor.counter_value(*v))),
                         created_timestamp: created.then(|| timestamp(s.start_time)),
                     }),
                     ..Default::default()
                 },
                 Value::Gauge(v) => Metric {
-                    label: labels(&s.labels, None),
-                    gauge: Some(Gauge { value: Some(*v) }),
+                    label: labels(&s.labels),
+                    gauge: Some(Gauge {
+                        value: Some(f.scale.apply(*v)),
+                    }),
                     ..Default::default()
                 },
                 Value::Timing(d) if kind == SUMMARY => Metric {
-                    label: labels(&s.labels, Some("quantile")),
+                    label: labels(&s.labels),
                     summary: Some(Summary {
                         sample_count: Some(d.count()),
-                        sample_sum: Some(d.sum()),
+                        sample_sum: Some(f.scale.apply(d.sum())),
                         quantile: quantiles
                             .iter()
                             .map(|q| Quantile {
                                 quantile: Some(*q),
-                                value: Some(d.quantile(*q).unwrap_or(f64::NAN)),
+                                value: Some(f.scale.apply(d.quantile(*q).unwrap_or(f64::NAN))),
                             })
                             .collect(),
                         created_timestamp: created.then(|| timestamp(s.start_time)),
@@ -304,7 +308,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                 Value::Timing(d) => {
                     let mut h = Histogram {
                         sample_count: Some(d.count()),
-                        sample_sum: Some(d.sum()),
+                        sample_sum: Some(f.scale.apply(d.sum())),
                         created_timestamp: created.then(|| timestamp(s.start_time)),
                         ..Default::default()
                     };
@@ -335,7 +339,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                         h.positive_delta = n.deltas;
                     }
                     Metric {
-                        label: labels(&s.labels, Some("le")),
+                        label: labels(&s.labels),
                         histogram: Some(h),
                         ..Default::default()
                     }

@@ -245,8 +245,7 @@ fn expected(
     let mut out = Vec::new();
     for x in &s.series {
         let d = &x.descriptor;
-        let unit = mapping::unit_suffix(d.unit());
-        let f = mapping::family_name(d.name(), d.kind(), &unit);
+        let f = mapping::family(d.name(), d.kind(), d.unit()).name;
         let labels: BTreeMap<String, String> = x
             .labels
             .iter()
@@ -470,6 +469,167 @@ fn promtool_check_metrics_prints_nothing() {
         assert!(
             ok && printed.is_empty(),
             "promtool check metrics ({timings:?}) said:\n{printed}"
+        );
+        harvester.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+/// Every unit of the mapping table (`spec/prometheus.md` §1) and names promtool would flag
+/// as they are: abbreviated or non-base units, metric types, suffixes of other kinds' samples.
+const UNITS: &[&str] = &[
+    "",
+    "1",
+    "s",
+    "ms",
+    "us",
+    "ns",
+    "min",
+    "h",
+    "d",
+    "By",
+    "KiBy",
+    "MiBy",
+    "GiBy",
+    "TiBy",
+    "KBy",
+    "MBy",
+    "GBy",
+    "TBy",
+    "bit",
+    "%",
+    "Cel",
+    "K",
+    "Hz",
+    "m",
+    "g",
+    "J",
+    "V",
+    "A",
+    "W",
+    "By/s",
+    "bit/s",
+    "1/s",
+    "{packet}/s",
+    "{request}",
+    "KiBy/ms",
+    "kb",
+    "Mbit",
+    "sec",
+];
+const AWKWARD_NAMES: &[&str] = &[
+    "host.cpu.count",
+    "process.thread.count",
+    "queue.sum",
+    "queue.bucket",
+    "jobs.total",
+    "disk.read.kb",
+    "rtt.ms",
+    "uptime.minutes",
+    "cache.kilobytes",
+    "link.bits",
+    "temp.fahrenheit",
+    "temp.millicelsius",
+    "queue.gauge",
+    "queue.counter.histogram",
+    "a.b.c",
+    "x.s",
+    "system.cpu.load_average.1m",
+    "process.cpu.user.microseconds",
+];
+
+#[test]
+fn r11_promtool_accepts_every_kind_and_unit() {
+    let registry = Registry::new();
+    let mut descriptors = Vec::new();
+    for (i, unit) in UNITS.iter().enumerate() {
+        let name = |kind: &str| format!("unit{i}.{kind}");
+        descriptors.push(Descriptor::owned(
+            name("events"),
+            Kind::Counter,
+            *unit,
+            "a counter",
+        ));
+        descriptors.push(
+            Descriptor::owned(name("fraction"), Kind::Counter, *unit, "counts hundredths")
+                .with_divisor(100),
+        );
+        descriptors.push(Descriptor::owned(
+            name("level"),
+            Kind::Gauge,
+            *unit,
+            "a gauge",
+        ));
+        descriptors.push(Descriptor::owned(
+            name("wait"),
+            Kind::Timing,
+            *unit,
+            "a timing",
+        ));
+    }
+    for (i, name) in AWKWARD_NAMES.iter().enumerate() {
+        let unit = UNITS[i % UNITS.len()];
+        for kind in [Kind::Counter, Kind::Gauge, Kind::Timing] {
+            let dotted = format!("{name}.k{}", kind.as_str().len());
+            descriptors.push(Descriptor::owned(*name, kind, unit, "an awkward name"));
+            descriptors.push(Descriptor::owned(dotted, kind, unit, ""));
+        }
+    }
+    for d in &descriptors {
+        assert!(d.validate().is_ok(), "{}: {:?}", d.name(), d.validate());
+    }
+    registry
+        .register(FnSampler::new("every-unit", move |w| {
+            for d in &descriptors {
+                // Labels Prometheus keeps for histogram buckets and summary quantiles, on
+                // every kind.
+                let labels = [("le", "x"), ("quantile", "y")];
+                match d.kind() {
+                    Kind::Counter => w.counter(d, &labels, 12_345),
+                    Kind::Gauge => w.gauge(d, &labels, 2.5),
+                    _ => {
+                        let mut t = Distribution::new(3);
+                        for v in [0.5, 3.0, 250.0] {
+                            t.record(v);
+                        }
+                        w.timing(d, &labels, t);
+                    }
+                }
+            }
+        }))
+        .keep();
+    for timings in [TimingMode::Histogram, TimingMode::Summary] {
+        let exporter = PrometheusExporter::builder()
+            .address("127.0.0.1:0")
+            .timings(timings)
+            .build()
+            .unwrap();
+        let url = exporter.url();
+        let harvester = Harvester::builder()
+            .registry(registry.clone())
+            .exporter(exporter)
+            .build();
+        harvester.harvest_now();
+        wait_ready(&url);
+        let body = get(&url, &[("Accept", "text/plain;version=0.0.4")]).body;
+        let text = String::from_utf8(body.clone()).unwrap();
+        // Every family of the unit table made it (none left out as a collision).
+        let families = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE unit"))
+            .count();
+        assert_eq!(families, 4 * UNITS.len(), "{text}");
+        assert!(
+            text.contains(
+                "unit3_level_seconds{exported_le=\"x\",exported_quantile=\"y\"} 0.0025\n"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("unit1_fraction_total{exported_le=\"x\",exported_quantile=\"y\"} 123.45\n"));
+        let (ok, printed) = promtool_check(&body);
+        assert!(
+            ok && printed.is_empty(),
+            "promtool check metrics ({timings:?}) said:\n{printed}\non:\n{text}"
         );
         harvester.shutdown(Duration::from_secs(5)).unwrap();
     }

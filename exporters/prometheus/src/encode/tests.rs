@@ -131,8 +131,9 @@ impl Collector for Reference {
             }
         }
         for (d, members) in families {
-            let unit = mapping::unit_suffix(d.unit());
-            let full = mapping::family_name(d.name(), d.kind(), &unit);
+            let mapping::Family {
+                name: full, unit, ..
+            } = mapping::family(d.name(), d.kind(), d.unit());
             let (base, unit) = if unit.is_empty() {
                 (full.as_str(), None)
             } else {
@@ -196,7 +197,7 @@ fn reference(snapshot: &Snapshot, bounds: Vec<f64>) -> (String, String) {
     (text, om)
 }
 
-fn ours(config: &PrometheusConfig, snapshot: &Snapshot, format: Format) -> String {
+fn ours(config: &EncoderConfig, snapshot: &Snapshot, format: Format) -> String {
     let mut enc = Encoder::new(config).unwrap();
     let plan = enc.plan(snapshot);
     let mut out = Vec::new();
@@ -204,8 +205,8 @@ fn ours(config: &PrometheusConfig, snapshot: &Snapshot, format: Format) -> Strin
     String::from_utf8(out).unwrap()
 }
 
-fn no_created() -> PrometheusConfig {
-    PrometheusConfig {
+fn no_created() -> EncoderConfig {
+    EncoderConfig {
         openmetrics_created: false,
         ..Default::default()
     }
@@ -233,7 +234,7 @@ fn text_format_is_byte_equal_to_prometheus_client() {
     let (text, _) = reference(&s, bounds);
     assert_same(&ours(&no_created(), &s, Format::Text), &text);
     // `_created` belongs to OpenMetrics only.
-    assert_same(&ours(&PrometheusConfig::default(), &s, Format::Text), &text);
+    assert_same(&ours(&EncoderConfig::default(), &s, Format::Text), &text);
 }
 
 #[test]
@@ -247,7 +248,7 @@ fn openmetrics_is_byte_equal_to_prometheus_client() {
 fn openmetrics_created_lines_are_the_only_addition() {
     let s = fixture(false);
     let (_, om) = reference(&s, Buckets::default().bounds().unwrap());
-    let with = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let with = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     let created: Vec<&str> = with.lines().filter(|l| l.contains("_created")).collect();
     // One per counter and timing series.
     assert_eq!(created.len(), 6, "{with}");
@@ -272,7 +273,7 @@ fn created_follows_each_series_start_time() {
         at(1_700_000_001_000, "c"),
         at(1_700_000_000_250, "d"),
     ]);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     let created: Vec<&str> = om.lines().filter(|l| l.contains("_created")).collect();
     assert_eq!(
         created,
@@ -302,7 +303,7 @@ fn explicit_and_finer_buckets_match_too() {
             max: 0.5,
         },
     ] {
-        let config = PrometheusConfig {
+        let config = EncoderConfig {
             buckets: b.clone(),
             openmetrics_created: false,
             ..Default::default()
@@ -312,7 +313,7 @@ fn explicit_and_finer_buckets_match_too() {
     }
     let s = fixture(false);
     let b = Buckets::Explicit(vec![0.0005, 0.3, 700.0]);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         buckets: b.clone(),
         openmetrics_created: false,
         ..Default::default()
@@ -324,7 +325,7 @@ fn explicit_and_finer_buckets_match_too() {
 #[test]
 fn openmetrics_spells_non_finite_values_as_the_format_says() {
     let s = fixture(true);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     assert!(om.contains("system_load{cpu=\"nan\"} NaN\n"));
     assert!(om.contains("system_load{cpu=\"inf\"} +Inf\n"));
     assert!(om.contains("system_load{cpu=\"-inf\"} -Inf\n"));
@@ -338,7 +339,7 @@ fn openmetrics_spells_non_finite_values_as_the_format_says() {
 #[test]
 fn help_type_and_unit_once_per_family_even_when_interleaved() {
     let s = fixture(true);
-    let om = ours(&PrometheusConfig::default(), &s, Format::OpenMetrics);
+    let om = ours(&EncoderConfig::default(), &s, Format::OpenMetrics);
     for family in [
         "http_server_requests",
         "system_load",
@@ -396,11 +397,13 @@ fn cumulative_counts_equal_count_at_most() {
 #[test]
 fn colliding_names_keep_the_first_family_and_report_the_other() {
     let a = Arc::new(Descriptor::counter("jobs", "1", "jobs done"));
-    let b = Arc::new(Descriptor::gauge("jobs.total", "1", "a gauge"));
-    let c = Arc::new(Descriptor::gauge("a_b.c", "1", ""));
-    let d = Arc::new(Descriptor::gauge("a.b_c", "1", ""));
+    let b = Arc::new(Descriptor::gauge("jobs.created", "1", "a gauge"));
+    let c = Arc::new(Descriptor::gauge("x_y.z", "1", ""));
+    let d = Arc::new(Descriptor::gauge("x.y_z", "1", ""));
     let t = Arc::new(Descriptor::timing("lat", "", ""));
-    let e = Arc::new(Descriptor::gauge("lat.count", "1", ""));
+    let e = Arc::new(Descriptor::counter("lat.count", "1", ""));
+    // A gauge named like another kind's samples is renamed rather than left out.
+    let g = Arc::new(Descriptor::gauge("jobs.total", "1", ""));
     let s = snapshot(vec![
         series(&a, &[], Value::Counter(1)),
         series(&b, &[], Value::Gauge(2.0)),
@@ -408,9 +411,10 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
         series(&d, &[("x", "1")], Value::Gauge(4.0)),
         series(&d, &[("x", "2")], Value::Gauge(5.0)),
         series(&t, &[], dist(3, &[1.0])),
-        series(&e, &[], Value::Gauge(6.0)),
+        series(&e, &[], Value::Counter(6)),
+        series(&g, &[], Value::Gauge(7.0)),
     ]);
-    let enc = Encoder::new(&PrometheusConfig::default()).unwrap();
+    let enc = Encoder::new(EncoderConfig::default()).unwrap();
     let plan = enc.plan(&s);
     let got: Vec<(&str, &str, u64)> = plan
         .collisions
@@ -420,18 +424,19 @@ fn colliding_names_keep_the_first_family_and_report_the_other() {
     assert_eq!(
         got,
         vec![
-            ("jobs_total", "jobs.total (gauge)", 1),
-            ("a_b_c", "a.b_c (gauge)", 2),
-            ("lat_count", "lat.count (gauge)", 1),
+            ("jobs_created", "jobs.created (gauge)", 1),
+            ("x_y_z", "x.y_z (gauge)", 2),
+            ("lat_count", "lat.count (counter)", 1),
         ]
     );
     assert_eq!(plan.dropped_series(), 4);
-    assert_eq!(plan.series(), 3);
-    let text = ours(&PrometheusConfig::default(), &s, Format::Text);
+    assert_eq!(plan.series(), 4);
+    let text = ours(&EncoderConfig::default(), &s, Format::Text);
     assert!(
-        text.contains("jobs_total 1\n") && !text.contains(" 2.0\n") && text.contains("a_b_c 3.0\n")
+        text.contains("jobs_total 1\n") && !text.contains(" 2.0\n") && text.contains("x_y_z 3.0\n")
     );
-    assert!(!text.contains("a_b_c{"), "{text}");
+    assert!(text.contains("jobs_total_value 7.0\n"), "{text}");
+    assert!(!text.contains("x_y_z{"), "{text}");
 }
 
 #[test]
@@ -442,7 +447,7 @@ fn summaries_when_asked_for() {
         series(&lat, &[("quantile", "x"), ("m", "get")], dist(5, &values)),
         series(&lat, &[("m", "none")], dist(5, &[])),
     ]);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         timings: TimingMode::Summary,
         quantiles: vec![0.5, 0.99],
         ..Default::default()
@@ -479,7 +484,7 @@ fn summaries_when_asked_for() {
 fn a_user_label_named_le_is_renamed_on_histograms() {
     let lat = Arc::new(Descriptor::timing("q.wait", "s", "wait"));
     let s = snapshot(vec![series(&lat, &[("le", "x")], dist(3, &[0.1]))]);
-    let text = ours(&PrometheusConfig::default(), &s, Format::Text);
+    let text = ours(&EncoderConfig::default(), &s, Format::Text);
     assert!(
         text.contains("q_wait_seconds_bucket{exported_le=\"x\",le=\"+Inf\"} 1\n"),
         "{text}"
@@ -487,11 +492,12 @@ fn a_user_label_named_le_is_renamed_on_histograms() {
     assert!(text.contains("q_wait_seconds_count{exported_le=\"x\"} 1\n"));
 }
 
+#[cfg(feature = "protobuf")]
 #[test]
 fn protobuf_reads_back_with_native_buckets() {
     use prost::Message;
     let s = fixture(true);
-    let config = PrometheusConfig {
+    let config = EncoderConfig {
         native_histograms: true,
         ..Default::default()
     };
@@ -610,4 +616,134 @@ proptest! {
             prop_assert_eq!(ours(&no_created(), &s, Format::OpenMetrics), om);
         }
     }
+}
+
+/// Counters with a divisor, units converted to base units, a gauge named like a count.
+fn r11_snapshot() -> Snapshot {
+    let cpu = Arc::new(Descriptor::fractional_counter(
+        "process.cpu.time",
+        "s",
+        1_000_000,
+        "cpu time",
+    ));
+    let rtt = Arc::new(Descriptor::gauge("net.rtt", "ms", "round trip"));
+    let rx = Arc::new(Descriptor::counter("net.rx", "KiBy", "received"));
+    let wait = Arc::new(Descriptor::timing("queue.wait", "ms", "queue wait"));
+    let threads = Arc::new(Descriptor::gauge(
+        "process.thread.count",
+        "{thread}",
+        "threads",
+    ));
+    snapshot(vec![
+        series(&cpu, &[("cpu_mode", "user")], Value::Counter(2_510_000)),
+        series(&rtt, &[("le", "x")], Value::Gauge(1500.0)),
+        series(&rx, &[], Value::Counter(3)),
+        series(&wait, &[], dist(3, &[2.0, 2.0, 4.0, 1000.0])),
+        series(&threads, &[], Value::Gauge(4.0)),
+    ])
+}
+
+#[test]
+fn r11_divisors_and_converted_units_in_the_text_formats() {
+    let s = r11_snapshot();
+    let text = ours(&no_created(), &s, Format::Text);
+    for line in [
+        "# TYPE process_cpu_time_seconds_total counter\n",
+        "process_cpu_time_seconds_total{cpu_mode=\"user\"} 2.51\n",
+        // A label Prometheus keeps for histogram buckets is renamed on every kind.
+        "net_rtt_seconds{exported_le=\"x\"} 1.5\n",
+        "net_rx_bytes_total 3072.0\n",
+        "queue_wait_seconds_bucket{le=\"0.001953125\"} 0\n",
+        "queue_wait_seconds_bucket{le=\"0.00390625\"} 2\n",
+        "queue_wait_seconds_bucket{le=\"+Inf\"} 4\n",
+        "queue_wait_seconds_sum 1.008\n",
+        "# TYPE process_thread_count_value gauge\n",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let om = ours(&no_created(), &s, Format::OpenMetrics);
+    for line in [
+        "# UNIT process_cpu_time_seconds seconds\n",
+        "process_cpu_time_seconds_total{cpu_mode=\"user\"} 2.51\n",
+        "# UNIT net_rtt_seconds seconds\n",
+        "net_rx_bytes_total 3072.0\n",
+        "queue_wait_seconds_sum 1.008\n",
+    ] {
+        assert!(om.contains(line), "{line} not in:\n{om}");
+    }
+    let summary = EncoderConfig {
+        timings: TimingMode::Summary,
+        quantiles: vec![1.0],
+        ..no_created()
+    };
+    let text = ours(&summary, &s, Format::Text);
+    assert!(
+        text.contains("queue_wait_seconds{quantile=\"1\"} 1.0\n"),
+        "{text}"
+    );
+}
+
+#[cfg(feature = "protobuf")]
+#[test]
+fn r11_divisors_and_converted_units_in_protobuf() {
+    use prost::Message;
+    let s = r11_snapshot();
+    let config = EncoderConfig {
+        native_histograms: true,
+        ..Default::default()
+    };
+    let mut enc = Encoder::new(&config).unwrap();
+    let plan = enc.plan(&s);
+    let mut out = Vec::new();
+    enc.encode(&plan, Format::Protobuf, &mut out);
+    let mut buf = out.as_slice();
+    let mut families = Vec::new();
+    while !buf.is_empty() {
+        families.push(crate::proto::MetricFamily::decode_length_delimited(&mut buf).unwrap());
+    }
+    let value = |name: &str| {
+        let f = families
+            .iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let m = &f.metric[0];
+        m.counter
+            .as_ref()
+            .and_then(|c| c.value)
+            .or(m.gauge.as_ref().and_then(|g| g.value))
+    };
+    assert_eq!(value("process_cpu_time_seconds_total"), Some(2.51));
+    assert_eq!(value("net_rtt_seconds"), Some(1.5));
+    assert_eq!(value("net_rx_bytes_total"), Some(3072.0));
+    let h = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("queue_wait_seconds"))
+        .unwrap()
+        .metric[0]
+        .histogram
+        .clone()
+        .unwrap();
+    assert_eq!(h.sample_sum, Some(1.008));
+    // Native buckets cannot be scaled from milliseconds: classic buckets alone.
+    assert_eq!(h.schema, None);
+    assert_eq!(
+        h.bucket
+            .iter()
+            .find(|b| b.upper_bound == Some(0.00390625))
+            .and_then(|b| b.cumulative_count),
+        Some(2)
+    );
+}
+
+#[cfg(not(feature = "protobuf"))]
+#[test]
+fn without_protobuf_native_histograms_are_refused() {
+    let config = EncoderConfig {
+        native_histograms: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        Encoder::new(config).unwrap_err(),
+        "native histograms need the protobuf feature of sampler-exporter-prometheus"
+    );
 }
