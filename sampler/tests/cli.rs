@@ -400,7 +400,7 @@ fn r12_dump_sends_the_harvest_to_graphite_with_the_graphite_flag() {
         .as_secs();
     let line = text
         .lines()
-        .find(|l| l.starts_with("process.memory.rss "))
+        .find(|l| l.starts_with("process.memory.usage "))
         .unwrap_or_else(|| panic!("no rss line in:\n{text}"));
     let f: Vec<&str> = line.split(' ').collect();
     assert_eq!(f.len(), 3, "{line}");
@@ -446,7 +446,7 @@ fn r12_run_sends_to_statsd_with_the_statsd_flag() {
     let mut text = String::new();
     let mut buf = [0u8; 2048];
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !(text.contains("process.memory.rss:") && text.contains("|c")) {
+    while !(text.contains("process.memory.usage:") && text.contains("|c")) {
         assert!(std::time::Instant::now() < deadline, "got only:\n{text}");
         let n = daemon.recv(&mut buf).expect("a datagram within 10 s");
         assert!(n <= 1432);

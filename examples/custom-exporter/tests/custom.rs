@@ -11,7 +11,7 @@ fn r14_a_custom_kind_is_chosen_in_the_file_and_receives_real_snapshots() {
     std::fs::write(
         &cfg,
         format!(
-            "[[exporter]]\nkind = \"csv\"\npath = {:?}\ninclude = [\"process.*\", \"host.*\"]\n",
+            "[[exporter]]\nkind = \"csv\"\npath = {:?}\ninclude = [\"process.*\", \"system.*\"]\n",
             csv.to_str().unwrap()
         ),
     )
@@ -44,7 +44,7 @@ fn r14_a_custom_kind_is_chosen_in_the_file_and_receives_real_snapshots() {
     assert_eq!(rows.next(), Some("time,name,labels,value"));
     let rows: Vec<&str> = rows.collect();
     assert!(rows.iter().any(|r| r.contains(",process.memory")), "{text}");
-    assert!(rows.iter().any(|r| r.contains(",host.")), "{text}");
+    assert!(rows.iter().any(|r| r.contains(",system.")), "{text}");
     // The shaping keys apply to a custom kind too: no self-metrics got through.
     assert!(rows.iter().all(|r| !r.contains(",sampler.")), "{text}");
     // And a misspelt key of the custom kind is caught with a suggestion.

@@ -226,7 +226,7 @@ fn r14_a_file_without_exporters_prints_to_the_console() {
         done.stdout
     );
     assert!(
-        done.stdout.contains("process.") || done.stdout.contains("host."),
+        done.stdout.contains("process.") || done.stdout.contains("system."),
         "{}",
         done.stdout
     );
