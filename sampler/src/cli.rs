@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// 127.0.0.1:9464) under /metrics.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
     pub prometheus: Option<String>,
+    /// Also harvest the shared-memory segments that worker processes write into DIR (counters
+    /// and timings summed across processes, gauges per process).
+    #[arg(long, value_name = "DIR")]
+    pub shm: Option<PathBuf>,
 }
 
 /// Flags of `sampler dump`.

@@ -186,6 +186,16 @@ fn flag_targets(watch: &Watch) -> Option<Arc<dyn Sampler>> {
     ))
 }
 
+/// The reader of `--shm DIR`; the directory must exist.
+fn shm_flag(dir: &std::path::Path) -> Result<Arc<dyn Sampler>> {
+    if !dir.is_dir() {
+        bail!("shm directory {} is not a directory", dir.display());
+    }
+    Ok(Arc::new(
+        sampler_adapter_shm::ShmSampler::new(dir).on_event(|e| eprintln!("sampler: {e}")),
+    ))
+}
+
 fn prometheus_flag(addr: &str) -> Result<Box<dyn Exporter>> {
     let exporter = sampler_exporter_prometheus::PrometheusExporter::builder()
         .address(addr)
@@ -218,6 +228,9 @@ pub fn run_config(path: &std::path::Path, args: &cli::RunArgs) -> Result<()> {
     }
     if let Some(addr) = &args.prometheus {
         pipeline = pipeline.exporter(prometheus_flag(addr)?);
+    }
+    if let Some(dir) = &args.shm {
+        pipeline = pipeline.sampler(shm_flag(dir)?);
     }
     sampler_api::set_event_hook(|event| eprintln!("sampler: {event}"));
     let mut running = pipeline.start()?;
@@ -289,6 +302,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             let mut plan = Plan::from_flags(&args.watch, &args.output)?;
             if let Some(addr) = &args.prometheus {
                 plan.exporters.push(prometheus_flag(addr)?);
+            }
+            if let Some(dir) = &args.shm {
+                plan.samplers.push(shm_flag(dir)?);
             }
             run(plan, args.interval.unwrap_or(DEFAULT_INTERVAL))
         }

@@ -3,6 +3,7 @@
 #![cfg(target_os = "linux")]
 
 mod config;
+mod shm;
 mod support;
 
 use std::time::Duration;
