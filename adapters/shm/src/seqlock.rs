@@ -77,10 +77,19 @@ mod loom_model {
     /// Two fields kept equal by every write: a reader that ever returns a copy must see them
     /// equal (a torn copy would show one field of one write and one of another). Two writers
     /// contend for the sequence word, as two threads of one process would.
+    /// Two fields kept equal by every write: a reader that ever returns a copy must see them
+    /// equal (a torn copy would show one field of one write and one of another). Two writers
+    /// contend for the sequence word, as two threads of one process would.
     #[test]
     fn seqlock_reader_never_sees_a_torn_write() {
-        loom::model(|| {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
             let cells = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+            let c = cells.clone();
+            let reader = loom::thread::spawn(move || {
+                read(&c[0], 2, || (c[1].load(Relaxed), c[2].load(Relaxed)))
+            });
             let writers: Vec<_> = (0..2)
                 .map(|_| {
                     let c = cells.clone();
@@ -94,18 +103,14 @@ mod loom_model {
                     })
                 })
                 .collect();
-            if let Some((a, b)) = read(&cells[0], 2, || {
-                (cells[1].load(Relaxed), cells[2].load(Relaxed))
-            }) {
+            if let Some((a, b)) = reader.join().unwrap() {
                 assert_eq!(a, b, "torn read");
             }
             for w in writers {
                 w.join().unwrap();
             }
             // Writers exclude each other: no increment is lost.
-            let done = read(&cells[0], 1, || {
-                (cells[1].load(Relaxed), cells[2].load(Relaxed))
-            });
+            let done = read(&cells[0], 1, || (cells[1].load(Relaxed), cells[2].load(Relaxed)));
             assert_eq!(done, Some((2, 2)));
         });
     }
