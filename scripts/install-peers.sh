@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, when missing, the real peers the interop tests talk to:
 # - the Prometheus server and promtool (Debian package `prometheus`);
-# - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv.
+# - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv; the shm
+#   adapter's adapters/shm/python/bench.py also times its multiprocess mode.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

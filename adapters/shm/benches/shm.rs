@@ -64,14 +64,18 @@ fn harvest(c: &mut Criterion) {
         let _live = writers(dir.path(), 100, 1000);
         let (h, _reg) = harvester(dir.path());
         h.harvest_now();
-        g.bench_function("100 live writers x 1000 series", |b| b.iter(|| h.harvest_now()));
+        g.bench_function("100 live writers x 1000 series", |b| {
+            b.iter(|| h.harvest_now())
+        });
     }
     {
         let dir = private_dir();
         let _live = writers(dir.path(), 10, 1000);
         let (h, _reg) = harvester(dir.path());
         h.harvest_now();
-        g.bench_function("10 live writers x 1000 series", |b| b.iter(|| h.harvest_now()));
+        g.bench_function("10 live writers x 1000 series", |b| {
+            b.iter(|| h.harvest_now())
+        });
         for _ in 0..10 {
             let dead = writers(dir.path(), 100, 1000);
             h.harvest_now();

@@ -138,6 +138,13 @@ pub enum Reading {
 ///
 /// A timing whose counts add up to more than [`MAX_TIMING_COUNT`] reads as `Timing(None)`.
 pub fn read_value(words: Words<'_>, r: &Record) -> Option<Reading> {
+    read_value_of(words, r, false)
+}
+
+/// As [`read_value`]; `dead`: the writer is gone, so a timing whose sequence word stayed odd
+/// (killed mid-write) is read as its fields stand: they no longer change, and at most the one
+/// observation in flight is partly there (its bucket decides the count).
+fn read_value_of(words: Words<'_>, r: &Record, dead: bool) -> Option<Reading> {
     let w = |off: usize| words.u64_at(r.value_at + off);
     Some(match r.kind {
         RecordKind::Counter => Reading::Counter(w(0)?),
@@ -150,7 +157,7 @@ pub fn read_value(words: Words<'_>, r: &Record) -> Option<Reading> {
             if last > words.len() {
                 return None;
             }
-            let copy = seqlock::read(seq, READ_TRIES, || {
+            let fields = || {
                 let sum = f64::from_bits(w(timing::SUM).unwrap_or(0));
                 let min = f64::from_bits(w(timing::MIN).unwrap_or(0));
                 let max = f64::from_bits(w(timing::MAX).unwrap_or(0));
@@ -159,7 +166,11 @@ pub fn read_value(words: Words<'_>, r: &Record) -> Option<Reading> {
                     .map(|i| w(timing::BUCKETS + 8 * i).unwrap_or(0))
                     .collect();
                 (sum, min, max, zero, buckets)
-            });
+            };
+            let mut copy = seqlock::read(seq, READ_TRIES, fields);
+            if copy.is_none() && dead {
+                copy = Some(fields());
+            }
             // Counts beyond 2^48 per record (years of recording at a million a second) are a
             // corrupt file: refusing them keeps every later sum and merge clear of overflow.
             let copy = copy.filter(|(_, _, _, zero, buckets)| {
@@ -560,7 +571,7 @@ impl ShmSampler {
         let words = words_of(&seg.map);
         let mut out = out;
         for rec in &mut seg.records {
-            let Some(value) = read_value(words, &rec.record) else {
+            let Some(value) = read_value_of(words, &rec.record, fold) else {
                 continue;
             };
             match (value, rec.series) {

@@ -110,7 +110,9 @@ mod loom_model {
                 w.join().unwrap();
             }
             // Writers exclude each other: no increment is lost.
-            let done = read(&cells[0], 1, || (cells[1].load(Relaxed), cells[2].load(Relaxed)));
+            let done = read(&cells[0], 1, || {
+                (cells[1].load(Relaxed), cells[2].load(Relaxed))
+            });
             assert_eq!(done, Some((2, 2)));
         });
     }

@@ -37,7 +37,11 @@ fn harness(dir: &Path, rule: GaugeRule, grace: Duration) -> Harness {
     let registry = Registry::new();
     let reg = registry.register_arc(sampler.clone());
     Harness {
-        harvester: Harvester::builder().registry(registry).build(),
+        // A generous budget: these tests check data, and also run under valgrind.
+        harvester: Harvester::builder()
+            .registry(registry)
+            .sampler_budget(Duration::from_secs(30))
+            .build(),
         sampler,
         events,
         _reg: reg,
@@ -399,6 +403,11 @@ fn r15_growing_segment_is_remapped() {
     first.add(1);
     assert!(std::fs::metadata(seg.path()).unwrap().len() > 64 * 1024);
     let s = h.harvester.harvest_now();
+    assert!(
+        h.events.lock().unwrap().is_empty(),
+        "{:?}",
+        h.events.lock().unwrap()
+    );
     assert_eq!(counter(&s, "grow.first", &[]), Some(8));
     assert_eq!(counter(&s, "grow.c2999", &[]), Some(2999));
     assert_eq!(h.sampler.report().skipped, 0);
