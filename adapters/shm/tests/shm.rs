@@ -680,3 +680,45 @@ fn r15_fuzz_hostile_segments() {
     assert!(events.iter().all(|e| matches!(e, ShmEvent::Skipped { .. })));
     assert_eq!(r.dead, files - bad);
 }
+
+/// A timing whose sequence word was left odd (its writer stopped mid-write): while a writer
+/// holds the lock the reader keeps its previous copy and counts the busy read; once the writer
+/// is gone it reads the frozen fields as they stand.
+#[test]
+fn r15_timing_left_mid_write() {
+    use std::os::unix::io::AsRawFd;
+    let src = private_dir();
+    let seg = Segment::create(src.path()).unwrap();
+    let t = seg.timing("job.time", &[]).unwrap();
+    for v in [0.5, 0.25, 0.125] {
+        t.record(v);
+    }
+    let mut bytes = std::fs::read(seg.path()).unwrap();
+    let words = words_from_bytes(&bytes);
+    let (_, records) = parse_segment(Words::new(&words)).unwrap();
+    let at = records[0].value_at;
+    // Odd sequence, and a fourth observation half applied: in the sum, not yet in a bucket.
+    let seq = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    bytes[at..at + 8].copy_from_slice(&(seq + 1).to_le_bytes());
+    let sum = f64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+    bytes[at + 8..at + 16].copy_from_slice(&(sum + 1.0).to_le_bytes());
+
+    let dir = private_dir();
+    let path = dir.path().join("4242-1.shm");
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A live writer stuck mid-write: this test holds the lock in its place.
+    let held = std::fs::File::open(&path).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let h = harness(dir.path(), GaugeRule::PerProcess, Duration::from_secs(60));
+    let s = h.harvester.harvest_now();
+    assert!(timing(&s, "job.time", &[]).is_none(), "no whole copy yet");
+    assert_eq!(h.sampler.report().busy, 1);
+    drop(held); // the writer dies
+    let s = h.harvester.harvest_now();
+    let d = timing(&s, "job.time", &[]).unwrap();
+    assert_eq!(d.count(), 3);
+    assert_eq!(d.sum(), 1.875);
+    assert_eq!(h.sampler.report().dead, 1);
+}
