@@ -722,3 +722,64 @@ fn r15_timing_left_mid_write() {
     assert_eq!(d.sum(), 1.875);
     assert_eq!(h.sampler.report().dead, 1);
 }
+
+/// The Python writer puts every value in the bucket the Rust side does, at every scale the
+/// layout allows: 4,000 values spread over 2^-70 to 2^70, exact powers and their neighbours
+/// included.
+#[test]
+fn r15_python_buckets_match_rust() {
+    let mut rng = Rng(0xb0c4_e7);
+    let mut values: Vec<f64> = (0..3000)
+        .map(|_| {
+            let e = rng.below(140) as i32 - 70;
+            (2f64).powi(e) * (1.0 + (rng.next() >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect();
+    for e in -70..70 {
+        let p = (2f64).powi(e);
+        values.extend([
+            p,
+            f64::from_bits(p.to_bits() + 1),
+            f64::from_bits(p.to_bits() - 1),
+        ]);
+    }
+    let text: String = values
+        .iter()
+        .map(|v| format!("{}\n", v.to_bits()))
+        .collect();
+    let script = "import sys, struct, sampler_shm\n\
+        vals = [struct.unpack('<d', struct.pack('<Q', int(l)))[0] for l in sys.stdin]\n\
+        for s in range(-10, 9):\n\
+        \x20   b = sampler_shm._Bounds(s)\n\
+        \x20   print(' '.join(str(b.index(v)) for v in vals))\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PYTHONPATH", python_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 must be on PATH");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 19);
+    for (line, scale) in lines.iter().zip(-10i8..=8) {
+        let py: Vec<i32> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        for (v, got) in values.iter().zip(&py) {
+            let want = sampler_api::distribution::bucket_index(*v, scale);
+            assert_eq!(*got, want, "value {v:e} at scale {scale}");
+        }
+    }
+}
