@@ -728,7 +728,7 @@ fn r15_timing_left_mid_write() {
 /// included.
 #[test]
 fn r15_python_buckets_match_rust() {
-    let mut rng = Rng(0xb0c4_e7);
+    let mut rng = Rng(0x00b0_c4e7);
     let mut values: Vec<f64> = (0..3000)
         .map(|_| {
             let e = rng.below(140) as i32 - 70;
