@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs, when missing, the real peers the interop tests talk to:
 # - the Prometheus server and promtool (Debian package `prometheus`);
-# - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv.
-# - Etsy StatsD 0.9.0 (npm) in ./.peers/statsd (node and npm from Debian when missing).
+# - in ./.venv: Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers; the shm
+#   adapter's adapters/shm/python/bench.py also times its multiprocess mode), and
+#   opentelemetry-proto, protobuf and rotel (the OTLP decoder and collector);
+# - carbon-cache with whisper, and VictoriaMetrics (Debian packages);
+# - Etsy StatsD 0.9.0 (npm) in ./.peers/statsd (node and npm from Debian when missing);
+# - valgrind (Debian) for the memory-safety stress runs.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,4 +57,11 @@ if ! "$py" -c "import importlib.metadata as m; assert m.version('opentelemetry-p
   [ -x "$py" ] || python3 -m venv "$root/.venv"
   "$root/.venv/bin/pip" install -q --disable-pip-version-check \
     opentelemetry-proto==1.45.2 protobuf==7.36.2 rotel==0.0.1a15
+fi
+
+# valgrind, for the memory-safety stress runs of scripts/test.sh.
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "installing valgrind (Debian)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi

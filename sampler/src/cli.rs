@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// http://127.0.0.1:4318/v1/metrics, an OpenTelemetry Collector on this machine).
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = sampler_exporter_otlp::DEFAULT_ENDPOINT)]
     pub otlp: Option<String>,
+    /// Also harvest the shared-memory segments that worker processes write into DIR (counters
+    /// and timings summed across processes, gauges per process).
+    #[arg(long, value_name = "DIR")]
+    pub shm: Option<PathBuf>,
 }
 
 /// The highest `--prometheus-max-connections` accepted.

@@ -1,6 +1,6 @@
 //! The exporter and adapter kinds built into the `sampler` command, registered with the config
 //! file by name: `kind = "console"`, `kind = "prometheus"`, `[adapters.process]`,
-//! `[adapters.host]`. A crate linked into the binary adds its own the same way.
+//! `[adapters.host]`, `[adapters.shm]`. A crate linked into the binary adds its own the same way.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -201,3 +201,55 @@ fn otlp(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
 }
 
 inventory::submit! { ExporterKind::new("otlp", otlp) }
+/// `[adapters.shm]`: the reader of a shared-memory directory (`spec/shm.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShmSettings {
+    /// The directory the worker processes write their segments into.
+    dir: PathBuf,
+    /// How gauges of several processes are reported: `pid`, `sum`, `max`, `min`, `last`.
+    #[serde(default = "default_gauges")]
+    gauges: String,
+    /// How long a dead writer's file stays before it is removed.
+    #[serde(default = "default_grace")]
+    grace: String,
+}
+
+fn default_gauges() -> String {
+    "pid".into()
+}
+
+fn default_grace() -> String {
+    "60s".into()
+}
+
+fn shm(s: &Settings<'_>) -> Result<PlannedAdapter, SettingsError> {
+    let c: ShmSettings = s.parse()?;
+    let rule: sampler_adapter_shm::GaugeRule =
+        c.gauges.parse().map_err(|e: String| s.error("gauges", e))?;
+    let grace = humantime::parse_duration(&c.grace).map_err(|e| {
+        s.error(
+            "grace",
+            format!("invalid duration {:?}: {e} (try 30s, 5m)", c.grace),
+        )
+    })?;
+    let summary = format!(
+        "read segments in {}, gauges by {}, dead segments removed after {}",
+        c.dir.display(),
+        c.gauges,
+        humantime::format_duration(grace)
+    );
+    // Checking builds nothing: the directory is looked at when the pipeline starts.
+    Ok(PlannedAdapter::new(summary, move || {
+        if !c.dir.is_dir() {
+            return Err(format!("shm directory {} is not a directory", c.dir.display()).into());
+        }
+        let sampler = sampler_adapter_shm::ShmSampler::new(&c.dir)
+            .gauges(rule)
+            .grace(grace)
+            .on_event(|e| eprintln!("sampler: {e}"));
+        Ok(vec![Arc::new(sampler) as Arc<dyn Sampler>])
+    }))
+}
+
+inventory::submit! { AdapterKind::new("shm", false, shm) }

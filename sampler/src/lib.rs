@@ -407,6 +407,16 @@ fn flag_targets(watch: &Watch) -> Option<Arc<dyn Sampler>> {
     ))
 }
 
+/// The reader of `--shm DIR`; the directory must exist.
+fn shm_flag(dir: &std::path::Path) -> Result<Arc<dyn Sampler>> {
+    if !dir.is_dir() {
+        bail!("shm directory {} is not a directory", dir.display());
+    }
+    Ok(Arc::new(
+        sampler_adapter_shm::ShmSampler::new(dir).on_event(|e| say(e)),
+    ))
+}
+
 /// The exporter of `--prometheus ADDR`, with its connection limit; says where it serves, and
 /// says it aloud when that is every network interface.
 fn prometheus_flag(addr: &str, max_connections: Option<u32>) -> Result<Box<dyn Exporter>> {
@@ -468,6 +478,9 @@ pub fn run_config(
     }
     if let Some(url) = &args.otlp {
         pipeline = pipeline.exporter(otlp_exporter(url)?);
+    }
+    if let Some(dir) = &args.shm {
+        pipeline = pipeline.sampler(shm_flag(dir)?);
     }
     sampler_api::set_event_hook(|event| say(format_args!("{event}")));
     let mut running = pipeline.start()?;
@@ -587,6 +600,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             }
             if let Some(url) = &args.otlp {
                 plan.exporters.push(otlp_exporter(url)?);
+            }
+            if let Some(dir) = &args.shm {
+                plan.samplers.push(shm_flag(dir)?);
             }
             run_with(plan, args.interval.unwrap_or(DEFAULT_INTERVAL), signals)
         }

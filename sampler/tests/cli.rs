@@ -3,6 +3,7 @@
 #![cfg(target_os = "linux")]
 
 mod config;
+mod shm;
 mod support;
 
 // A real Prometheus server on loopback, as the exporter's own interop tests start it.
