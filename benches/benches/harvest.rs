@@ -26,7 +26,7 @@ fn harvest(c: &mut Criterion) {
             };
             assert_eq!(seen, n, "{} harvested {seen} of {n} series", lib.name());
             // Another process's burst of work would land inside the measurement.
-            let _ = sampler_benches::wait_for_idle_cpus(Duration::from_secs(60));
+            let _ = sampler_benches::wait_for_idle_cpus(sampler_benches::idle_wait());
             g.bench_function(lib.name(), |b| b.iter(|| black_box(family.harvest())));
         }
         g.finish();
@@ -51,14 +51,14 @@ fn expose(c: &mut Criterion) {
                 continue;
             };
             assert_eq!(samples(text), n, "{} exposed a wrong count", lib.name());
-            let _ = sampler_benches::wait_for_idle_cpus(Duration::from_secs(60));
+            let _ = sampler_benches::wait_for_idle_cpus(sampler_benches::idle_wait());
             g.bench_function(lib.name(), |b| {
                 b.iter(|| black_box(family.expose().map(<[u8]>::len)))
             });
         }
         let mut ours = SamplerSeries::new(n);
         assert_eq!(samples(ours.encode_last()), n);
-        let _ = sampler_benches::wait_for_idle_cpus(Duration::from_secs(60));
+        let _ = sampler_benches::wait_for_idle_cpus(sampler_benches::idle_wait());
         g.bench_function(ENCODE_ONLY, |b| {
             b.iter(|| black_box(ours.encode_last().len()))
         });

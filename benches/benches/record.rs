@@ -20,7 +20,6 @@ use sampler_benches::{
     criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, run_threads, timing_values,
     wait_for_idle_cpus, LOOKUP_KEYS, LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
 };
-use std::time::Duration;
 
 static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
 static LEVEL: Descriptor = Descriptor::gauge("bench.level", "1", "a level");
@@ -49,8 +48,8 @@ fn bench_reset<F, R>(
     F: Fn(u64) + Sync,
     R: Fn(),
 {
-    if !wait_for_idle_cpus(Duration::from_secs(60)) {
-        eprintln!("{id}: the machine stayed busy for 60 s; measuring anyway");
+    if !wait_for_idle_cpus(sampler_benches::idle_wait()) {
+        eprintln!("{id}: the machine stayed busy; measuring anyway");
     }
     let (retried0, unclean0) = parallel_stats();
     g.bench_function(id, |b| {

@@ -335,6 +335,20 @@ fn cpu_times() -> Option<Vec<(u64, u64)>> {
     (!cpus.is_empty()).then_some(cpus)
 }
 
+/// How long a benchmark waits for idle CPUs before measuring ([`wait_for_idle_cpus`]): 60 s,
+/// or the seconds in `SAMPLER_BENCH_IDLE_WAIT` (set it low on a machine that is never idle,
+/// where every wait would run to its end).
+///
+/// ```
+/// assert!(sampler_benches::idle_wait() <= std::time::Duration::from_secs(3600));
+/// ```
+pub fn idle_wait() -> Duration {
+    std::env::var("SAMPLER_BENCH_IDLE_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(60), |s| Duration::from_secs(s.min(3600)))
+}
+
 /// Where criterion keeps its results for the running bench binary: `<target>/criterion`,
 /// found from the binary's path (`<target>/<profile>/deps/<name>`), as the report reads them.
 pub fn criterion_dir_of_exe() -> Option<std::path::PathBuf> {
