@@ -346,7 +346,9 @@ pub fn idle_wait() -> Duration {
     std::env::var("SAMPLER_BENCH_IDLE_WAIT")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(60), |s| Duration::from_secs(s.min(3600)))
+        .map_or(Duration::from_secs(60), |s| {
+            Duration::from_secs(s.min(3600))
+        })
 }
 
 /// Where criterion keeps its results for the running bench binary: `<target>/criterion`,
