@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// The floor's column name.
 pub const FLOOR: &str = "floor_atomic";
@@ -91,14 +92,41 @@ impl Target {
     }
 }
 
+static FASTEST: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`estimate`] read the fastest sample instead of criterion's estimate (`report
+/// --fastest`): on a machine whose other work keeps taking the cores, the fastest sample is
+/// the least disturbed one, while criterion's slope and mean carry every interruption.
+pub fn use_fastest_sample(yes: bool) {
+    FASTEST.store(yes, Relaxed);
+}
+
+/// The time per iteration of the fastest sample criterion kept for one benchmark, in
+/// nanoseconds (its `sample.json`: iterations and total time per sample).
+pub fn fastest_sample(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("sample.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let iters = v.get("iters")?.as_array()?;
+    let times = v.get("times")?.as_array()?;
+    iters
+        .iter()
+        .zip(times)
+        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64().filter(|&i| i > 0.0)?))
+        .min_by(f64::total_cmp)
+}
+
 /// The estimated time per iteration of one benchmark, in nanoseconds: criterion's slope
-/// estimate when it has one, else its mean.
+/// estimate when it has one, else its mean (or, after [`use_fastest_sample`], the fastest
+/// sample).
 pub fn estimate(dir: &Path, group: &str, id: &str) -> Option<f64> {
     // The encode-alone rows: our encoding alone, beside the peers' only path to text.
     if let Some(size) = group.strip_prefix("encode_only_") {
         let group = format!("expose_{size}");
         let id = if id == OURS { ENCODE_ONLY } else { id };
         return estimate(dir, &group, id);
+    }
+    if FASTEST.load(Relaxed) {
+        return fastest_sample(dir, group, id);
     }
     let path = dir.join(group).join(id).join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
@@ -142,10 +170,11 @@ pub fn speed(ours: f64, other: f64) -> String {
     }
 }
 
-/// The criterion output directory: the first argument, else `$CARGO_TARGET_DIR/criterion`,
+/// The criterion output directory: the first argument not starting with `--`, else
+/// `$CARGO_TARGET_DIR/criterion`,
 /// else `target/criterion` at the workspace root.
 pub fn criterion_dir() -> PathBuf {
-    if let Some(arg) = std::env::args().nth(1) {
+    if let Some(arg) = std::env::args().skip(1).find(|a| !a.starts_with("--")) {
         return PathBuf::from(arg);
     }
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
@@ -371,6 +400,7 @@ pub fn targets(dir: &Path) -> Vec<Target> {
 /// The entry point of the `report` binary.
 pub fn main() -> std::process::ExitCode {
     let dir = criterion_dir();
+    use_fastest_sample(std::env::args().any(|a| a == "--fastest"));
     if !dir.is_dir() {
         eprintln!(
             "no criterion results at {}: run `cargo bench -p sampler-benches` first",
@@ -453,6 +483,12 @@ mod tests {
         .unwrap();
         assert_eq!(estimate(&dir, "g", "sampler"), Some(5.0));
         assert_eq!(estimate(&dir, "g", "metrics"), None);
+        std::fs::write(
+            d.join("sample.json"),
+            r#"{"iters":[10.0,20.0,30.0],"times":[50.0,60.0,300.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(fastest_sample(&dir, "g", "sampler"), Some(3.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
