@@ -14,6 +14,9 @@ pub const FLOOR: &str = "floor_atomic";
 /// A plain (not atomic) load and store of one cell, timed on one thread only: the least any
 /// increment that writes memory costs in the same loop.
 pub const PLAIN_FLOOR: &str = "floor_plain";
+/// An atomic store through a handle: the cell's address loaded from a struct, then a relaxed
+/// store, timed on one thread: the least a gauge set through any shareable handle costs.
+pub const HANDLE_FLOOR: &str = "floor_handle";
 /// A thread-local histogram with every bucket in place, timed on one thread: the least a
 /// timing record costs in the same loop (`crate::floor`).
 pub const TIMING_FLOOR: &str = "floor_local";
@@ -248,6 +251,14 @@ pub fn render(dir: &Path) -> String {
             ))
         );
     }
+    if let Some(handle) = estimate(dir, "gauge_set_1t", HANDLE_FLOOR) {
+        let _ = writeln!(
+            s,
+            "\nA relaxed store through a handle (the cell's address loaded from a struct, then the \
+             store), in the gauge loop (1 thread): {}.",
+            fmt_ns(handle)
+        );
+    }
     if let Some(local) = estimate(dir, "timing_record_1t", TIMING_FLOOR) {
         let _ = writeln!(
             s,
@@ -351,6 +362,12 @@ pub fn targets(dir: &Path) -> Vec<Target> {
         2.0,
     );
     floor("gauge set", "gauge_set_1t", FLOOR, 1.2);
+    floor(
+        "gauge set, against a store through a handle",
+        "gauge_set_1t",
+        HANDLE_FLOOR,
+        1.2,
+    );
     for sets in ["1", "100", "10000"] {
         for threads in ["1", "2"] {
             let group = format!("lookup_{sets}_{threads}t");
