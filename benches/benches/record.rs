@@ -1,6 +1,6 @@
 //! Recording, side by side: counter increment, gauge set, timing record, on one thread and
 //! (where contention matters) on two threads sharing one handle; and a 3-label family lookup
-//! + increment over 1, 100 and 10,000 label sets in random order, on one and two threads.
+//! and increment over 1, 100 and 10,000 label sets in random order, on one and two threads.
 //! Each benchmark's time is per operation per thread.
 
 use std::hint::black_box;
