@@ -1,11 +1,15 @@
 //! Shared pieces of the side-by-side benchmarks: a counting global allocator, a runner that
-//! times the same work on one or more threads at once, the label values every library gets,
-//! and, for each library, a family of N labelled counters that can be harvested.
+//! times the same work on one or more threads at once, the label values every library gets
+//! (and the random order in which the lookup benchmark asks for them), and, for each library,
+//! a family of N labelled counters that can be harvested and exposed as Prometheus text.
 //!
 //! The libraries compared are this workspace's `sampler-api`, `metrics` with a `metrics-util`
-//! registry, `prometheus-client`, `prometheus` and `opentelemetry_sdk`; a raw relaxed
-//! `AtomicU64` is the floor. `benches/record.rs` times recording, `benches/harvest.rs` times
-//! harvests, and the `memory` binary counts heap bytes per series.
+//! registry, `prometheus-client`, `prometheus`, `opentelemetry_sdk`, `fastmetrics` and
+//! `measured`; floors (a raw relaxed `AtomicU64`, a plain load and store, a store through a
+//! handle, a thread-local histogram) bound what any of them can do in the same loop.
+//! `benches/record.rs` times recording and lookups, `benches/harvest.rs` times harvests and
+//! harvest + encode, the `memory` binary counts heap bytes per series, and the `report`
+//! binary prints the tables of `benches/README.md`.
 //!
 //! ```
 //! use sampler_benches::run_threads;
