@@ -1,9 +1,10 @@
-//! Recording, side by side: counter increment, gauge set, timing record and a 3-label family
-//! lookup + increment, on one thread and (where contention matters) on two threads sharing
-//! one handle. Each benchmark's time is per operation per thread.
+//! Recording, side by side: counter increment, gauge set, timing record, on one thread and
+//! (where contention matters) on two threads sharing one handle; and a 3-label family lookup
+//! and increment over 1, 100 and 10,000 label sets in random order, on one and two threads.
+//! Each benchmark's time is per operation per thread.
 
 use std::hint::black_box;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
@@ -12,13 +13,13 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use sampler_api::{Descriptor, Registry};
 use sampler_benches::floor::record_local;
-use sampler_benches::report::{PLAIN_FLOOR, TIMING_FLOOR};
+use sampler_benches::measured_labels::{MeasuredLookupLabels, MeasuredLookupSet};
+use sampler_benches::report::{HANDLE_FLOOR, PLAIN_FLOOR, TIMING_FLOOR};
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
-    criterion_dir_of_exe, parallel_stats, run_threads, timing_values, wait_for_idle_cpus,
-    LOOKUP_KEYS, LOOKUP_VALUES,
+    criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, run_threads, timing_values,
+    wait_for_idle_cpus, LOOKUP_KEYS, LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
 };
-use std::time::Duration;
 
 static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
 static LEVEL: Descriptor = Descriptor::gauge("bench.level", "1", "a level");
@@ -47,8 +48,8 @@ fn bench_reset<F, R>(
     F: Fn(u64) + Sync,
     R: Fn(),
 {
-    if !wait_for_idle_cpus(Duration::from_secs(60)) {
-        eprintln!("{id}: the machine stayed busy for 60 s; measuring anyway");
+    if !wait_for_idle_cpus(sampler_benches::idle_wait()) {
+        eprintln!("{id}: the machine stayed busy; measuring anyway");
     }
     let (retried0, unclean0) = parallel_stats();
     g.bench_function(id, |b| {
@@ -144,8 +145,28 @@ fn counter_inc(c: &mut Criterion) {
             }
         });
 
+        let fast = fastmetrics::metrics::counter::Counter::<u64>::default();
+        bench(&mut g, &name, "fastmetrics", threads, |n| {
+            for _ in 0..n {
+                black_box(&fast).inc();
+            }
+        });
+
+        let measured = measured::Counter::new();
+        bench(&mut g, &name, "measured", threads, |n| {
+            for _ in 0..n {
+                black_box(&measured).inc();
+            }
+        });
+
         g.finish();
     }
+}
+
+/// A handle shaped as ours: two words of family and slot, then the cell's address.
+struct HandleFloor<'a> {
+    _family: [usize; 2],
+    cell: &'a std::sync::atomic::AtomicU64,
 }
 
 fn gauge_set(c: &mut Criterion) {
@@ -156,6 +177,21 @@ fn gauge_set(c: &mut Criterion) {
     bench(&mut g, &name, "floor_atomic", 1, |n| {
         for i in 0..n {
             black_box(&cell.0).store(black_box(i as f64).to_bits(), Relaxed);
+        }
+    });
+
+    // What any shareable handle pays at least: the cell's address loaded from the handle
+    // (hidden by `black_box` as every library's handle is), then the store. Ours and
+    // `prometheus` compile to exactly this loop.
+    let handle = HandleFloor {
+        _family: [0; 2],
+        cell: &cell.0,
+    };
+    bench(&mut g, &name, HANDLE_FLOOR, 1, |n| {
+        for i in 0..n {
+            black_box(&handle)
+                .cell
+                .store(black_box(i as f64).to_bits(), Relaxed);
         }
     });
 
@@ -195,6 +231,20 @@ fn gauge_set(c: &mut Criterion) {
     bench(&mut g, &name, "opentelemetry", 1, |n| {
         for i in 0..n {
             black_box(&otel).record(black_box(i as f64), &[]);
+        }
+    });
+
+    let fast = fastmetrics::metrics::gauge::Gauge::<f64>::default();
+    bench(&mut g, &name, "fastmetrics", 1, |n| {
+        for i in 0..n {
+            black_box(&fast).set(black_box(i as f64));
+        }
+    });
+
+    let measured = measured::FloatGauge::new();
+    bench(&mut g, &name, "measured", 1, |n| {
+        for i in 0..n {
+            black_box(&measured).set(black_box(i as f64));
         }
     });
 
@@ -281,92 +331,217 @@ fn timing_record(c: &mut Criterion) {
             }
         });
 
+        let fast = fastmetrics::metrics::histogram::Histogram::new(bounds.iter().copied());
+        bench(&mut g, &name, "fastmetrics", threads, |n| {
+            for i in 0..n {
+                black_box(&fast).observe(v[i as usize & 1023]);
+            }
+        });
+
+        let mut thresholds = [0.0; 16];
+        thresholds.copy_from_slice(&bounds);
+        let measured = measured::Histogram::<16>::with_metadata(
+            measured::metric::histogram::Thresholds::with_buckets(thresholds),
+        );
+        bench(&mut g, &name, "measured", threads, |n| {
+            for i in 0..n {
+                black_box(&measured).observe(v[i as usize & 1023]);
+            }
+        });
+
         g.finish();
     }
 }
 
-fn family_inc(c: &mut Criterion) {
-    for threads in [1, 2] {
-        let name = format!("family_inc_{threads}t");
-        let mut g = c.benchmark_group(&name);
+/// `fastmetrics`' label set for the lookup benchmark: borrowed values, its cheapest key.
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct FastLookupLabels([&'static str; 3]);
 
-        let registry = Registry::new();
-        let ours = registry.counter_family(&BY_ROUTE, &LOOKUP_KEYS);
-        bench(&mut g, &name, "sampler", threads, |n| {
-            for _ in 0..n {
-                black_box(&ours).inc(black_box(&LOOKUP_VALUES));
-            }
-        });
+impl fastmetrics::raw::LabelSetSchema for FastLookupLabels {
+    fn names() -> Option<&'static [&'static str]> {
+        Some(&LOOKUP_KEYS)
+    }
+}
 
-        // The `counter!` macro with literal labels: a static key, the recorder's registry
-        // lookup, then the increment.
-        let recorder = MetricsRecorder::default();
-        bench(&mut g, &name, "metrics", threads, |n| {
-            metrics::with_local_recorder(&recorder, || {
-                for _ in 0..n {
-                    metrics::counter!(
-                        "bench.requests.by_route",
-                        "method" => "GET",
-                        "route" => "/api/v1/items",
-                        "status" => "200"
-                    )
-                    .increment(1);
-                }
-            })
-        });
+impl fastmetrics::encoder::EncodeLabelSet for FastLookupLabels {
+    fn encode(
+        &self,
+        encoder: &mut dyn fastmetrics::encoder::LabelSetEncoder,
+    ) -> fastmetrics::error::Result<()> {
+        for (k, v) in LOOKUP_KEYS.iter().zip(self.0) {
+            encoder.encode(&(*k, v))?;
+        }
+        Ok(())
+    }
+}
 
-        let pc = prometheus_client::metrics::family::Family::<
-            [(&'static str, &'static str); 3],
-            prometheus_client::metrics::counter::Counter,
-        >::default();
-        let labels = [
-            (LOOKUP_KEYS[0], LOOKUP_VALUES[0]),
-            (LOOKUP_KEYS[1], LOOKUP_VALUES[1]),
-            (LOOKUP_KEYS[2], LOOKUP_VALUES[2]),
-        ];
-        bench(&mut g, &name, "prometheus_client", threads, |n| {
-            for _ in 0..n {
-                black_box(&pc).get_or_create(black_box(&labels)).inc();
-            }
-        });
+/// Where each thread starts in the random order, so that two threads do not walk it in step.
+static START: AtomicUsize = AtomicUsize::new(0);
 
-        let tikv = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("bench_requests_by_route", "requests"),
-            &LOOKUP_KEYS,
-        )
-        .expect("valid");
-        bench(&mut g, &name, "prometheus", threads, |n| {
-            for _ in 0..n {
-                black_box(&tikv)
-                    .with_label_values(black_box(&LOOKUP_VALUES))
-                    .inc();
-            }
-        });
+/// Runs `op(set)` for `n` label sets taken from `order`, from a start that differs per call.
+#[inline(always)]
+fn in_order(order: &[u32], n: u64, mut op: impl FnMut(usize)) {
+    let start = START.fetch_add(LOOKUP_ORDER_LEN / 2 + 4099, Relaxed);
+    for i in 0..n as usize {
+        op(order[(start + i) & (LOOKUP_ORDER_LEN - 1)] as usize);
+    }
+}
 
-        let (provider, _reader) = otel_provider(2000);
-        let otel = provider
-            .meter("bench")
-            .u64_counter("bench.requests.by_route")
-            .build();
-        let attrs = [
-            KeyValue::new(LOOKUP_KEYS[0], LOOKUP_VALUES[0]),
-            KeyValue::new(LOOKUP_KEYS[1], LOOKUP_VALUES[1]),
-            KeyValue::new(LOOKUP_KEYS[2], LOOKUP_VALUES[2]),
-        ];
-        bench(&mut g, &name, "opentelemetry", threads, |n| {
-            for _ in 0..n {
-                black_box(&otel).add(1, black_box(&attrs));
-            }
-        });
+/// Label lookup + increment: `sets` distinct three-label sets, made before the measurement,
+/// looked up by value in the same random order by every library (each library gets the
+/// values in the form it takes them, built beforehand).
+fn lookup(c: &mut Criterion) {
+    for sets in LOOKUP_SET_COUNTS {
+        let values = lookup_sets(sets);
+        let order = lookup_order(sets);
+        let order = &order[..];
+        let values = &values[..];
+        for threads in [1, 2] {
+            let name = format!("lookup_{sets}_{threads}t");
+            let mut g = c.benchmark_group(&name);
 
-        g.finish();
+            let registry = Registry::new();
+            let ours = registry.counter_family_with(
+                &BY_ROUTE,
+                &LOOKUP_KEYS,
+                sampler_api::FamilyOptions::default().limit(sets + 1),
+            );
+            values.iter().for_each(|v| ours.inc(v));
+            bench(&mut g, &name, "sampler", threads, |n| {
+                in_order(order, n, |k| black_box(&ours).inc(black_box(&values[k])))
+            });
+            drop(ours);
+            drop(registry);
+
+            // What the `counter!` macro does with a key: the recorder's registry lookup, then
+            // the increment (keys built beforehand, as the macro builds static ones).
+            let recorder = MetricsRecorder::default();
+            let keys: Vec<Key> = values
+                .iter()
+                .map(|v| {
+                    let labels = LOOKUP_KEYS
+                        .iter()
+                        .zip(v)
+                        .map(|(k, v)| metrics::Label::new(*k, *v))
+                        .collect::<Vec<_>>();
+                    Key::from_parts("bench.requests.by_route", labels)
+                })
+                .collect();
+            keys.iter()
+                .for_each(|k| recorder.register_counter(k, &META).increment(1));
+            bench(&mut g, &name, "metrics", threads, |n| {
+                in_order(order, n, |k| {
+                    black_box(&recorder)
+                        .register_counter(black_box(&keys[k]), &META)
+                        .increment(1)
+                })
+            });
+            drop(keys);
+            drop(recorder);
+
+            let pc = prometheus_client::metrics::family::Family::<
+                [(&'static str, &'static str); 3],
+                prometheus_client::metrics::counter::Counter,
+            >::default();
+            let labels: Vec<[(&'static str, &'static str); 3]> = values
+                .iter()
+                .map(|v| {
+                    [
+                        (LOOKUP_KEYS[0], v[0]),
+                        (LOOKUP_KEYS[1], v[1]),
+                        (LOOKUP_KEYS[2], v[2]),
+                    ]
+                })
+                .collect();
+            labels.iter().for_each(|l| {
+                pc.get_or_create(l).inc();
+            });
+            bench(&mut g, &name, "prometheus_client", threads, |n| {
+                in_order(order, n, |k| {
+                    black_box(&pc).get_or_create(black_box(&labels[k])).inc();
+                })
+            });
+            drop(labels);
+            drop(pc);
+
+            let tikv = prometheus::IntCounterVec::new(
+                prometheus::Opts::new("bench_requests_by_route", "requests"),
+                &LOOKUP_KEYS,
+            )
+            .expect("valid");
+            values.iter().for_each(|v| tikv.with_label_values(v).inc());
+            bench(&mut g, &name, "prometheus", threads, |n| {
+                in_order(order, n, |k| {
+                    black_box(&tikv)
+                        .with_label_values(black_box(&values[k]))
+                        .inc()
+                })
+            });
+            drop(tikv);
+
+            let (provider, _reader) = otel_provider(sets + 1);
+            let otel = provider
+                .meter("bench")
+                .u64_counter("bench.requests.by_route")
+                .build();
+            let attrs: Vec<[KeyValue; 3]> = values
+                .iter()
+                .map(|v| {
+                    [
+                        KeyValue::new(LOOKUP_KEYS[0], v[0]),
+                        KeyValue::new(LOOKUP_KEYS[1], v[1]),
+                        KeyValue::new(LOOKUP_KEYS[2], v[2]),
+                    ]
+                })
+                .collect();
+            attrs.iter().for_each(|a| otel.add(1, a));
+            bench(&mut g, &name, "opentelemetry", threads, |n| {
+                in_order(order, n, |k| black_box(&otel).add(1, black_box(&attrs[k])))
+            });
+            drop(attrs);
+            drop(otel);
+            drop(provider);
+
+            let fast = fastmetrics::metrics::family::Family::<
+                FastLookupLabels,
+                fastmetrics::metrics::counter::Counter,
+            >::default();
+            let fast_labels: Vec<FastLookupLabels> =
+                values.iter().map(|v| FastLookupLabels(*v)).collect();
+            fast_labels
+                .iter()
+                .for_each(|l| fast.with_or_new(l, |c| c.inc()));
+            bench(&mut g, &name, "fastmetrics", threads, |n| {
+                in_order(order, n, |k| {
+                    black_box(&fast).with_or_new(black_box(&fast_labels[k]), |c| c.inc())
+                })
+            });
+            drop(fast_labels);
+            drop(fast);
+
+            let measured = measured::CounterVec::with_label_set(MeasuredLookupSet::empty());
+            let group = |v: &[&'static str; 3]| MeasuredLookupLabels {
+                method: v[0],
+                route: v[1],
+                status: v[2],
+            };
+            values.iter().for_each(|v| measured.inc(group(v)));
+            bench(&mut g, &name, "measured", threads, |n| {
+                in_order(order, n, |k| {
+                    black_box(&measured).inc(group(black_box(&values[k])))
+                })
+            });
+            drop(measured);
+
+            g.finish();
+        }
     }
 }
 
 criterion_group! {
     name = record;
     config = sampler_benches::criterion();
-    targets = counter_inc, gauge_set, timing_record, family_inc
+    targets = counter_inc, gauge_set, timing_record, lookup
 }
 
 fn main() {

@@ -1,11 +1,15 @@
 //! Shared pieces of the side-by-side benchmarks: a counting global allocator, a runner that
-//! times the same work on one or more threads at once, the label values every library gets,
-//! and, for each library, a family of N labelled counters that can be harvested.
+//! times the same work on one or more threads at once, the label values every library gets
+//! (and the random order in which the lookup benchmark asks for them), and, for each library,
+//! a family of N labelled counters that can be harvested and exposed as Prometheus text.
 //!
 //! The libraries compared are this workspace's `sampler-api`, `metrics` with a `metrics-util`
-//! registry, `prometheus-client`, `prometheus` and `opentelemetry_sdk`; a raw relaxed
-//! `AtomicU64` is the floor. `benches/record.rs` times recording, `benches/harvest.rs` times
-//! harvests, and the `memory` binary counts heap bytes per series.
+//! registry, `prometheus-client`, `prometheus`, `opentelemetry_sdk`, `fastmetrics` and
+//! `measured`; floors (a raw relaxed `AtomicU64`, a plain load and store, a store through a
+//! handle, a thread-local histogram) bound what any of them can do in the same loop.
+//! `benches/record.rs` times recording and lookups, `benches/harvest.rs` times harvests and
+//! harvest + encode, the `memory` binary counts heap bytes per series, and the `report`
+//! binary prints the tables of `benches/README.md`.
 //!
 //! ```
 //! use sampler_benches::run_threads;
@@ -27,6 +31,7 @@
 
 mod alloc;
 pub mod floor;
+pub mod measured_labels;
 pub mod memory;
 pub mod report;
 pub mod series;
@@ -58,8 +63,65 @@ pub fn series_values(i: usize) -> [String; 2] {
 
 /// The label keys of the three-label lookup benchmark.
 pub const LOOKUP_KEYS: [&str; 3] = ["method", "route", "status"];
-/// The label values looked up in the three-label lookup benchmark.
+/// The label values of the first label set of the lookup benchmark (the only one when it
+/// looks up a single set).
 pub const LOOKUP_VALUES: [&str; 3] = ["GET", "/api/v1/items", "200"];
+/// How many distinct label sets the lookup benchmark looks up, in random order.
+pub const LOOKUP_SET_COUNTS: [usize; 3] = [1, 100, 10_000];
+/// Length of the random lookup sequence (a power of two, so that an index wraps with a mask).
+pub const LOOKUP_ORDER_LEN: usize = 1 << 16;
+
+/// `n` distinct three-label value sets for [`LOOKUP_KEYS`], the first being
+/// [`LOOKUP_VALUES`]; the strings are leaked, so that every library can borrow them for the
+/// whole run.
+///
+/// ```
+/// let sets = sampler_benches::lookup_sets(100);
+/// assert_eq!(sets[0], sampler_benches::LOOKUP_VALUES);
+/// assert_eq!(sets[13], ["POST", "/api/v1/items/13", "404"]);
+/// let distinct: std::collections::HashSet<_> = sets.iter().collect();
+/// assert_eq!(distinct.len(), 100);
+/// ```
+pub fn lookup_sets(n: usize) -> Vec<[&'static str; 3]> {
+    const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+    const STATUS: [&str; 3] = ["200", "404", "500"];
+    (0..n)
+        .map(|k| {
+            let route: &'static str = if k == 0 {
+                LOOKUP_VALUES[1]
+            } else {
+                Box::leak(format!("{}/{k}", LOOKUP_VALUES[1]).into_boxed_str())
+            };
+            [METHODS[k % 4], route, STATUS[k % 3]]
+        })
+        .collect()
+}
+
+/// [`LOOKUP_ORDER_LEN`] indexes below `n`, uniformly random from a fixed seed: the order in
+/// which every library looks up the label sets of [`lookup_sets`].
+///
+/// ```
+/// let order = sampler_benches::lookup_order(100);
+/// assert_eq!(order.len(), sampler_benches::LOOKUP_ORDER_LEN);
+/// assert!(order.iter().all(|&i| i < 100));
+/// // Every set is looked up, none much more often than the others.
+/// let mut hits = [0u32; 100];
+/// order.iter().for_each(|&i| hits[i as usize] += 1);
+/// assert!(hits.iter().all(|&h| (400..920).contains(&h)));
+/// assert_eq!(sampler_benches::lookup_order(1), vec![0; sampler_benches::LOOKUP_ORDER_LEN]);
+/// ```
+pub fn lookup_order(n: usize) -> Vec<u32> {
+    let mut state = 0xD1B5_4A32_D192_ED03u64;
+    (0..LOOKUP_ORDER_LEN)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Multiply-shift maps the 64-bit draw onto [0, n) without modulo bias to speak of.
+            ((u128::from(state) * n.max(1) as u128) >> 64) as u32
+        })
+        .collect()
+}
 
 /// 1024 timing values, log-uniform between 100 µs and 1 s (in seconds), from a fixed seed so
 /// that every library records the same sequence.
@@ -275,6 +337,22 @@ fn cpu_times() -> Option<Vec<(u64, u64)>> {
         })
         .collect();
     (!cpus.is_empty()).then_some(cpus)
+}
+
+/// How long a benchmark waits for idle CPUs before measuring ([`wait_for_idle_cpus`]): 60 s,
+/// or the seconds in `SAMPLER_BENCH_IDLE_WAIT` (set it low on a machine that is never idle,
+/// where every wait would run to its end).
+///
+/// ```
+/// assert!(sampler_benches::idle_wait() <= std::time::Duration::from_secs(3600));
+/// ```
+pub fn idle_wait() -> Duration {
+    std::env::var("SAMPLER_BENCH_IDLE_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(60), |s| {
+            Duration::from_secs(s.min(3600))
+        })
 }
 
 /// Where criterion keeps its results for the running bench binary: `<target>/criterion`,

@@ -7,27 +7,35 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// The floor's column name.
 pub const FLOOR: &str = "floor_atomic";
 /// A plain (not atomic) load and store of one cell, timed on one thread only: the least any
 /// increment that writes memory costs in the same loop.
 pub const PLAIN_FLOOR: &str = "floor_plain";
+/// An atomic store through a handle: the cell's address loaded from a struct, then a relaxed
+/// store, timed on one thread: the least a gauge set through any shareable handle costs.
+pub const HANDLE_FLOOR: &str = "floor_handle";
 /// A thread-local histogram with every bucket in place, timed on one thread: the least a
 /// timing record costs in the same loop (`crate::floor`).
 pub const TIMING_FLOOR: &str = "floor_local";
 /// Our column name.
 pub const OURS: &str = "sampler";
 /// The peers' column names.
-pub const PEERS: [&str; 4] = [
+pub const PEERS: [&str; 6] = [
     "metrics",
     "prometheus_client",
     "prometheus",
     "opentelemetry",
+    "fastmetrics",
+    "measured",
 ];
+/// Our encoding alone in the exposition groups (a snapshot harvested once, encoded again).
+pub const ENCODE_ONLY: &str = "sampler_encode_only";
 
 /// The benchmark groups, in table order, with the operation each times.
-pub const GROUPS: [(&str, &str); 9] = [
+pub const GROUPS: [(&str, &str); 17] = [
     ("counter_inc_1t", "counter increment, 1 thread"),
     (
         "counter_inc_2t",
@@ -36,15 +44,93 @@ pub const GROUPS: [(&str, &str); 9] = [
     ("gauge_set_1t", "gauge set"),
     ("timing_record_1t", "timing record, 1 thread"),
     ("timing_record_2t", "timing record, 2 threads on one timing"),
-    ("family_inc_1t", "3-label lookup + increment, 1 thread"),
-    ("family_inc_2t", "3-label lookup + increment, 2 threads"),
+    ("lookup_1_1t", "lookup + inc, 1 label set, 1 thread"),
+    ("lookup_1_2t", "lookup + inc, 1 label set, 2 threads"),
+    (
+        "lookup_100_1t",
+        "lookup + inc, 100 sets in random order, 1 thread",
+    ),
+    (
+        "lookup_100_2t",
+        "lookup + inc, 100 sets in random order, 2 threads",
+    ),
+    (
+        "lookup_10000_1t",
+        "lookup + inc, 10,000 sets in random order, 1 thread",
+    ),
+    (
+        "lookup_10000_2t",
+        "lookup + inc, 10,000 sets in random order, 2 threads",
+    ),
     ("harvest_10k", "harvest 10k series"),
     ("harvest_100k", "harvest 100k series"),
+    ("expose_10k", "harvest + encode to text, 10k series"),
+    ("expose_100k", "harvest + encode to text, 100k series"),
+    ("encode_only_10k", "encode alone (ours: last snapshot), 10k"),
+    (
+        "encode_only_100k",
+        "encode alone (ours: last snapshot), 100k",
+    ),
 ];
 
+/// One target of the README, judged from the results of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// What is compared.
+    pub what: String,
+    /// The reference: a floor or the fastest peer, with its time.
+    pub against: String,
+    /// Our time.
+    pub ours: f64,
+    /// Ours divided by the reference.
+    pub ratio: f64,
+    /// The highest ratio that meets the target.
+    pub goal: f64,
+}
+
+impl Target {
+    /// Whether the target is met.
+    pub fn met(&self) -> bool {
+        self.ratio <= self.goal
+    }
+}
+
+static FASTEST: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`estimate`] read the fastest sample instead of criterion's estimate (`report
+/// --fastest`): on a machine whose other work keeps taking the cores, the fastest sample is
+/// the least disturbed one, while criterion's slope and mean carry every interruption.
+pub fn use_fastest_sample(yes: bool) {
+    FASTEST.store(yes, Relaxed);
+}
+
+/// The time per iteration of the fastest sample criterion kept for one benchmark, in
+/// nanoseconds (its `sample.json`: iterations and total time per sample).
+pub fn fastest_sample(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("sample.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let iters = v.get("iters")?.as_array()?;
+    let times = v.get("times")?.as_array()?;
+    iters
+        .iter()
+        .zip(times)
+        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64().filter(|&i| i > 0.0)?))
+        .min_by(f64::total_cmp)
+}
+
 /// The estimated time per iteration of one benchmark, in nanoseconds: criterion's slope
-/// estimate when it has one, else its mean.
+/// estimate when it has one, else its mean (or, after [`use_fastest_sample`], the fastest
+/// sample).
 pub fn estimate(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    // The encode-alone rows: our encoding alone, beside the peers' only path to text.
+    if let Some(size) = group.strip_prefix("encode_only_") {
+        let group = format!("expose_{size}");
+        let id = if id == OURS { ENCODE_ONLY } else { id };
+        return estimate(dir, &group, id);
+    }
+    if FASTEST.load(Relaxed) {
+        return fastest_sample(dir, group, id);
+    }
     let path = dir.join(group).join(id).join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -87,10 +173,11 @@ pub fn speed(ours: f64, other: f64) -> String {
     }
 }
 
-/// The criterion output directory: the first argument, else `$CARGO_TARGET_DIR/criterion`,
+/// The criterion output directory: the first argument not starting with `--`, else
+/// `$CARGO_TARGET_DIR/criterion`,
 /// else `target/criterion` at the workspace root.
 pub fn criterion_dir() -> PathBuf {
-    if let Some(arg) = std::env::args().nth(1) {
+    if let Some(arg) = std::env::args().skip(1).find(|a| !a.starts_with("--")) {
         return PathBuf::from(arg);
     }
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
@@ -107,6 +194,10 @@ pub fn criterion_dir() -> PathBuf {
 pub fn render(dir: &Path) -> String {
     let mut s = String::new();
     let cols: Vec<&str> = [FLOOR, OURS].into_iter().chain(PEERS).collect();
+    let _ = writeln!(
+        s,
+        "Time per operation (per thread on 2 threads), lower is better; `-`: not measured.\n"
+    );
     let _ = writeln!(
         s,
         "| operation | {} | ours vs floor | ours vs fastest peer |",
@@ -160,6 +251,14 @@ pub fn render(dir: &Path) -> String {
             ))
         );
     }
+    if let Some(handle) = estimate(dir, "gauge_set_1t", HANDLE_FLOOR) {
+        let _ = writeln!(
+            s,
+            "\nA relaxed store through a handle (the cell's address loaded from a struct, then the \
+             store), in the gauge loop (1 thread): {}.",
+            fmt_ns(handle)
+        );
+    }
     if let Some(local) = estimate(dir, "timing_record_1t", TIMING_FLOOR) {
         let _ = writeln!(
             s,
@@ -184,10 +283,16 @@ pub fn render(dir: &Path) -> String {
     for (op, one, two) in [
         ("counter increment", "counter_inc_1t", "counter_inc_2t"),
         ("timing record", "timing_record_1t", "timing_record_2t"),
+        ("lookup + inc, 1 label set", "lookup_1_1t", "lookup_1_2t"),
         (
-            "3-label lookup + increment",
-            "family_inc_1t",
-            "family_inc_2t",
+            "lookup + inc, 100 label sets",
+            "lookup_100_1t",
+            "lookup_100_2t",
+        ),
+        (
+            "lookup + inc, 10,000 label sets",
+            "lookup_10000_1t",
+            "lookup_10000_2t",
         ),
     ] {
         let cells: Vec<String> = cols
@@ -199,12 +304,120 @@ pub fn render(dir: &Path) -> String {
             .collect();
         let _ = writeln!(s, "| {op} | {} |", cells.join(" | "));
     }
+    let targets = targets(dir);
+    if !targets.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nTargets, against floors and peers measured in the same run:\n\n\
+             | target | against | ours | ours ÷ that | goal | |\n| --- | --- | ---: | ---: | ---: | --- |"
+        );
+        for t in &targets {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2}× | ≤ {:.2}× | {} |",
+                t.what,
+                t.against,
+                fmt_ns(t.ours),
+                t.ratio,
+                t.goal,
+                if t.met() { "met" } else { "**missed**" }
+            );
+        }
+    }
     s
+}
+
+/// The fastest peer of a group: `(name, time)`.
+pub fn fastest_peer(dir: &Path, group: &str) -> Option<(&'static str, f64)> {
+    PEERS
+        .iter()
+        .filter_map(|p| estimate(dir, group, p).map(|t| (*p, t)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The README's targets, each judged from this run's results (missing results are left out).
+pub fn targets(dir: &Path) -> Vec<Target> {
+    let mut out = Vec::new();
+    let mut floor = |what: &str, group: &str, floor: &str, goal: f64| {
+        if let (Some(f), Some(o)) = (estimate(dir, group, floor), estimate(dir, group, OURS)) {
+            out.push(Target {
+                what: what.to_owned(),
+                against: format!("`{floor}` {}", fmt_ns(f)),
+                ours: o,
+                ratio: o / f,
+                goal,
+            });
+        }
+    };
+    floor(
+        "counter increment through a shared handle, 1 thread",
+        "counter_inc_1t",
+        PLAIN_FLOOR,
+        1.5,
+    );
+    floor(
+        "timing record, 1 thread",
+        "timing_record_1t",
+        TIMING_FLOOR,
+        2.0,
+    );
+    floor("gauge set", "gauge_set_1t", FLOOR, 1.2);
+    floor(
+        "gauge set, against a store through a handle",
+        "gauge_set_1t",
+        HANDLE_FLOOR,
+        1.2,
+    );
+    for sets in ["1", "100", "10000"] {
+        for threads in ["1", "2"] {
+            let group = format!("lookup_{sets}_{threads}t");
+            if let (Some((peer, p)), Some(o)) =
+                (fastest_peer(dir, &group), estimate(dir, &group, OURS))
+            {
+                out.push(Target {
+                    what: format!(
+                        "lookup + inc, {sets} label set{}, {threads} thread{}: ahead of the fastest peer",
+                        if sets == "1" { "" } else { "s" },
+                        if threads == "1" { "" } else { "s" }
+                    ),
+                    against: format!("`{peer}` {}", fmt_ns(p)),
+                    ours: o,
+                    ratio: o / p,
+                    goal: 1.0,
+                });
+            }
+        }
+        let (one, two) = (format!("lookup_{sets}_1t"), format!("lookup_{sets}_2t"));
+        if let (Some(a), Some(b)) = (estimate(dir, &one, OURS), estimate(dir, &two, OURS)) {
+            out.push(Target {
+                what: format!("lookup + inc, {sets} label sets: no collapse on 2 threads"),
+                against: format!("ours on 1 thread {}", fmt_ns(a)),
+                ours: b,
+                ratio: b / a,
+                goal: 1.5,
+            });
+        }
+    }
+    for size in ["10k", "100k"] {
+        let group = format!("expose_{size}");
+        if let (Some((peer, p)), Some(o)) = (fastest_peer(dir, &group), estimate(dir, &group, OURS))
+        {
+            out.push(Target {
+                what: format!("harvest + encode, {size} series: at least 2× under the fastest"),
+                against: format!("`{peer}` {}", fmt_ns(p)),
+                ours: o,
+                ratio: o / p,
+                goal: 0.5,
+            });
+        }
+    }
+    out
 }
 
 /// The entry point of the `report` binary.
 pub fn main() -> std::process::ExitCode {
     let dir = criterion_dir();
+    use_fastest_sample(std::env::args().any(|a| a == "--fastest"));
     if !dir.is_dir() {
         eprintln!(
             "no criterion results at {}: run `cargo bench -p sampler-benches` first",
@@ -235,6 +448,40 @@ mod tests {
     }
 
     #[test]
+    fn targets_judge_ours_against_the_floor_and_the_fastest_peer() {
+        let dir =
+            std::env::temp_dir().join(format!("sampler-benches-targets-{}", std::process::id()));
+        let put = |group: &str, id: &str, ns: f64| {
+            let d = dir.join(group).join(id).join("new");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("estimates.json"),
+                format!(r#"{{"mean":{{"point_estimate":{ns}}},"slope":null}}"#),
+            )
+            .unwrap();
+        };
+        put("counter_inc_1t", PLAIN_FLOOR, 0.5);
+        put("counter_inc_1t", OURS, 0.7);
+        put("lookup_100_1t", OURS, 30.0);
+        put("lookup_100_1t", "fastmetrics", 40.0);
+        put("lookup_100_1t", "measured", 25.0);
+        put("expose_10k", OURS, 1000.0);
+        put("expose_10k", ENCODE_ONLY, 400.0);
+        put("expose_10k", "measured", 3000.0);
+        let t = targets(&dir);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!(t[0].met() && (t[0].ratio - 1.4).abs() < 1e-9);
+        assert_eq!(t[1].against, "`measured` 25.0 ns");
+        assert!(!t[1].met());
+        assert!(t[2].met() && (t[2].ratio - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(estimate(&dir, "encode_only_10k", OURS), Some(400.0));
+        assert_eq!(estimate(&dir, "encode_only_10k", "measured"), Some(3000.0));
+        let table = render(&dir);
+        assert!(table.contains("| harvest + encode, 10k series: at least 2× under the fastest | `measured` 3.0 µs | 1.0 µs | 0.33× | ≤ 0.50× | met |"), "{table}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn estimates_prefer_the_slope() {
         let dir =
             std::env::temp_dir().join(format!("sampler-benches-report-{}", std::process::id()));
@@ -253,6 +500,12 @@ mod tests {
         .unwrap();
         assert_eq!(estimate(&dir, "g", "sampler"), Some(5.0));
         assert_eq!(estimate(&dir, "g", "metrics"), None);
+        std::fs::write(
+            d.join("sample.json"),
+            r#"{"iters":[10.0,20.0,30.0],"times":[50.0,60.0,300.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(fastest_sample(&dir, "g", "sampler"), Some(3.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
