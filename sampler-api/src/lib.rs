@@ -77,6 +77,8 @@
 
 mod descriptor;
 pub mod distribution;
+#[cfg(feature = "serde")]
+pub mod duration_serde;
 mod event;
 mod exporter;
 mod harvest;

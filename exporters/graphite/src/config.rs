@@ -27,10 +27,10 @@ pub const DEFAULT_MAX_DATAGRAM: usize = 1432;
 /// percentiles = [0.5, 0.9, 0.99]
 /// buffer = 8388608                   # bytes kept while the backend is away
 /// max_datagram = 1432                # udp only
-/// connect_timeout = 2.0              # seconds
-/// write_timeout = 2.0
-/// backoff_initial = 0.1
-/// backoff_max = 30.0
+/// connect_timeout = "2s"             # a number of seconds, or "2s", "500ms"
+/// write_timeout = "2s"
+/// backoff_initial = "100ms"
+/// backoff_max = "30s"
 /// ```
 ///
 /// ```
@@ -66,16 +66,16 @@ pub struct GraphiteConfig {
     /// The largest UDP datagram, in bytes (`protocol = "udp"`). Default 1432.
     pub max_datagram: usize,
     /// How long one connection attempt may take (each resolved address). Default 2 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub connect_timeout: Duration,
     /// How long one write may wait on a backend that does not read. Default 2 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub write_timeout: Duration,
     /// The wait before the second connection attempt; each failure doubles it. Default 0.1 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub backoff_initial: Duration,
     /// The longest wait between connection attempts. Default 30 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub backoff_max: Duration,
 }
 
@@ -186,17 +186,6 @@ pub enum CounterMode {
     Delta,
     /// The total since the series started.
     Cumulative,
-}
-
-#[cfg(feature = "serde")]
-mod secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

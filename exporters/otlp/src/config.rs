@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 << 20;
 /// protocol = "http/protobuf"           # or "grpc" (cargo feature `grpc`)
 /// endpoint = "http://127.0.0.1:4318/v1/metrics"
 /// headers = { authorization = "Bearer secret" }
-/// timeout = 10.0                        # seconds, per request
+/// timeout = "10s"                       # per request (a number of seconds works too)
 /// compression = "gzip"                  # or "none"
 /// temporality = "cumulative"            # or "delta"
 /// histogram = "exponential"             # or "explicit", with `buckets`
@@ -57,7 +57,7 @@ pub struct OtlpConfig {
     /// Extra request headers (an API key, a tenant id).
     pub headers: BTreeMap<String, String>,
     /// How long one request may take, connect to last byte of the answer. Default 10 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub timeout: Duration,
     /// Request body compression. Default gzip.
     pub compression: Compression,
@@ -265,13 +265,13 @@ pub struct RetryConfig {
     /// Whether to retry at all. Default true.
     pub enabled: bool,
     /// The first delay; each next one doubles, up to `max`. Default 1 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub initial: Duration,
     /// The longest delay between attempts. Default 30 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub max: Duration,
     /// How long one request is tried before it is dropped and counted. Default 60 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub max_elapsed: Duration,
 }
 
@@ -314,17 +314,6 @@ impl RetryConfig {
             .saturating_mul(1u32 << retry.min(20))
             .min(self.max);
         base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
-    }
-}
-
-#[cfg(feature = "serde")]
-mod secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -49,7 +49,7 @@ pub struct PrometheusConfig {
     pub harvest_on_scrape: bool,
     /// How long a scrape waits for its own harvest when `harvest_on_scrape` is set (capped by
     /// the scraper's `X-Prometheus-Scrape-Timeout-Seconds`). Default 1 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub harvest_timeout: Duration,
     /// How timings are exposed in the text formats. Default classic histograms.
     pub timings: TimingMode,
@@ -284,17 +284,6 @@ pub(crate) fn exp_bound(k: i64, scale: i8) -> f64 {
         2f64.powi((k / per) as i32)
     } else {
         sampler_api::distribution::bucket_lower_bound(k as i32, scale)
-    }
-}
-
-#[cfg(feature = "serde")]
-mod secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -53,7 +53,7 @@ pub struct RemoteWriteConfig {
     /// Extra request headers (authentication, tenant ids).
     pub headers: BTreeMap<String, String>,
     /// How long one request may take, connect to last byte. Default 10 s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "sampler_api::duration_serde")]
     pub timeout: Duration,
     /// The `job` label of every series; empty leaves it out. Default `sampler`.
     pub job: String,
@@ -71,10 +71,10 @@ pub struct RemoteWriteConfig {
     /// Default 500,000.
     pub max_buffered_samples: usize,
     /// The first retry's wait. Default 30 ms.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "sampler_api::duration_serde")]
     pub min_backoff: Duration,
     /// The longest wait between retries. Default 5 s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "sampler_api::duration_serde")]
     pub max_backoff: Duration,
     /// Send type, help and unit of each family with the samples. Default true.
     pub metadata: bool,

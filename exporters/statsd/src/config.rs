@@ -61,7 +61,7 @@ pub struct StatsdConfig {
     pub timing_lines: usize,
     /// How often the daemon's name is looked up again (a datagram sender never notices a moved
     /// daemon otherwise); zero looks it up before every harvest's send. Default 60 s.
-    #[cfg_attr(feature = "serde", serde(with = "secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "sampler_api::duration_serde"))]
     pub resolve_every: Duration,
 }
 
@@ -151,17 +151,6 @@ pub enum TimingMode {
     Buckets,
     /// DogStatsD distributions: one `|d` line per non-empty bucket weighted by its count.
     Distribution,
-}
-
-#[cfg(feature = "serde")]
-mod secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

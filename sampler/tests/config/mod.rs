@@ -239,11 +239,11 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
         dir.path(),
         "kinds.toml",
         "[[exporter]]\nkind = \"console\"\n\
-         [[exporter]]\nkind = \"prometheus\"\naddress = \"127.0.0.1:0\"\n\
-         [[exporter]]\nkind = \"graphite\"\naddress = \"127.0.0.1:2003\"\nprotocol = \"pickle\"\n\
+         [[exporter]]\nkind = \"prometheus\"\naddress = \"127.0.0.1:0\"\nharvest_timeout = \"500ms\"\n\
+         [[exporter]]\nkind = \"graphite\"\naddress = \"127.0.0.1:2003\"\nprotocol = \"pickle\"\nconnect_timeout = 3\n\
          [[exporter]]\nkind = \"statsd\"\naddress = \"127.0.0.1:8125\"\nmax_payload = 512\n\
          [[exporter]]\nkind = \"remote-write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n\
-         [[exporter]]\nkind = \"otlp\"\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n",
+         [[exporter]]\nkind = \"otlp\"\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\ntimeout = \"1m30s\"\n",
     );
     let done = run_to_end(&["check", &good]);
     assert!(done.status.success(), "{}", done.stderr);
