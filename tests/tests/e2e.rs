@@ -1,7 +1,8 @@
 //! End to end: the real `sampler` command (with a custom exporter kind and a library sampler
 //! of fixed readings linked in), one config file choosing five exporters with their own
 //! filters, and the real backends at once: Prometheus scraping, carbon-cache, the Etsy StatsD
-//! daemon, and the custom `csv` kind. Each backend is then asked for what it holds, and every
+//! daemon, an OTLP receiver decoding with the official protobuf package, and the custom `csv`
+//! kind. Each backend is then asked for what it holds, and every
 //! one must hold exactly the series its filters let through, with the same values.
 
 #[path = "../../exporters/prometheus/tests/support/mod.rs"]
@@ -13,6 +14,10 @@ mod graphite;
 
 #[path = "../../exporters/statsd/tests/support/mod.rs"]
 mod statsd;
+
+#[path = "../../exporters/otlp/tests/otlp/support.rs"]
+#[allow(dead_code)]
+mod otlp;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -80,9 +85,10 @@ impl Drop for Sampler {
 }
 
 #[test]
-fn r14_one_config_five_exporters_real_backends_same_values() {
+fn r14_one_config_six_exporters_real_backends_same_values() {
     let carbon = graphite::Carbon::start();
     let daemon = statsd::Statsd::start(500);
+    let receiver = otlp::PyReceiver::start();
     let prom_port = prometheus::free_port();
     let target: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
     let prom = prometheus::PrometheusServer::start(&[("e2e", target, "/metrics")]);
@@ -120,6 +126,12 @@ address = "127.0.0.1:{statsd_port}"
 include = ["e2e.temperature"]
 prefix = "st"
 
+# The OTLP receiver gets the latency alone, as an exponential histogram.
+[[exporter]]
+kind = "otlp"
+endpoint = "{otlp_url}"
+include = ["e2e.latency"]
+
 # The custom kind gets everything of e2e but the latency.
 [[exporter]]
 kind = "csv"
@@ -131,6 +143,7 @@ exclude = ["e2e.latency"]
 "#,
             carbon_port = carbon.line_port,
             statsd_port = daemon.port,
+            otlp_url = receiver.url(),
             csv = csv.to_str().unwrap(),
         ),
     )
@@ -172,6 +185,41 @@ exclude = ["e2e.latency"]
             .any(|k| k.contains("requests") || k.contains("latency")),
         "filtered series reached statsd: {:?}",
         flushed.0.keys()
+    );
+
+    // OTLP: the latency's exponential histogram, decoded by the official package; nothing else.
+    let requests = receiver.wait_for(Duration::from_secs(20), |r| !r.is_empty());
+    let mut names = Vec::new();
+    let mut point = None;
+    for r in &requests {
+        for rm in r["request"]["resourceMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten() {
+                    names.push(m["name"].as_str().unwrap_or("").to_owned());
+                    if m["name"] == "e2e.latency" {
+                        point = Some(m["exponentialHistogram"]["dataPoints"][0].clone());
+                    }
+                }
+            }
+        }
+    }
+    assert!(names.iter().all(|n| n == "e2e.latency"), "{names:?}");
+    let point = point.unwrap_or_else(|| panic!("no e2e.latency in {requests:?}"));
+    assert_eq!(point["count"], "4", "{point}");
+    assert!(
+        (point["sum"].as_f64().unwrap() - 3.7).abs() < 1e-9,
+        "{point}"
+    );
+    assert_eq!(point["min"].as_f64(), Some(0.1), "{point}");
+    assert_eq!(point["max"].as_f64(), Some(3.0), "{point}");
+    assert_eq!(point["attributes"][0]["key"], "site", "{point}");
+    assert_eq!(
+        point["attributes"][0]["value"]["stringValue"], "lab",
+        "{point}"
     );
 
     let status = sampler.stop(Duration::from_secs(20));
