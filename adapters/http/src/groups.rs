@@ -19,12 +19,22 @@ pub const UNMATCHED: &str = "unmatched";
 /// assert_eq!(groups.group_of("/apis"), "unmatched");
 /// assert_eq!(groups.default_group("web").group_of("/"), "web");
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Groups {
     /// (prefix without trailing `/`, group index), longest prefix first.
     rules: Vec<(String, usize)>,
     names: Vec<String>,
     default: Option<usize>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            rules: Vec::new(),
+            names: vec![UNMATCHED.to_string()],
+            default: None,
+        }
+    }
 }
 
 impl Groups {
@@ -54,9 +64,6 @@ impl Groups {
     }
 
     fn intern(&mut self, group: &str) -> usize {
-        if self.names.is_empty() {
-            self.names.push(UNMATCHED.to_string());
-        }
         match self.names.iter().position(|n| n == group) {
             Some(i) => i,
             None => {
@@ -68,11 +75,7 @@ impl Groups {
 
     /// Every group name, by index (`unmatched` is index 0).
     pub(crate) fn names(&self) -> Vec<String> {
-        if self.names.is_empty() {
-            vec![UNMATCHED.to_string()]
-        } else {
-            self.names.clone()
-        }
+        self.names.clone()
     }
 
     pub(crate) fn index_of(&self, path: &str) -> usize {
