@@ -48,7 +48,8 @@ impl Groups {
         let index = self.intern(group);
         let prefix = prefix.trim_end_matches('/').to_string();
         self.rules.push((prefix, index));
-        self.rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.rules
+            .sort_by_key(|rule| std::cmp::Reverse(rule.0.len()));
         self
     }
 
