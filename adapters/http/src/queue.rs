@@ -40,12 +40,16 @@ pub fn parse_request_start(value: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// Time the request waited before reaching this service: `now` minus the header's time,
+/// Time the request waited before reaching this service: `now()` (read only when a header
+/// is there) minus the header's time,
 /// `None` when the header is absent, malformed or in the future (clock skew).
-pub(crate) fn queue_time(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn queue_time(
+    headers: &http::HeaderMap,
+    now: impl FnOnce() -> SystemTime,
+) -> Option<Duration> {
     let value = headers
         .get("x-request-start")
         .or_else(|| headers.get("x-queue-start"))?;
     let start = parse_request_start(value.to_str().ok()?)?;
-    now.duration_since(UNIX_EPOCH).ok()?.checked_sub(start)
+    now().duration_since(UNIX_EPOCH).ok()?.checked_sub(start)
 }

@@ -10,7 +10,7 @@ use tower_service::Service;
 use crate::future::ResponseFuture;
 use crate::groups::Groups;
 use crate::queue::queue_time;
-use crate::state::{method_label, Shared};
+use crate::state::{method_index, Shared};
 
 /// Measures each request passing through to `S` (see the crate documentation for what).
 #[derive(Clone, Debug)]
@@ -34,9 +34,9 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let group = self.groups.index_of(request.uri().path());
-        let guard = self.shared.start(group, method_label(request.method()));
+        let guard = self.shared.start(group, method_index(request.method()));
         let state = &self.shared.groups[group];
-        if let Some(waited) = queue_time(request.headers(), SystemTime::now()) {
+        if let Some(waited) = queue_time(request.headers(), SystemTime::now) {
             state.queue.record_duration(waited);
         }
         let declared = request

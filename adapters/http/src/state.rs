@@ -1,6 +1,6 @@
 //! Per-group instruments, the request guard, and the utilisation sampler.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use http::Method;
@@ -51,60 +51,61 @@ static UTILIZATION: Descriptor = Descriptor::gauge(
 
 /// Methods kept as label values; any other counts as `_OTHER`, so a client cannot make
 /// series by inventing methods.
-const METHODS: [Method; 9] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::CONNECT,
-    Method::OPTIONS,
-    Method::TRACE,
-    Method::PATCH,
+const METHODS: [(Method, &str); 9] = [
+    (Method::GET, "GET"),
+    (Method::HEAD, "HEAD"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+    (Method::DELETE, "DELETE"),
+    (Method::CONNECT, "CONNECT"),
+    (Method::OPTIONS, "OPTIONS"),
+    (Method::TRACE, "TRACE"),
+    (Method::PATCH, "PATCH"),
 ];
+const OTHER_METHOD: usize = METHODS.len();
 
-pub(crate) fn method_label(method: &Method) -> &'static str {
+/// The label of a method index (`_OTHER` past the standard ones).
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).map_or("_OTHER", |m| m.1)
+}
+
+/// The index of a method in [`METHODS`], or [`OTHER_METHOD`].
+pub(crate) fn method_index(method: &Method) -> usize {
     METHODS
         .iter()
-        .find(|m| *m == method)
-        .map_or("_OTHER", |m| m.as_str_static())
+        .position(|m| m.0 == *method)
+        .unwrap_or(OTHER_METHOD)
 }
 
-trait StaticStr {
-    fn as_str_static(&self) -> &'static str;
-}
+/// Status class labels: `error` when the service failed, `cancelled` when no response came.
+const CLASSES: [&str; 8] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "other",
+    "error",
+    "cancelled",
+];
 
-impl StaticStr for Method {
-    fn as_str_static(&self) -> &'static str {
-        match *self {
-            Method::GET => "GET",
-            Method::HEAD => "HEAD",
-            Method::POST => "POST",
-            Method::PUT => "PUT",
-            Method::DELETE => "DELETE",
-            Method::CONNECT => "CONNECT",
-            Method::OPTIONS => "OPTIONS",
-            Method::TRACE => "TRACE",
-            Method::PATCH => "PATCH",
-            _ => "_OTHER",
-        }
-    }
-}
-
-/// The status class label of a response status (`2xx` …), or of how the request ended:
-/// `error` (status 0 here) when the service failed, `cancelled` when no response came.
-pub(crate) fn status_class(status: Option<u16>) -> &'static str {
+/// The index in [`CLASSES`] of a response status, `error` (status 0 here) or `cancelled`.
+fn class_index(status: Option<u16>) -> usize {
     match status {
-        Some(100..=199) => "1xx",
-        Some(200..=299) => "2xx",
-        Some(300..=399) => "3xx",
-        Some(400..=499) => "4xx",
-        Some(500..=599) => "5xx",
-        Some(0) => "error",
-        Some(_) => "other",
-        None => "cancelled",
+        Some(100..=199) => 0,
+        Some(200..=299) => 1,
+        Some(300..=399) => 2,
+        Some(400..=499) => 3,
+        Some(500..=599) => 4,
+        Some(0) => 6,
+        Some(_) => 5,
+        None => 7,
     }
 }
+
+/// One request counter per method and status class, looked up in the family on first use
+/// only, so a series appears when first counted and recording hashes nothing afterwards.
+const CELLS: usize = (OTHER_METHOD + 1) * CLASSES.len();
 
 /// Busy-time bookkeeping of one group, kept so that a harvest can split a long request
 /// between the intervals it spans.
@@ -124,6 +125,7 @@ struct Busy {
 
 pub(crate) struct GroupState {
     pub(crate) name: String,
+    requests: Box<[OnceLock<sampler_api::Counter>]>,
     active: Gauge,
     duration: Timing,
     pub(crate) queue: Timing,
@@ -166,6 +168,7 @@ impl Shared {
             .map(|name| {
                 let v = [name.as_str()];
                 Arc::new(GroupState {
+                    requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
                     active: active.get(&v),
                     duration: duration.get(&v),
                     queue: queue.get(&v),
@@ -194,7 +197,7 @@ impl Shared {
     }
 
     /// Starts counting one request of `group`; the guard ends it when dropped.
-    pub(crate) fn start(self: &Arc<Self>, group: usize, method: &'static str) -> RequestGuard {
+    pub(crate) fn start(self: &Arc<Self>, group: usize, method: usize) -> RequestGuard {
         let start = Instant::now();
         let state = self.groups[group].clone();
         state.active.inc();
@@ -226,7 +229,7 @@ pub(crate) struct RequestGuard {
     shared: Arc<Shared>,
     state: Arc<GroupState>,
     start: Instant,
-    method: &'static str,
+    method: usize,
     pub(crate) status: Option<u16>,
     pub(crate) response_bytes: u64,
 }
@@ -238,9 +241,17 @@ impl Drop for RequestGuard {
         state.active.dec();
         state.duration.record_duration(end - self.start);
         state.response_bytes.add(self.response_bytes);
-        self.shared
-            .requests
-            .inc(&[state.name.as_str(), self.method, status_class(self.status)]);
+        let class = class_index(self.status);
+        state.requests[self.method * CLASSES.len() + class]
+            .get_or_init(|| {
+                let values = [
+                    state.name.as_str(),
+                    method_label(self.method),
+                    CLASSES[class],
+                ];
+                self.shared.requests.get(&values)
+            })
+            .inc();
         let start = self.shared.nanos(self.start);
         let end = self.shared.nanos(end);
         let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
