@@ -76,7 +76,7 @@ impl std::fmt::Debug for MetricsRecorder {
 struct Inner {
     /// What `describe_*` said, by sanitised name and kind.
     described: HashMap<(String, Kind), (Option<Unit>, String)>,
-    /// Families by sanitised name, kind and sanitised label keys (in the order `metrics` gave).
+    /// Families by sanitised name, kind and sanitised label keys (sorted).
     families: HashMap<FamilyKey, Family>,
 }
 
@@ -126,8 +126,15 @@ impl MetricsRecorder {
     /// The family for this key and kind, made on first use, and the label values in key order.
     fn with_family<R>(&self, kind: Kind, key: &Key, f: impl FnOnce(&Family, &[&str]) -> R) -> R {
         let name = sanitize_name(key.name());
-        let keys = names::unique_keys(key.labels().map(|l| sanitize_label_key(l.key())));
-        let values: Vec<&str> = key.labels().map(|l| l.value()).collect();
+        // Sorted by key, so call sites that give the same labels in another order share one
+        // family (and one series per label set).
+        let mut labels: Vec<(String, &str)> = key
+            .labels()
+            .map(|l| (sanitize_label_key(l.key()), l.value()))
+            .collect();
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        let values: Vec<&str> = labels.iter().map(|l| l.1).collect();
+        let keys = names::unique_keys(labels.into_iter().map(|l| l.0));
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let family_key = FamilyKey { name, kind, keys };
         if !inner.families.contains_key(&family_key) {

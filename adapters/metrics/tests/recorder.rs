@@ -83,6 +83,24 @@ fn names_and_label_keys_are_mapped_to_the_naming_rules() {
 }
 
 #[test]
+fn labels_in_another_order_share_one_series() {
+    let registry = Registry::new();
+    let recorder = MetricsRecorder::new(registry.clone());
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!("orders", "region" => "eu", "kind" => "new").increment(1);
+        metrics::counter!("orders", "kind" => "new", "region" => "eu").increment(2);
+    });
+    let s = harvest(&registry);
+    let orders: Vec<_> = s.named("orders").collect();
+    assert_eq!(orders.len(), 1);
+    assert!(
+        matches!(orders[0].value, Value::Counter(3)),
+        "{:?}",
+        orders[0].value
+    );
+}
+
+#[test]
 fn histograms_in_milliseconds_are_recorded_in_seconds() {
     let registry = Registry::new();
     let recorder = MetricsRecorder::new(registry.clone());
