@@ -1,0 +1,30 @@
+//! The tower layer.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use crate::groups::Groups;
+use crate::service::HttpMetricsService;
+use crate::state::Shared;
+
+/// A tower [`Layer`] that wraps a service in [`HttpMetricsService`]; made by
+/// [`HttpMetrics::layer`](crate::HttpMetrics::layer). Cheap to clone: every service it makes
+/// records into the same instruments.
+#[derive(Clone, Debug)]
+pub struct HttpMetricsLayer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) groups: Arc<Groups>,
+}
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetricsService {
+            inner,
+            shared: self.shared.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! A tower [`Layer`](tower_layer::Layer) that measures an HTTP service per route group, for
+//! [`sampler_api`]; works with axum 0.8 (`Router::layer`) and hyper 1 (any
+//! `Service<Request<B>>` returning `Response<B2>`).
+//!
+//! Requests count in **route groups** chosen by [`Groups`] rules (path prefix → group, a
+//! default group; a path that matches no rule counts in one `unmatched` group: raw paths never
+//! become labels). Per group (label `group`):
+//!
+//! | series | kind | unit | what |
+//! |---|---|---|---|
+//! | `http.server.requests{group,method,status_class}` | counter | `1` | completed requests; `status_class` is `1xx`…`5xx`, `error` (the service failed) or `cancelled` (dropped before a response); methods outside the nine standard ones count as `_OTHER` |
+//! | `http.server.duration{group}` | timing | `s` | arrival to the end of the response body (or its drop) |
+//! | `http.server.active_requests{group}` | gauge | `1` | in flight: a guard lives until the response body ends or is dropped, so a cancelled request cannot leave it high |
+//! | `http.server.request.body.size{group}` | counter | `By` | request body bytes as declared by `Content-Length` (bodies without it are not counted: the layer keeps the request body type, so that it fits `Router::layer`) |
+//! | `http.server.response.body.size{group}` | counter | `By` | response body bytes sent |
+//! | `http.server.busy{group}` | gauge | `1` | busy time of requests in the interval ÷ the interval: the average number of requests in progress; a long request counts in each interval for the part of it that falls there |
+//! | `http.server.capacity.utilization{group}` | gauge | `1` | `busy` ÷ the configured [`capacity`](HttpMetrics::capacity) (concurrent requests the service can serve), when set |
+//! | `http.server.queue_time{group}` | timing | `s` | now − the front proxy's `X-Request-Start` / `X-Queue-Start` ([`parse_request_start`]) |
+//!
+//! The interval of `busy` is the time since this layer's previous harvest (since its creation
+//! for the first).
+//!
+//! # Example
+//!
+//! ```
+//! use sampler_adapter_http::{Groups, HttpMetrics};
+//! use sampler_api::Registry;
+//!
+//! let registry = Registry::new();
+//! let metrics = HttpMetrics::new(
+//!     &registry,
+//!     Groups::new().prefix("/api", "api").prefix("/admin", "admin").default_group("web"),
+//! )
+//! .capacity(64.0);
+//! let layer = metrics.layer();
+//! // axum:  Router::new().route("/api/users", get(users)).layer(layer)
+//! // tower: ServiceBuilder::new().layer(layer).service(service)
+//! # let _ = layer;
+//! // Keep `metrics` alive as long as the service: it holds the `busy` sampler's registration.
+//! ```
+
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod body;
+mod future;
+mod groups;
+mod layer;
+mod queue;
+mod service;
+mod state;
+
+use std::sync::Arc;
+
+use sampler_api::{Registration, Registry};
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use groups::{Groups, UNMATCHED};
+pub use layer::HttpMetricsLayer;
+pub use queue::parse_request_start;
+pub use service::HttpMetricsService;
+
+use state::Shared;
+
+/// The instruments of one HTTP service, registered in a [`Registry`]; hands out the
+/// [`layer`](Self::layer).
+///
+/// ```
+/// use sampler_adapter_http::{Groups, HttpMetrics};
+/// use sampler_api::{Harvester, Registry};
+///
+/// let registry = Registry::new();
+/// let metrics = HttpMetrics::new(&registry, Groups::new().prefix("/api", "api"));
+/// let snapshot = Harvester::builder().registry(registry).build().harvest_now();
+/// assert!(snapshot.find("http.server.busy", &[("group", "api")]).is_some());
+/// # drop(metrics);
+/// ```
+#[derive(Debug)]
+pub struct HttpMetrics {
+    registry: Registry,
+    groups: Arc<Groups>,
+    shared: Arc<Shared>,
+    _busy: Registration,
+}
+
+impl HttpMetrics {
+    /// Instruments for the groups of `groups`, registered in `registry`.
+    pub fn new(registry: &Registry, groups: Groups) -> Self {
+        let shared = Shared::new(registry, groups.names(), None);
+        HttpMetrics {
+            registry: registry.clone(),
+            _busy: shared.register_busy(registry),
+            groups: Arc::new(groups),
+            shared,
+        }
+    }
+
+    /// How many requests the service can serve at once (its workers, or a concurrency
+    /// limit): adds `http.server.capacity.utilization`, the fraction of it in use. A value
+    /// that is not a positive finite number is ignored.
+    ///
+    /// ```
+    /// use sampler_adapter_http::{Groups, HttpMetrics};
+    /// let metrics = HttpMetrics::new(&sampler_api::Registry::new(), Groups::new()).capacity(8.0);
+    /// # drop(metrics);
+    /// ```
+    pub fn capacity(self, capacity: f64) -> Self {
+        let HttpMetrics {
+            registry,
+            groups,
+            shared,
+            _busy,
+        } = self;
+        // The old instruments go first, so the new ones never stand beside them.
+        drop(_busy);
+        drop(shared);
+        let shared = Shared::new(&registry, groups.names(), Some(capacity));
+        HttpMetrics {
+            _busy: shared.register_busy(&registry),
+            registry,
+            groups,
+            shared,
+        }
+    }
+
+    /// The layer recording into these instruments (clone it freely).
+    pub fn layer(&self) -> HttpMetricsLayer {
+        HttpMetricsLayer {
+            shared: self.shared.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+}

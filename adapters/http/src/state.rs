@@ -1,0 +1,296 @@
+//! Per-group instruments, the request guard, and the utilisation sampler.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use http::Method;
+use sampler_api::{
+    CounterFamily, Descriptor, Gauge, Registration, Registry, Sampler, Timing, Writer,
+};
+
+static REQUESTS: Descriptor = Descriptor::counter(
+    "http.server.requests",
+    "1",
+    "completed requests by route group, method and status class",
+);
+static DURATION: Descriptor = Descriptor::timing(
+    "http.server.duration",
+    "s",
+    "time from the request's arrival to the end of its response body",
+);
+static ACTIVE: Descriptor = Descriptor::gauge(
+    "http.server.active_requests",
+    "1",
+    "requests in flight, until their response body ends or is dropped",
+);
+static QUEUE: Descriptor = Descriptor::timing(
+    "http.server.queue_time",
+    "s",
+    "time between the front proxy's X-Request-Start / X-Queue-Start and arrival here",
+);
+static REQUEST_BYTES: Descriptor = Descriptor::counter(
+    "http.server.request.body.size",
+    "By",
+    "request body bytes, as declared by Content-Length",
+);
+static RESPONSE_BYTES: Descriptor = Descriptor::counter(
+    "http.server.response.body.size",
+    "By",
+    "response body bytes sent",
+);
+static BUSY: Descriptor = Descriptor::gauge(
+    "http.server.busy",
+    "1",
+    "busy time of requests in the interval divided by the interval: the average number of requests in progress",
+);
+static UTILIZATION: Descriptor = Descriptor::gauge(
+    "http.server.capacity.utilization",
+    "1",
+    "http.server.busy divided by the configured capacity (concurrent requests)",
+);
+
+/// Methods kept as label values; any other counts as `_OTHER`, so a client cannot make
+/// series by inventing methods.
+const METHODS: [(Method, &str); 9] = [
+    (Method::GET, "GET"),
+    (Method::HEAD, "HEAD"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+    (Method::DELETE, "DELETE"),
+    (Method::CONNECT, "CONNECT"),
+    (Method::OPTIONS, "OPTIONS"),
+    (Method::TRACE, "TRACE"),
+    (Method::PATCH, "PATCH"),
+];
+const OTHER_METHOD: usize = METHODS.len();
+
+/// The label of a method index (`_OTHER` past the standard ones).
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).map_or("_OTHER", |m| m.1)
+}
+
+/// The index of a method in [`METHODS`], or [`OTHER_METHOD`].
+pub(crate) fn method_index(method: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| m.0 == *method)
+        .unwrap_or(OTHER_METHOD)
+}
+
+/// Status class labels: `error` when the service failed, `cancelled` when no response came.
+const CLASSES: [&str; 8] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "other",
+    "error",
+    "cancelled",
+];
+
+/// The index in [`CLASSES`] of a response status, `error` (status 0 here) or `cancelled`.
+fn class_index(status: Option<u16>) -> usize {
+    match status {
+        Some(100..=199) => 0,
+        Some(200..=299) => 1,
+        Some(300..=399) => 2,
+        Some(400..=499) => 3,
+        Some(500..=599) => 4,
+        Some(0) => 6,
+        Some(_) => 5,
+        None => 7,
+    }
+}
+
+/// One request counter per method and status class, looked up in the family on first use
+/// only, so a series appears when first counted and recording hashes nothing afterwards.
+const CELLS: usize = (OTHER_METHOD + 1) * CLASSES.len();
+
+/// Busy-time bookkeeping of one group, kept so that a harvest can split a long request
+/// between the intervals it spans.
+///
+/// `clamped_sum` is the sum over requests in flight of `max(start, since)` in nanoseconds
+/// from `origin`: the busy time of the requests in flight since the last harvest is then
+/// `in_flight · now − clamped_sum`, with no list of requests to walk.
+#[derive(Debug)]
+struct Busy {
+    /// When the current interval began (the last harvest, or the layer's creation).
+    since: u64,
+    in_flight: u64,
+    clamped_sum: u128,
+    /// Busy nanoseconds of requests that completed in the current interval.
+    completed: u128,
+}
+
+pub(crate) struct GroupState {
+    pub(crate) name: String,
+    requests: Box<[OnceLock<sampler_api::Counter>]>,
+    active: Gauge,
+    duration: Timing,
+    pub(crate) queue: Timing,
+    pub(crate) request_bytes: sampler_api::Counter,
+    response_bytes: sampler_api::Counter,
+    busy: Mutex<Busy>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) groups: Vec<Arc<GroupState>>,
+    requests: CounterFamily,
+    origin: Instant,
+    capacity: Option<f64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+        f.debug_struct("Shared")
+            .field("groups", &names)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        registry: &Registry,
+        names: Vec<String>,
+        capacity: Option<f64>,
+    ) -> Arc<Shared> {
+        let requests = registry.counter_family(&REQUESTS, &["group", "method", "status_class"]);
+        let active = registry.gauge_family(&ACTIVE, &["group"]);
+        let duration = registry.timing_family(&DURATION, &["group"]);
+        let queue = registry.timing_family(&QUEUE, &["group"]);
+        let request_bytes = registry.counter_family(&REQUEST_BYTES, &["group"]);
+        let response_bytes = registry.counter_family(&RESPONSE_BYTES, &["group"]);
+        let groups = names
+            .into_iter()
+            .map(|name| {
+                let v = [name.as_str()];
+                Arc::new(GroupState {
+                    requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
+                    active: active.get(&v),
+                    duration: duration.get(&v),
+                    queue: queue.get(&v),
+                    request_bytes: request_bytes.get(&v),
+                    response_bytes: response_bytes.get(&v),
+                    busy: Mutex::new(Busy {
+                        since: 0,
+                        in_flight: 0,
+                        clamped_sum: 0,
+                        completed: 0,
+                    }),
+                    name,
+                })
+            })
+            .collect();
+        Arc::new(Shared {
+            groups,
+            requests,
+            origin: Instant::now(),
+            capacity: capacity.filter(|c| c.is_finite() && *c > 0.0),
+        })
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts counting one request of `group`; the guard ends it when dropped.
+    pub(crate) fn start(self: &Arc<Self>, group: usize, method: usize) -> RequestGuard {
+        let start = Instant::now();
+        let state = self.groups[group].clone();
+        state.active.inc();
+        let at = self.nanos(start);
+        {
+            let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            busy.in_flight += 1;
+            busy.clamped_sum += u128::from(at.max(busy.since));
+        }
+        RequestGuard {
+            shared: self.clone(),
+            state,
+            start,
+            method,
+            status: None,
+            response_bytes: 0,
+        }
+    }
+
+    /// Registers the sampler of `http.server.busy` (and capacity utilisation).
+    pub(crate) fn register_busy(self: &Arc<Self>, registry: &Registry) -> Registration {
+        registry.register(BusySampler(self.clone()))
+    }
+}
+
+/// Lives from the request's arrival until its response body ends or is dropped (or the
+/// response future is dropped), so a cancelled request cannot leave the in-flight count high.
+pub(crate) struct RequestGuard {
+    shared: Arc<Shared>,
+    state: Arc<GroupState>,
+    start: Instant,
+    method: usize,
+    pub(crate) status: Option<u16>,
+    pub(crate) response_bytes: u64,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let end = Instant::now();
+        let state = &self.state;
+        state.active.dec();
+        state.duration.record_duration(end - self.start);
+        state.response_bytes.add(self.response_bytes);
+        let class = class_index(self.status);
+        state.requests[self.method * CLASSES.len() + class]
+            .get_or_init(|| {
+                let values = [
+                    state.name.as_str(),
+                    method_label(self.method),
+                    CLASSES[class],
+                ];
+                self.shared.requests.get(&values)
+            })
+            .inc();
+        let start = self.shared.nanos(self.start);
+        let end = self.shared.nanos(end);
+        let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let clamped = start.max(busy.since);
+        busy.in_flight -= 1;
+        busy.clamped_sum -= u128::from(clamped);
+        busy.completed += u128::from(end.saturating_sub(clamped));
+    }
+}
+
+struct BusySampler(Arc<Shared>);
+
+impl Sampler for BusySampler {
+    fn sample(&self, out: &mut Writer<'_>) {
+        let shared = &self.0;
+        let now = shared.nanos(Instant::now());
+        for state in &shared.groups {
+            let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            let interval = now.saturating_sub(busy.since);
+            let running = u128::from(busy.in_flight) * u128::from(now) - busy.clamped_sum;
+            let busy_nanos = busy.completed + running;
+            busy.completed = 0;
+            busy.clamped_sum = u128::from(busy.in_flight) * u128::from(now);
+            busy.since = now;
+            drop(busy);
+            let average = if interval == 0 {
+                0.0
+            } else {
+                busy_nanos as f64 / interval as f64
+            };
+            let labels = [("group", state.name.as_str())];
+            out.gauge(&BUSY, &labels, average);
+            if let Some(capacity) = shared.capacity {
+                out.gauge(&UTILIZATION, &labels, average / capacity);
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        "http.server"
+    }
+}

@@ -1,0 +1,400 @@
+//! The layer in a real axum server on loopback, driven by a real HTTP client (ureq).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body::Frame;
+use sampler_adapter_http::{Groups, HttpMetrics};
+use sampler_api::{Harvester, Registry, Snapshot, Value};
+
+struct Server {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A body of `left` bytes in 64 KiB chunks, made as fast as the client reads.
+struct Endless {
+    left: u64,
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        static CHUNK: [u8; 65536] = [b'x'; 65536];
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(CHUNK.len() as u64);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            &CHUNK[..n as usize],
+        )))))
+    }
+}
+
+fn start(metrics: &HttpMetrics) -> Server {
+    let app = Router::new()
+        .route("/api/fast", get(|| async { "ok" }))
+        .route(
+            "/api/slow/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/api/missing",
+            get(|| async { (StatusCode::NOT_FOUND, "nope") }),
+        )
+        .route(
+            "/api/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "fail") }),
+        )
+        .route("/admin/echo", post(|body: String| async move { body }))
+        .route(
+            "/stream",
+            get(|| async { Body::new(Endless { left: 1 << 30 }) }),
+        )
+        .layer(metrics.layer());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    Server {
+        addr,
+        runtime: Some(runtime),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn groups() -> Groups {
+    Groups::new()
+        .prefix("/api", "api")
+        .prefix("/admin", "admin")
+}
+
+fn counter(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match s.find(name, labels).map(|series| &series.value) {
+        Some(Value::Counter(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn gauge(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
+    match s.find(name, labels).map(|series| &series.value) {
+        Some(Value::Gauge(v)) => *v,
+        other => panic!("no gauge {name} {labels:?}: {other:?}"),
+    }
+}
+
+/// Harvests until `done` holds, for at most 5 s; returns the last snapshot.
+fn harvest_until(
+    harvester: &Harvester,
+    what: &str,
+    done: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = harvester.harvest_now();
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn r16_counts_by_group_method_and_status_class() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, groups());
+    let server = start(&metrics);
+    let base = format!("http://{}", server.addr);
+    let agent = agent();
+    for _ in 0..3 {
+        let mut r = agent.get(format!("{base}/api/fast")).call().expect("fast");
+        assert_eq!(r.body_mut().read_to_string().expect("body"), "ok");
+    }
+    for _ in 0..2 {
+        let r = agent
+            .get(format!("{base}/api/missing"))
+            .call()
+            .expect("missing");
+        assert_eq!(r.status(), 404);
+    }
+    let r = agent.get(format!("{base}/api/fail")).call().expect("fail");
+    assert_eq!(r.status(), 500);
+    let mut r = agent
+        .post(format!("{base}/admin/echo"))
+        .send("hello")
+        .expect("echo");
+    assert_eq!(r.body_mut().read_to_string().expect("body"), "hello");
+    let r = agent
+        .get(format!("{base}/no/such/route"))
+        .call()
+        .expect("404");
+    assert_eq!(r.status(), 404);
+
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let s = harvest_until(&harvester, "eight requests", |s| {
+        s.named("http.server.requests")
+            .map(|x| match x.value {
+                Value::Counter(n) => n,
+                _ => 0,
+            })
+            .sum::<u64>()
+            == 8
+    });
+    let req = "http.server.requests";
+    let api = |m, c| [("group", "api"), ("method", m), ("status_class", c)];
+    assert_eq!(counter(&s, req, &api("GET", "2xx")), 3);
+    assert_eq!(counter(&s, req, &api("GET", "4xx")), 2);
+    assert_eq!(counter(&s, req, &api("GET", "5xx")), 1);
+    let admin = [
+        ("group", "admin"),
+        ("method", "POST"),
+        ("status_class", "2xx"),
+    ];
+    assert_eq!(counter(&s, req, &admin), 1);
+    let unmatched = [
+        ("group", "unmatched"),
+        ("method", "GET"),
+        ("status_class", "4xx"),
+    ];
+    assert_eq!(counter(&s, req, &unmatched), 1);
+    // Bodies: "ok" ×3, "nope" ×2, "fail" in api; "hello" both ways in admin.
+    let out = "http.server.response.body.size";
+    assert_eq!(counter(&s, out, &[("group", "api")]), 3 * 2 + 2 * 4 + 4);
+    assert_eq!(counter(&s, out, &[("group", "admin")]), 5);
+    let inb = "http.server.request.body.size";
+    assert_eq!(counter(&s, inb, &[("group", "admin")]), 5);
+    for group in ["api", "admin", "unmatched"] {
+        let active = gauge(&s, "http.server.active_requests", &[("group", group)]);
+        assert_eq!(active, 0.0, "{group}");
+    }
+}
+
+#[test]
+fn r16_latency_is_within_bounds() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, groups());
+    let server = start(&metrics);
+    let agent = agent();
+    let mut client_times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut r = agent
+            .get(format!("http://{}/api/slow/200", server.addr))
+            .call()
+            .expect("slow");
+        assert_eq!(r.body_mut().read_to_string().expect("body"), "done");
+        client_times.push(started.elapsed().as_secs_f64());
+    }
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let s = harvest_until(&harvester, "three timings", |s| {
+        matches!(s.find("http.server.duration", &[("group", "api")]).map(|x| &x.value),
+                 Some(Value::Timing(d)) if d.count() == 3)
+    });
+    let Some(Value::Timing(d)) = s
+        .find("http.server.duration", &[("group", "api")])
+        .map(|x| &x.value)
+    else {
+        unreachable!("checked above")
+    };
+    let slowest_client = client_times.iter().cloned().fold(0.0, f64::max);
+    assert!(d.min() >= 0.200, "min {}", d.min());
+    // The server's time is inside the client's (plus a little for the guard's drop after the
+    // last byte), and far below it plus 100 ms.
+    assert!(
+        d.max() <= slowest_client + 0.1,
+        "max {} client {slowest_client}",
+        d.max()
+    );
+    assert!(d.max() < 0.5, "max {}", d.max());
+}
+
+#[test]
+fn r16_queue_time_from_each_header_form() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, groups());
+    let server = start(&metrics);
+    let agent = agent();
+    let url = format!("http://{}/api/fast", server.addr);
+    let queued = Duration::from_millis(250);
+    type Form = fn(Duration) -> String;
+    let forms: [(&str, Form); 6] = [
+        ("X-Request-Start", |t| format!("t={:.6}", t.as_secs_f64())),
+        ("X-Request-Start", |t| format!("{:.3}", t.as_secs_f64())),
+        ("X-Request-Start", |t| format!("{}", t.as_millis())),
+        ("X-Request-Start", |t| format!("t={}", t.as_millis())),
+        ("X-Request-Start", |t| format!("t={}", t.as_micros())),
+        ("X-Queue-Start", |t| format!("{}", t.as_micros())),
+    ];
+    for (header, form) in forms {
+        let sent = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() - queued;
+        let r = agent
+            .get(&url)
+            .header(header, form(sent))
+            .call()
+            .expect("fast");
+        assert_eq!(r.status(), 200);
+    }
+    // A malformed and a future value are not recorded.
+    for bad in ["t=soon", "99999999999999999999999999"] {
+        agent
+            .get(&url)
+            .header("X-Request-Start", bad)
+            .call()
+            .expect("fast");
+    }
+    let s = Harvester::builder()
+        .registry(registry.clone())
+        .build()
+        .harvest_now();
+    let Some(Value::Timing(d)) = s
+        .find("http.server.queue_time", &[("group", "api")])
+        .map(|x| &x.value)
+    else {
+        panic!("no queue time series")
+    };
+    assert_eq!(d.count(), 6);
+    // Millisecond forms may be up to 1 ms short; a loopback request takes well under 250 ms.
+    assert!(d.min() >= 0.249, "min {}", d.min());
+    assert!(d.max() < 0.5, "max {}", d.max());
+}
+
+#[test]
+fn r16_utilisation_of_a_known_load() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, groups()).capacity(4.0);
+    let server = start(&metrics);
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let addr = server.addr;
+    harvester.harvest_now(); // starts the interval
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                agent()
+                    .get(format!("http://{addr}/api/slow/500"))
+                    .call()
+                    .expect("slow")
+                    .body_mut()
+                    .read_to_string()
+                    .expect("body")
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client"), "done");
+    }
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
+    let s = harvester.harvest_now();
+    let busy = gauge(&s, "http.server.busy", &[("group", "api")]);
+    assert!((busy - 1.0).abs() <= 0.1, "busy {busy}");
+    let used = gauge(&s, "http.server.capacity.utilization", &[("group", "api")]);
+    assert!((used - 0.25).abs() <= 0.025, "utilization {used}");
+    assert_eq!(gauge(&s, "http.server.busy", &[("group", "admin")]), 0.0);
+}
+
+#[test]
+fn r16_a_long_request_counts_in_each_interval_it_spans() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, groups());
+    let server = start(&metrics);
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let addr = server.addr;
+    harvester.harvest_now();
+    let t0 = Instant::now();
+    let client = std::thread::spawn(move || {
+        agent()
+            .get(format!("http://{addr}/api/slow/1200"))
+            .call()
+            .expect("slow")
+            .body_mut()
+            .read_to_string()
+            .expect("body")
+    });
+    std::thread::sleep(Duration::from_millis(600).saturating_sub(t0.elapsed()));
+    let first = gauge(
+        &harvester.harvest_now(),
+        "http.server.busy",
+        &[("group", "api")],
+    );
+    assert_eq!(client.join().expect("client"), "done");
+    std::thread::sleep(Duration::from_millis(1800).saturating_sub(t0.elapsed()));
+    let second = gauge(
+        &harvester.harvest_now(),
+        "http.server.busy",
+        &[("group", "api")],
+    );
+    // 0.6 s of 0.6 s busy, then 0.6 s of 1.2 s.
+    assert!((first - 1.0).abs() <= 0.1, "first interval busy {first}");
+    assert!((second - 0.5).abs() <= 0.1, "second interval busy {second}");
+}
+
+#[test]
+fn r16_a_client_that_drops_mid_body_does_not_leave_in_flight_high() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, Groups::new().default_group("web"));
+    let server = start(&metrics);
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let mut response = agent()
+        .get(format!("http://{}/stream", server.addr))
+        .call()
+        .expect("stream");
+    let mut first = vec![0u8; 256 * 1024];
+    response
+        .body_mut()
+        .as_reader()
+        .read_exact(&mut first)
+        .expect("first part of the body");
+    let s = harvester.harvest_now();
+    assert_eq!(
+        gauge(&s, "http.server.active_requests", &[("group", "web")]),
+        1.0
+    );
+    drop(response); // closes the connection with most of the 1 GiB unsent
+    let s = harvest_until(&harvester, "the in-flight count to fall", |s| {
+        gauge(s, "http.server.active_requests", &[("group", "web")]) == 0.0
+    });
+    let done = [("group", "web"), ("method", "GET"), ("status_class", "2xx")];
+    assert_eq!(counter(&s, "http.server.requests", &done), 1);
+    let sent = counter(&s, "http.server.response.body.size", &[("group", "web")]);
+    assert!((256 * 1024..1 << 30).contains(&sent), "sent {sent}");
+}
