@@ -4,10 +4,15 @@
 #[path = "../../prometheus/tests/support/mod.rs"]
 mod support;
 
+// VictoriaMetrics on loopback, as the Graphite exporter's tests start it.
+#[path = "../../graphite/tests/interop/support.rs"]
+#[allow(dead_code)]
+mod graphite_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,7 @@ use sampler_api::{Descriptor, Exporter, Harvester, Registry};
 use sampler_exporter_remote_write::proto::WriteRequest;
 use sampler_exporter_remote_write::RemoteWriteExporter;
 use serde_json::Value as Json;
-use support::{free_port, on_path, poll, PrometheusServer};
+use support::{free_port, poll, PrometheusServer};
 
 static REQUESTS: Descriptor = Descriptor::counter("rwtest.requests", "1", "requests served");
 static DEPTH: Descriptor = Descriptor::gauge("rwtest.depth", "1", "queue depth");
@@ -153,77 +158,20 @@ fn r13_prometheus_receives_every_series_with_labels_intact() {
     }
 }
 
-/// VictoriaMetrics on loopback; killed when dropped.
-struct Victoria {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Victoria {
-    fn start() -> Victoria {
-        let bin = on_path("victoria-metrics").unwrap_or_else(|| {
-            panic!(
-                "victoria-metrics is not on PATH; install it with: apt-get install -y victoria-metrics \
-                 (or bash scripts/install-peers.sh)"
-            )
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!(
-                "-storageDataPath={}",
-                dir.path().join("data").display()
-            ))
-            .arg("-retentionPeriod=1d")
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-search.latencyOffset=0s")
-            .arg("-search.disableCache")
-            .arg("-loggerLevel=WARN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start victoria-metrics");
-        let url = format!("http://127.0.0.1:{port}");
-        let health = format!("{url}/health");
-        poll(Duration::from_secs(20), "victoria-metrics ready", || {
-            ureq::get(&health)
-                .config()
-                .timeout_global(Some(Duration::from_secs(1)))
-                .build()
-                .call()
-                .ok()
-                .map(|_| ())
-        });
-        Victoria {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn r13_victoria_metrics_receives_every_series_with_labels_intact() {
-    let vm = Victoria::start();
+    let vm = graphite_support::Victoria::start();
+    let url = format!("http://127.0.0.1:{}", vm.http);
     let r = recorded();
-    push_once(&r, exporter_to(&format!("{}/api/v1/write", vm.url)));
+    push_once(&r, exporter_to(&format!("{url}/api/v1/write")));
     let want = expected();
     let got = poll(
         Duration::from_secs(20),
         "every series in victoria-metrics",
         || {
-            support::get(&format!("{}/internal/force_flush", vm.url), &[]);
+            support::get(&format!("{url}/internal/force_flush"), &[]);
             let body = support::get_query(
-                &format!("{}/api/v1/query", vm.url),
+                &format!("{url}/api/v1/query"),
                 &[],
                 &[("query", "{__name__=~\"rwtest_.*\"}")],
             )
