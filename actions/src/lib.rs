@@ -444,3 +444,148 @@ impl Exporter for Engine {
         Some(Arc::new(Stats(self.counts.clone())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sampler_api::{Harvester, Registry};
+
+    static MEM: Descriptor = Descriptor::gauge("worker.memory", "By", "memory");
+    static REQS: Descriptor = Descriptor::counter("worker.requests", "1", "requests");
+
+    #[test]
+    fn fired_is_counted_by_the_engines_own_sampler() {
+        let registry = Registry::new();
+        let mem = registry.gauge(&MEM);
+        mem.set(2048.0);
+        let rule = Rule::new("big", "worker.memory > 1 KiB", Action::Log).unwrap();
+        let engine = Engine::new(vec![rule]).log_to(|_| {});
+        let h = Harvester::builder()
+            .registry(registry)
+            .boxed_exporter(Box::new(engine))
+            .build();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let snap = h.harvest_now();
+            if let Some(s) = snap.find("sampler.action.fired", &[("rule", "big")]) {
+                assert!(matches!(s.value, Value::Counter(n) if n >= 1));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never counted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn each_series_apart_with_recover_and_rate() {
+        let registry = Registry::new();
+        let mem = registry.gauge_family(&MEM, &["w"]);
+        let a = |v: f64| mem.set(&["a"], v);
+        let b = |v: f64| mem.set(&["b"], v);
+        let reqs = registry.counter(&REQS);
+        let mut rule = Rule::new("big", "worker.memory > 100", Action::Log)
+            .unwrap()
+            .for_harvests(2);
+        rule.recover = Some(Condition::parse("worker.memory < 50").unwrap());
+        let rate = Rule::new("busy", "rate(worker.requests) > 0", Action::Log).unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let l2 = lines.clone();
+        let mut e =
+            Engine::new(vec![rule, rate]).log_to(move |l| l2.lock().unwrap().push(l.into()));
+        let h = Harvester::builder().registry(registry).build();
+        a(200.0);
+        b(10.0);
+        e.export(h.harvest_now()).unwrap();
+        assert_eq!(e.fired("big"), 0);
+        assert_eq!(e.fired("busy"), 0, "no rate before a second harvest");
+        b(200.0);
+        reqs.add(5);
+        e.export(h.harvest_now()).unwrap();
+        assert_eq!(e.fired("big"), 1, "a fired; b only once above");
+        assert_eq!(e.fired("busy"), 1);
+        e.export(h.harvest_now()).unwrap();
+        assert_eq!(e.fired("big"), 2, "b fired; a is latched until it recovers");
+        a(75.0);
+        e.export(h.harvest_now()).unwrap();
+        a(200.0);
+        e.export(h.harvest_now()).unwrap();
+        e.export(h.harvest_now()).unwrap();
+        assert_eq!(e.fired("big"), 2, "75 is not a recovery");
+        a(10.0);
+        e.export(h.harvest_now()).unwrap();
+        a(200.0);
+        e.export(h.harvest_now()).unwrap();
+        e.export(h.harvest_now()).unwrap();
+        assert_eq!(e.fired("big"), 3, "recovered, then 2 harvests above");
+        let lines = lines.lock().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("action big recovered for worker.memory{w=\"a\"}")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_after_its_timeout_and_not_queued() {
+        let registry = Registry::new();
+        let a = registry.gauge(&MEM);
+        a.set(200.0);
+        let mut rule = Rule::new(
+            "hang",
+            "worker.memory > 100",
+            Action::Command("sleep 30".into()),
+        )
+        .unwrap();
+        rule.timeout = Duration::from_millis(200);
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let l2 = lines.clone();
+        let mut e = Engine::new(vec![rule]).log_to(move |l| l2.lock().unwrap().push(l.into()));
+        let h = Harvester::builder().registry(registry).build();
+        e.export(h.harvest_now()).unwrap();
+        e.export(h.harvest_now()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        e.export(h.harvest_now()).unwrap();
+        let lines = lines.lock().unwrap();
+        assert!(lines[0].contains("started command"), "{lines:?}");
+        assert!(
+            lines[1].contains("not run: the previous command"),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("killed after its timeout of 200ms")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.last().unwrap().contains("started command"),
+            "{lines:?}"
+        );
+        drop(lines);
+        e.shutdown(std::time::Instant::now()).unwrap();
+    }
+
+    #[test]
+    fn a_command_gets_the_series_in_its_environment() {
+        let dir = std::env::temp_dir().join(format!("sampler-actions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("env");
+        let registry = Registry::new();
+        let mem = registry.gauge_family(&MEM, &["pool"]);
+        mem.set(&["web"], 200.0);
+        let cmd = format!(
+            "echo \"$SAMPLER_NAME $SAMPLER_VALUE $SAMPLER_LABEL_POOL\" > {}",
+            out.display()
+        );
+        let rule = Rule::new("env", "worker.memory > 100", Action::Command(cmd)).unwrap();
+        let mut e = Engine::new(vec![rule]).log_to(|_| {});
+        let h = Harvester::builder().registry(registry).build();
+        e.export(h.harvest_now()).unwrap();
+        e.shutdown(std::time::Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(text.trim(), "worker.memory 200 web");
+    }
+}
