@@ -248,3 +248,46 @@ fn r17_check_prints_rules_and_points_at_errors() {
     assert!(text.contains("bad.toml:2:21"), "{text}");
     assert!(text.contains("unknown unit `furlongs`"), "{text}");
 }
+
+#[test]
+fn r17_sighup_replaces_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sampler.toml");
+    let file = |rule: &str| {
+        format!(
+            "[harvest]\ninterval = \"100ms\"\n[adapters.process]\n[[action]]\nname = \"{rule}\"\nwhen = \"process.memory.usage > 1 B\"\n"
+        )
+    };
+    std::fs::write(&config, file("before")).unwrap();
+    let mut sampler = Kid(Command::new(env!("CARGO_BIN_EXE_sampler"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sampler"));
+    let mut lines = BufReader::new(sampler.0.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let mut wait_for = |what: &str, log: &mut String| {
+        for l in lines.by_ref().map_while(Result::ok).take(200) {
+            log.push_str(&l);
+            log.push('\n');
+            if l.contains(what) {
+                return;
+            }
+        }
+        panic!("no {what:?} in:\n{log}");
+    };
+    wait_for("action before fired", &mut log);
+    std::fs::write(&config, file("after")).unwrap();
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(sampler.0.id() as i32, libc::SIGHUP) };
+    wait_for("action after fired", &mut log);
+    let at = log.find("action after fired").unwrap();
+    wait_for("action after fired", &mut log);
+    assert!(!log[at..].contains("action before fired"), "{log}");
+    // SAFETY: as above.
+    unsafe { libc::kill(sampler.0.id() as i32, libc::SIGTERM) };
+    assert!(sampler.0.wait().unwrap().success());
+}
