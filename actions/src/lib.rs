@@ -300,6 +300,9 @@ impl Engine {
     fn evaluate(&mut self, snap: &Snapshot) {
         self.round += 1;
         let round = self.round;
+        if round == 1 {
+            self.warn_unknown(snap);
+        }
         for reap in self.runner.reap() {
             self.report_failure(&reap.0, &reap.1);
         }
@@ -405,11 +408,66 @@ impl Engine {
         }
     }
 
+    /// On the first harvest: a rule naming a series the harvest does not have is likely a typo.
+    fn warn_unknown(&self, snap: &Snapshot) {
+        for rule in &self.rules {
+            let mut names = vec![rule.condition.name.as_str()];
+            if let Threshold::Percent(_, of) = &rule.condition.threshold {
+                names.push(of);
+            }
+            if let Some(Condition { name, .. }) = &rule.recover {
+                names.push(name);
+            }
+            for name in names {
+                if snap.named(name).next().is_some() {
+                    continue;
+                }
+                let near = nearest(name, snap.series.iter().map(|s| s.descriptor.name()));
+                let hint = if near.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (nearest: {})", near.join(", "))
+                };
+                (self.log)(&format!(
+                    "warning: action {} watches {name}, which the first harvest does not have{hint}",
+                    rule.name
+                ));
+            }
+        }
+    }
+
     fn report_failure(&mut self, rule: &str, message: &str) {
         (self.log)(&format!("action {rule}: {message}"));
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         *c.failed.entry(rule.to_owned()).or_default() += 1;
     }
+}
+
+/// Up to three names closest to `name` by edit distance.
+fn nearest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut all: Vec<(usize, &str)> = names.map(|n| (distance(name, n), n)).collect();
+    all.sort();
+    all.dedup_by(|a, b| a.1 == b.1);
+    all.into_iter()
+        .filter(|(d, _)| *d <= name.len().max(3) / 2)
+        .take(3)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (up + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = up;
+        }
+    }
+    row[b.len()]
 }
 
 fn series_key(s: &Series) -> String {
@@ -523,6 +581,25 @@ mod tests {
                 .iter()
                 .any(|l| l.starts_with("action big recovered for worker.memory{w=\"a\"}")),
             "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_rule_naming_an_absent_series_is_a_warning_with_the_nearest_names() {
+        let registry = Registry::new();
+        let mem = registry.gauge(&MEM);
+        mem.set(1.0);
+        let rule = Rule::new("typo", "worker.memroy > 1", Action::Log).unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let l2 = lines.clone();
+        let mut e = Engine::new(vec![rule]).log_to(move |l| l2.lock().unwrap().push(l.into()));
+        let h = Harvester::builder().registry(registry).build();
+        e.export(h.harvest_now()).unwrap();
+        e.export(h.harvest_now()).unwrap();
+        let lines = lines.lock().unwrap();
+        assert_eq!(
+            lines.as_slice(),
+            ["warning: action typo watches worker.memroy, which the first harvest does not have (nearest: worker.memory)"]
         );
     }
 
