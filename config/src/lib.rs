@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod actions;
 mod diagnostic;
 mod env;
 mod kinds;
@@ -85,6 +86,8 @@ pub struct Config {
     pub exporters: Vec<ExporterPlan>,
     /// Every adapter switched on.
     pub adapters: Vec<AdapterPlan>,
+    /// Every `[[action]]` rule, in file order.
+    pub actions: Vec<sampler_actions::Rule>,
 }
 
 /// `[harvest]`: how often and how the harvest runs.
@@ -259,6 +262,10 @@ impl Config {
         }
         for e in &self.exporters {
             out.push_str(&e.describe());
+            out.push('\n');
+        }
+        for r in &self.actions {
+            out.push_str(&r.describe());
             out.push('\n');
         }
         out

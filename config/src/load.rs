@@ -18,7 +18,7 @@ use crate::{AdapterPlan, Config, ExporterPlan, HarvestSettings};
 /// The largest config file read (a config is a few KiB; anything this large is a mistake).
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
 
-const TOP: &[&str] = &["harvest", "labels", "exporter", "adapters"];
+const TOP: &[&str] = &["harvest", "labels", "exporter", "adapters", "action"];
 const HARVEST: &[&str] = &["interval", "sampler_budget", "queue_depth", "self_metrics"];
 /// The keys every `[[exporter]]` shares; the rest belong to its kind.
 const SHARED: &[&str] = &[
@@ -28,24 +28,29 @@ const SHARED: &[&str] = &[
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 const MAX_QUEUE: i64 = 1024;
 
-type Table<'a> = DeTable<'a>;
+pub(crate) type Table<'a> = DeTable<'a>;
 
-struct Walk<'s> {
-    source: &'s str,
-    diagnostics: Vec<Diagnostic>,
+pub(crate) struct Walk<'s> {
+    pub(crate) source: &'s str,
+    pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
 impl<'s> Walk<'s> {
-    fn error(&mut self, message: impl Into<String>, span: Range<usize>) {
+    pub(crate) fn error(&mut self, message: impl Into<String>, span: Range<usize>) {
         self.diagnostics.push(Diagnostic::new(message, Some(span)));
     }
 
-    fn error_hint(&mut self, message: impl Into<String>, span: Range<usize>, hint: String) {
+    pub(crate) fn error_hint(
+        &mut self,
+        message: impl Into<String>,
+        span: Range<usize>,
+        hint: String,
+    ) {
         self.diagnostics
             .push(Diagnostic::new(message, Some(span)).hint(hint));
     }
 
-    fn unknown_keys(&mut self, table: &Table<'_>, known: &[&str], what: &str) {
+    pub(crate) fn unknown_keys(&mut self, table: &Table<'_>, known: &[&str], what: &str) {
         for (k, _) in table.iter() {
             if !known.contains(&k.get_ref().as_ref()) {
                 let hint = match did_you_mean(k.get_ref(), known.iter().copied()) {
@@ -68,7 +73,11 @@ impl<'s> Walk<'s> {
         }
     }
 
-    fn table<'v, 'a>(&mut self, v: &'v Spanned<DeValue<'a>>, what: &str) -> Option<&'v Table<'a>> {
+    pub(crate) fn table<'v, 'a>(
+        &mut self,
+        v: &'v Spanned<DeValue<'a>>,
+        what: &str,
+    ) -> Option<&'v Table<'a>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
             other => {
@@ -81,7 +90,11 @@ impl<'s> Walk<'s> {
         }
     }
 
-    fn string<'v>(&mut self, v: &'v Spanned<DeValue<'_>>, what: &str) -> Option<&'v str> {
+    pub(crate) fn string<'v>(
+        &mut self,
+        v: &'v Spanned<DeValue<'_>>,
+        what: &str,
+    ) -> Option<&'v str> {
         match v.get_ref() {
             DeValue::String(s) => Some(s),
             other => {
@@ -114,7 +127,7 @@ impl<'s> Walk<'s> {
         }
     }
 
-    fn string_map(
+    pub(crate) fn string_map(
         &mut self,
         v: &Spanned<DeValue<'_>>,
         what: &str,
@@ -131,7 +144,7 @@ impl<'s> Walk<'s> {
         out
     }
 
-    fn duration(&mut self, v: &Spanned<DeValue<'_>>, what: &str) -> Option<Duration> {
+    pub(crate) fn duration(&mut self, v: &Spanned<DeValue<'_>>, what: &str) -> Option<Duration> {
         let s = self.string(v, what)?;
         match humantime::parse_duration(s) {
             Ok(d) => Some(d),
@@ -365,6 +378,11 @@ pub(crate) fn parse(
         }
     }
 
+    let actions = match root.get("action") {
+        Some(v) => crate::actions::actions(&mut w, v),
+        None => Vec::new(),
+    };
+
     if !w.diagnostics.is_empty() {
         let mut d = w.diagnostics;
         d.sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
@@ -376,6 +394,7 @@ pub(crate) fn parse(
         labels,
         exporters,
         adapters,
+        actions,
     })
 }
 

@@ -133,18 +133,24 @@ impl Pipeline {
         for e in built {
             builder = builder.boxed_exporter(e);
         }
+        let has_actions = !config.actions.is_empty();
+        if has_actions {
+            builder = builder.boxed_exporter(engine(&config));
+        }
         let harvester = if periodic {
             builder.start()
         } else {
             builder.build()
         };
         let keys = harvester.exporter_keys();
-        let exporters = keys[fixed_exporters..].to_vec();
+        let mut exporters = keys[fixed_exporters..].to_vec();
+        let actions = if has_actions { exporters.pop() } else { None };
         Ok(RunningPipeline {
             harvester: Some(harvester),
             config,
             registry,
             exporters,
+            actions,
             adapters,
             _fixed: fixed,
         })
@@ -159,6 +165,11 @@ fn register(registry: &Registry, a: &AdapterPlan) -> Result<Vec<Registration>> {
         .into_iter()
         .map(|s| registry.register_arc(s))
         .collect())
+}
+
+/// The engine of the config's `[[action]]` rules: an exporter of its own.
+fn engine(config: &Config) -> Box<dyn Exporter> {
+    Box::new(sampler_actions::Engine::new(config.actions.clone()))
 }
 
 fn build(e: &ExporterPlan) -> Result<Box<dyn Exporter>> {
@@ -180,6 +191,8 @@ pub struct RunningPipeline {
     registry: Registry,
     /// The key of each of `config.exporters`, in order.
     exporters: Vec<ExporterKey>,
+    /// The key of the `[[action]]` engine, when there are rules.
+    actions: Option<ExporterKey>,
     /// The registrations of each of `config.adapters`, in order.
     adapters: Vec<Vec<Registration>>,
     _fixed: Vec<Registration>,
@@ -334,6 +347,18 @@ impl RunningPipeline {
         }
         self.adapters = regs;
         self.exporters = keys;
+        // Actions: a new engine when the rules changed (their per-series state starts over).
+        if new.actions != self.config.actions {
+            if let Some(k) = self.actions.take() {
+                if let Err(err) = harvester.remove_exporter(k, deadline) {
+                    crate::say(&err);
+                }
+            }
+            if !new.actions.is_empty() {
+                self.actions = Some(harvester.add_exporter(engine(&new)));
+            }
+            report.started.push("actions".to_owned());
+        }
         let harvest = self.config.harvest.clone();
         self.config = new;
         // The running harvester keeps its settings.
