@@ -194,7 +194,7 @@ impl SamplerSeries {
 }
 
 fn default_encoder() -> Encoder {
-    Encoder::new(&PrometheusConfig::default()).expect("the default configuration is valid")
+    Encoder::new(PrometheusConfig::default()).expect("the default configuration is valid")
 }
 
 impl Harvest for SamplerSeries {
