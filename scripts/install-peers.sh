@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, when missing, the real peers the interop tests talk to:
 # - the Prometheus server and promtool (Debian package `prometheus`);
-# - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv.
+# - Python's prometheus-client 0.26.0 (its text and OpenMetrics parsers) in ./.venv;
+# and valgrind (Debian package `valgrind`), which scripts/test.sh runs the slot-lifetime stress
+# test under.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +14,12 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   echo "installing prometheus and promtool (Debian package prometheus)" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "installing valgrind (Debian package valgrind)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
 
 py="$root/.venv/bin/python"

@@ -79,8 +79,12 @@ mod descriptor;
 pub mod distribution;
 mod exporter;
 mod harvest;
+mod hooks;
 mod instruments;
 mod labels;
+mod lifecycle;
+#[cfg(test)]
+mod lifetime_tests;
 mod local;
 mod registry;
 mod sampler;

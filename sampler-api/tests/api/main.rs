@@ -4,4 +4,5 @@
 mod alloc;
 mod harvest;
 mod instruments;
+mod stress;
 mod vectors;
