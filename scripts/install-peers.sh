@@ -19,6 +19,12 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "installing valgrind (Debian package valgrind)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+
 py="$root/.venv/bin/python"
 if ! "$py" -c "import importlib.metadata as m; assert m.version('prometheus-client') == '0.26.0'" 2>/dev/null; then
   echo "installing prometheus-client 0.26.0 into .venv" >&2
@@ -57,11 +63,4 @@ if ! "$py" -c "import importlib.metadata as m; assert m.version('opentelemetry-p
   [ -x "$py" ] || python3 -m venv "$root/.venv"
   "$root/.venv/bin/pip" install -q --disable-pip-version-check \
     opentelemetry-proto==1.45.2 protobuf==7.36.2 rotel==0.0.1a15
-fi
-
-# valgrind, for the memory-safety stress runs of scripts/test.sh.
-if ! command -v valgrind >/dev/null 2>&1; then
-  echo "installing valgrind (Debian)" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi

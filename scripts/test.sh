@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the real peers the interop tests talk to (see
-# scripts/install-peers.sh), then runs every test of the workspace. Extra arguments go to
-# `cargo test`.
+# scripts/install-peers.sh), then runs every test of the workspace, then the slot-lifetime
+# stress test once more under valgrind's memcheck (bounded: SAMPLER_STRESS_SECS, default 30 s of
+# load; any invalid read or write fails the run). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +10,11 @@ bash scripts/install-peers.sh
 export SAMPLER_PYTHON="$PWD/.venv/bin/python"
 
 cargo test --workspace "$@"
+
+# The test binary of sampler-api/tests/ (built by the run above), under memcheck.
+api_tests="$(cargo test -p sampler-api --test api --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+[ -x "$api_tests" ] || { echo "test.sh: the sampler-api test binary was not found" >&2; exit 1; }
+echo "valgrind: slot-lifetime stress test (${SAMPLER_STRESS_SECS:-30} s)" >&2
+SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --error-exitcode=1 --leak-check=no \
+  "$api_tests" stress::stress_slot_lifetimes --exact --nocapture

@@ -82,8 +82,12 @@ pub mod duration_serde;
 mod event;
 mod exporter;
 mod harvest;
+mod hooks;
 mod instruments;
 mod labels;
+mod lifecycle;
+#[cfg(test)]
+mod lifetime_tests;
 mod local;
 mod registry;
 mod sampler;

@@ -102,13 +102,22 @@ impl CounterFamily {
     /// Adds `n` to the series for these label values.
     #[inline]
     pub fn add(&self, values: &[&str], n: u64) {
-        let (_, slot, _) = self.inner.lookup(values);
-        local::counter_add(slot, n);
+        // `found` keeps the slot from being freed until the add is done.
+        let found = self.inner.lookup(values);
+        crate::hooks::at(crate::hooks::Point::AfterLookup);
+        local::counter_add(found.slot, n);
+        drop(found);
     }
 
     /// Removes a series; `false` when a handle to it is still alive (it stays).
     pub fn remove(&self, values: &[&str]) -> bool {
         self.inner.remove(values)
+    }
+
+    /// How many slots of removed series wait to be freed.
+    #[cfg(test)]
+    pub(crate) fn retired(&self) -> usize {
+        self.inner.retired()
     }
 }
 

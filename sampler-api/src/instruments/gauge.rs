@@ -112,15 +112,20 @@ impl GaugeFamily {
     /// Sets the series for these label values.
     #[inline]
     pub fn set(&self, values: &[&str], value: f64) {
-        let (_, slot, _) = self.inner.lookup(values);
-        local::gauge_cell(slot).store(value.to_bits(), Relaxed);
+        // `found` keeps the slot from being freed until the store is done.
+        let found = self.inner.lookup(values);
+        crate::hooks::at(crate::hooks::Point::AfterLookup);
+        local::gauge_cell(found.slot).store(value.to_bits(), Relaxed);
+        drop(found);
     }
 
     /// Adds to the series for these label values.
     #[inline]
     pub fn add(&self, values: &[&str], delta: f64) {
-        let (_, slot, _) = self.inner.lookup(values);
-        add(local::gauge_cell(slot), delta);
+        let found = self.inner.lookup(values);
+        crate::hooks::at(crate::hooks::Point::AfterLookup);
+        add(local::gauge_cell(found.slot), delta);
+        drop(found);
     }
 
     /// Removes a series; `false` when a handle to it is still alive (it stays).

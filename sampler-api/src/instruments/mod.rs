@@ -33,8 +33,9 @@ pub(crate) struct Handle {
 
 impl Handle {
     fn new(family: Arc<FamilyInner>, values: &[&str]) -> Self {
-        let (entry, slot, _) = family.lookup(values);
-        family.retain(entry);
+        // Found and held in one step under the family's lock: no removal comes between.
+        let (entry, slot) = family.get(values);
+        crate::hooks::at(crate::hooks::Point::HandleAfterLookup);
         Handle {
             family,
             entry,

@@ -126,8 +126,11 @@ impl TimingFamily {
     /// Records a value into the series for these label values.
     #[inline]
     pub fn record(&self, values: &[&str], value: f64) {
-        let (_, slot, _) = self.inner.lookup(values);
-        local::timing_record(slot, self.table, value);
+        // `found` keeps the slot from being freed until the record is done.
+        let found = self.inner.lookup(values);
+        crate::hooks::at(crate::hooks::Point::AfterLookup);
+        local::timing_record(found.slot, self.table, value);
+        drop(found);
     }
 
     /// Records a duration (seconds) into the series for these label values.

@@ -524,14 +524,15 @@ impl Exporter for Flaky {
 
 #[test]
 fn a_failing_exporter_is_reported_once_when_it_fails_and_once_when_it_recovers() {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let seen = events.clone();
-    sampler_api::set_event_hook(move |e| {
-        // Other tests' exporters may report too: keep this one's.
-        if e.to_string().contains("flaky-events") {
-            seen.lock().unwrap().push(e.clone());
-        }
-    });
+    let all = crate::events();
+    let mine = || -> Vec<sampler_api::Event> {
+        all.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.to_string().contains("flaky-events"))
+            .cloned()
+            .collect()
+    };
     let down = Arc::new(AtomicBool::new(false));
     let h = Harvester::builder()
         .registry(Registry::new())
@@ -560,11 +561,10 @@ fn a_failing_exporter_is_reported_once_when_it_fails_and_once_when_it_recovers()
     down.store(false, Ordering::SeqCst);
     assert!(wait_until(Duration::from_secs(5), || {
         h.harvest_now();
-        events.lock().unwrap().len() >= 2
+        mine().len() >= 2
     }));
     h.shutdown(Duration::from_secs(5)).unwrap();
-    sampler_api::clear_event_hook();
-    let events = events.lock().unwrap().clone();
+    let events = mine();
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(
         events[0].to_string(),

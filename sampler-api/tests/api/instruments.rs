@@ -206,3 +206,28 @@ fn a_fractional_counter_keeps_its_divisor_through_the_registry() {
         _ => unreachable!(),
     }
 }
+
+#[test]
+fn a_full_family_is_reported_once_on_the_event_hook() {
+    static FULL: Descriptor = Descriptor::counter("test.full.family", "1", "a small family");
+    let all = crate::events();
+    let registry = Registry::new();
+    let fam = registry.counter_family_with(&FULL, &["k"], FamilyOptions::default().limit(2));
+    for v in ["a", "b", "c", "d", "e"] {
+        fam.get(&[v]).inc();
+    }
+    let mine: Vec<sampler_api::Event> = all
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("test.full.family"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine,
+        vec![sampler_api::Event::FamilyFull {
+            metric: "test.full.family".into(),
+            limit: 2
+        }]
+    );
+}

@@ -1,0 +1,276 @@
+//! The family core shared by every instrument: label values → series, with a cardinality limit,
+//! optional expiry of idle series and a per-thread lookup cache. A standalone instrument is a
+//! family with no label keys and one series.
+//!
+//! - `options`: what a family can be asked for;
+//! - `table`: the entries and their index;
+//! - this file: finding and creating entries, handles, removal;
+//! - `cache`: lookup by label values through the per-thread cache;
+//! - `overflow`: the overflow series past the cardinality limit;
+//! - `expiry`: which idle series go;
+//! - `sample`: a family's harvest.
+//!
+//! When a removed series' slot is freed is the slot lifecycle's business (`crate::lifecycle`).
+
+mod cache;
+mod expiry;
+mod options;
+mod overflow;
+mod sample;
+mod table;
+
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use options::{FamilyOptions, DEFAULT_LIMIT};
+use table::{Entry, Table, OVERFLOW};
+
+use crate::descriptor::{validate_label_key, Descriptor, Kind};
+use crate::labels::{LabelKeys, PackedValues};
+use crate::lifecycle::{free_slot, slots, Retired};
+use crate::registry::Registry;
+use crate::snapshot::SeriesId;
+
+pub(crate) struct FamilyInner {
+    id: u32,
+    descriptor: Arc<Descriptor>,
+    keys: LabelKeys,
+    overflow_keys: LabelKeys,
+    options: FamilyOptions,
+    valid: bool,
+    hasher: foldhash::fast::RandomState,
+    /// Bumped whenever an entry is removed, so per-thread caches drop what they hold.
+    epoch: AtomicU32,
+    table: RwLock<Table>,
+    overflow_hits: AtomicU64,
+    /// Per entry, for idle expiry only: what the harvest saw last and for how many harvests.
+    /// Only the harvest touches it, so it stays out of the entries (and their memory).
+    idle: Mutex<Vec<expiry::Idle>>,
+    /// Slots of removed entries, freed once nothing can reach them.
+    retired: Retired,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl FamilyInner {
+    pub(crate) fn new(
+        descriptor: &Descriptor,
+        kind: Kind,
+        keys: &[&str],
+        options: FamilyOptions,
+    ) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let valid =
+            descriptor.validate().is_ok() && keys.iter().all(|k| validate_label_key(k).is_ok());
+        let descriptor = Arc::new(
+            Descriptor::owned(
+                descriptor.name().to_owned(),
+                kind,
+                descriptor.unit().to_owned(),
+                descriptor.description().to_owned(),
+            )
+            .with_divisor(descriptor.divisor()),
+        );
+        FamilyInner {
+            id: NEXT.fetch_add(1, Relaxed),
+            descriptor,
+            keys: keys
+                .iter()
+                .map(|k| Cow::Owned(k.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
+            overflow_keys: vec![Cow::Borrowed("overflow")].into(),
+            options,
+            valid,
+            hasher: foldhash::fast::RandomState::default(),
+            epoch: AtomicU32::new(0),
+            table: RwLock::new(Table::default()),
+            overflow_hits: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
+            retired: Retired::new(),
+        }
+    }
+
+    /// A new family, registered in `registry` for as long as something holds it.
+    pub(crate) fn register(
+        registry: &Registry,
+        descriptor: &Descriptor,
+        kind: Kind,
+        keys: &[&str],
+        options: FamilyOptions,
+    ) -> Arc<Self> {
+        let inner = Arc::new(FamilyInner::new(descriptor, kind, keys, options));
+        registry.register_weak(inner.clone());
+        inner
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.descriptor.kind()
+    }
+
+    pub(crate) fn scale(&self) -> i8 {
+        self.options.scale
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    fn hash(&self, values: &[&str]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for v in values {
+            h.write_usize(v.len());
+            h.write(v.as_bytes());
+        }
+        h.finish()
+    }
+
+    fn hash_packed(&self, p: &PackedValues) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for i in 0..self.keys.len() {
+            let v = p.get(i);
+            h.write_usize(v.len());
+            h.write(v.as_bytes());
+        }
+        h.finish()
+    }
+
+    fn new_entry(&self, values: Option<PackedValues>, slot: u32) -> Entry {
+        Entry {
+            values,
+            slot,
+            handles: AtomicU32::new(0),
+            id: SeriesId::next(),
+            start_nanos: now_nanos(),
+        }
+    }
+
+    /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values)`,
+    /// the values a copy of the entry's, `None` for the overflow series. `found` runs while
+    /// the table's lock is still held when the entry is a label set's (so that no removal can
+    /// come between the lookup and what `found` does: take a handle, or a lease); for the
+    /// overflow series, after.
+    fn find_or_insert(
+        &self,
+        values: &[&str],
+        hash: u64,
+        found: impl FnOnce(&Table, u32, u32),
+    ) -> (u32, u32, Option<PackedValues>) {
+        {
+            let t = self.read();
+            if let Some(e) = t.find(hash, values) {
+                let entry = t.entry(e);
+                found(&t, e, entry.slot);
+                return (e, entry.slot, entry.values.clone());
+            }
+        }
+        if values.len() == self.keys.len() {
+            let mut t = self.write();
+            if let Some(e) = t.find(hash, values) {
+                let entry = t.entry(e);
+                found(&t, e, entry.slot);
+                return (e, entry.slot, entry.values.clone());
+            }
+            if t.live < self.options.limit {
+                if let Some(slot) = slots(self.kind()).alloc() {
+                    let packed = PackedValues::new(values);
+                    let e = t.push(self.new_entry(Some(packed.clone()), slot));
+                    t.link(hash, e, |p| self.hash_packed(p));
+                    found(&t, e, slot);
+                    return (e, slot, Some(packed));
+                }
+            }
+        }
+        self.count_overflow();
+        let slot = self.overflow_slot();
+        found(&self.read(), OVERFLOW, slot);
+        (OVERFLOW, slot, None)
+    }
+
+    fn count_overflow(&self) {
+        self.overflow_hits.fetch_add(1, Relaxed);
+    }
+
+    /// The entry and slot of `values`, made if new, with a handle taken on it (under the
+    /// table's lock, so no removal comes between): for `Handle::new`.
+    pub(crate) fn get(&self, values: &[&str]) -> (u32, u32) {
+        let hash = self.hash(values);
+        let (entry, slot, _) = self.find_or_insert(values, hash, |t, e, _| {
+            if e != OVERFLOW {
+                t.entry(e).handles.fetch_add(1, Relaxed);
+            }
+        });
+        (entry, slot)
+    }
+
+    /// Another handle to `entry`, which a live handle holds already.
+    pub(crate) fn retain(&self, entry: u32) {
+        if entry != OVERFLOW {
+            self.read().entry(entry).handles.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn release(&self, entry: u32) {
+        if entry != OVERFLOW {
+            self.read().entry(entry).handles.fetch_sub(1, Release);
+        }
+    }
+
+    /// Removes the series for `values`, if present; `false` when a handle still holds it.
+    pub(crate) fn remove(&self, values: &[&str]) -> bool {
+        let hash = self.hash(values);
+        let mut t = self.write();
+        let Some(e) = t.find(hash, values) else {
+            return true;
+        };
+        if t.entry(e).handles.load(Acquire) > 0 {
+            return false;
+        }
+        self.unlink(&mut t, e, hash);
+        true
+    }
+
+    /// Takes entry `e` out of the table (write-locked: `t`) and retires its slot.
+    fn unlink(&self, t: &mut Table, e: u32, hash: u64) {
+        let slot = t.unlink(hash, e);
+        self.epoch.fetch_add(1, Release);
+        self.retired.push(slot);
+    }
+}
+
+#[cfg(test)]
+impl FamilyInner {
+    pub(crate) fn retired(&self) -> usize {
+        self.retired.len()
+    }
+}
+
+impl Drop for FamilyInner {
+    fn drop(&mut self) {
+        // Nothing can record into a family being dropped (a recorder holds it), and cache lines
+        // naming it are never hit again (family ids are not reused): every slot is freed now.
+        let kind = self.kind();
+        let t = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
+        let slots: Vec<u32> = t
+            .iter()
+            .filter(|(e, entry)| entry.values.is_some() || t.overflow == Some(*e))
+            .map(|(_, entry)| entry.slot)
+            .chain(self.retired.take_all())
+            .collect();
+        for slot in slots {
+            free_slot(kind, slot);
+        }
+    }
+}

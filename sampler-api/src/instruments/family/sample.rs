@@ -1,0 +1,106 @@
+//! A family's harvest: frees retired slots nothing can reach, reads every series, expires the
+//! idle ones and reports the overflow count.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::expiry::Expiry;
+use super::FamilyInner;
+use crate::descriptor::{Descriptor, Kind};
+use crate::labels::Labels;
+use crate::lifecycle::{board, free_slot};
+use crate::local::{self, Reader};
+use crate::sampler::{Sampler, Writer};
+use crate::snapshot::{Series, Value};
+
+impl FamilyInner {
+    fn read_value(
+        &self,
+        reader: &Reader,
+        slot: u32,
+        timing: Option<&local::TimingGuard<'_>>,
+    ) -> Value {
+        match (self.kind(), timing) {
+            (Kind::Counter, _) => Value::Counter(reader.counter(slot)),
+            (Kind::Gauge, _) => Value::Gauge(f64::from_bits(local::gauge_cell(slot).load(Relaxed))),
+            (Kind::Timing, Some(g)) => {
+                Value::Timing(Box::new(reader.timing(slot, self.scale(), g)))
+            }
+            (Kind::Timing, None) => unreachable!("timing reads hold the timing lock"),
+        }
+    }
+}
+
+impl Sampler for FamilyInner {
+    fn name(&self) -> &str {
+        self.descriptor.name()
+    }
+
+    fn sample(&self, out: &mut Writer<'_>) {
+        if !self.valid {
+            out.reject();
+            return;
+        }
+        let kind = self.kind();
+        self.retired
+            .reclaim(board(), kind, |slot| free_slot(kind, slot));
+        let reader = Reader::new();
+        let timing = (kind == Kind::Timing).then(local::timing_lock);
+        let mut expiry = self
+            .options
+            .expire_after
+            .map(|after| Expiry::new(&self.idle, after, out.interval()));
+        let mut expired = Vec::new();
+        {
+            let t = self.read();
+            for (e, entry) in t.iter() {
+                let Some(values) = entry.values.as_ref() else {
+                    if t.overflow != Some(e) {
+                        continue;
+                    }
+                    let value = self.read_value(&reader, entry.slot, timing.as_ref());
+                    out.series(Series {
+                        id: entry.id,
+                        descriptor: self.descriptor.clone(),
+                        labels: Labels::with_keys(self.overflow_keys.clone(), &["true"]),
+                        start_time: UNIX_EPOCH + Duration::from_nanos(entry.start_nanos),
+                        value,
+                    });
+                    continue;
+                };
+                let value = self.read_value(&reader, entry.slot, timing.as_ref());
+                if let Some(x) = expiry.as_mut() {
+                    if x.expired(e, entry, &value) {
+                        expired.push(e);
+                        continue;
+                    }
+                }
+                out.series(Series {
+                    id: entry.id,
+                    descriptor: self.descriptor.clone(),
+                    labels: Labels::from_packed(self.keys.clone(), values.clone()),
+                    start_time: UNIX_EPOCH + Duration::from_nanos(entry.start_nanos),
+                    value,
+                });
+            }
+        }
+        drop(timing);
+        drop(expiry);
+        if !expired.is_empty() {
+            self.expire(expired);
+        }
+        let overflow = self.overflow_hits.load(Relaxed);
+        if overflow > 0 {
+            static OVERFLOW_DESC: Descriptor = Descriptor::counter(
+                "sampler.family.overflow",
+                "1",
+                "lookups of label sets past a family's cardinality limit, folded into its overflow series",
+            );
+            out.counter(
+                &OVERFLOW_DESC,
+                &[("metric", self.descriptor.name())],
+                overflow,
+            );
+        }
+    }
+}

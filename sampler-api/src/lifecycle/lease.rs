@@ -1,0 +1,168 @@
+//! Leases: which slots the lines of each thread's lookup cache name, and lookups in flight
+//! that no cache line covers. A retired slot is freed only when neither can reach it.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use super::sync::{lock, AtomicU64, AtomicUsize, Mutex};
+use crate::descriptor::Kind;
+
+/// What a lease holds: the slot's kind (1 to 3) in the high half, its number in the low half;
+/// 0 for none.
+fn tag(kind: Kind, slot: u32) -> u64 {
+    (kind_code(kind) << 32) | slot as u64
+}
+
+fn kind_code(kind: Kind) -> u64 {
+    match kind {
+        Kind::Counter => 1,
+        Kind::Gauge => 2,
+        Kind::Timing => 3,
+    }
+}
+
+/// One thread's leases, one per line of its lookup cache. Only the thread that owns the table
+/// writes it; harvests read it.
+pub(crate) struct LeaseTable {
+    lines: Box<[AtomicU64]>,
+}
+
+impl LeaseTable {
+    fn new(lines: usize) -> Self {
+        LeaseTable {
+            lines: (0..lines).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Line `line` now names `slot` of `kind`, and no longer what it named before.
+    ///
+    /// The caller must hold the lock of the family table it found `slot` in (read or write),
+    /// so that a removal, which unlinks under the write lock before it retires the slot, comes
+    /// after this store and sees it. Release: every record through the line's previous slot
+    /// happens before a harvest that sees this store and frees that slot.
+    #[inline]
+    pub(crate) fn set(&self, line: usize, kind: Kind, slot: u32) {
+        self.lines[line].store(tag(kind, slot), Release);
+    }
+
+    /// Line `line` names nothing (its records are done).
+    #[inline]
+    pub(crate) fn clear(&self, line: usize) {
+        self.lines[line].store(0, Release);
+    }
+
+    fn clear_all(&self) {
+        for l in self.lines.iter() {
+            l.store(0, Release);
+        }
+    }
+}
+
+/// A lookup by label values that no cache line covers (its thread's cache is busy or gone),
+/// counted in flight from before it takes the family's lock until after its record.
+#[must_use]
+pub(crate) struct Pin<'a>(&'a Board);
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        // Release: the record made under this pin happens before a harvest that sees the count
+        // this leaves (or a later one) and frees a slot.
+        self.0.in_flight.fetch_sub(1, Release);
+    }
+}
+
+struct Tables {
+    all: Vec<&'static LeaseTable>,
+    free: Vec<&'static LeaseTable>,
+}
+
+/// Every lease table, and the count of uncached lookups in flight.
+pub(crate) struct Board {
+    tables: Mutex<Tables>,
+    in_flight: AtomicUsize,
+}
+
+impl Board {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Board {
+            tables: Mutex::new(Tables {
+                all: Vec::new(),
+                free: Vec::new(),
+            }),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Board {
+            tables: Mutex::new(Tables {
+                all: Vec::new(),
+                free: Vec::new(),
+            }),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A table of `lines` leases for a thread's new cache: one given back by an exited thread,
+    /// or a new one. Tables are never freed: a harvest may read any of them at any time.
+    pub(crate) fn take_table(&self, lines: usize) -> &'static LeaseTable {
+        let mut t = lock(&self.tables);
+        if let Some(i) = t.free.iter().position(|l| l.lines.len() == lines) {
+            return t.free.swap_remove(i);
+        }
+        let table: &'static LeaseTable = Box::leak(Box::new(LeaseTable::new(lines)));
+        t.all.push(table);
+        table
+    }
+
+    /// Gives back the table of a cache that is gone, its leases dropped.
+    pub(crate) fn give_back(&self, table: &'static LeaseTable) {
+        table.clear_all();
+        lock(&self.tables).free.push(table);
+    }
+
+    /// Counts an uncached lookup in flight until the pin drops; taken before the family lock.
+    ///
+    /// Relaxed: the increment is ordered before a removal that follows the lookup's lock
+    /// section by that lock (unlock, then the remover's lock), which is all it needs.
+    pub(crate) fn pin(&self) -> Pin<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        Pin(self)
+    }
+
+    /// The slots of `kind` some lease names, sorted; `None` while an uncached lookup is in
+    /// flight (it may hold any slot). Called after the slots asked about were retired.
+    pub(crate) fn leased(&self, kind: Kind) -> Option<Vec<u32>> {
+        if self.in_flight.load(Acquire) != 0 {
+            return None;
+        }
+        let code = kind_code(kind);
+        let tables = lock(&self.tables).all.clone();
+        let mut leased = Vec::new();
+        for t in tables {
+            for l in t.lines.iter() {
+                let v = l.load(Acquire);
+                if v >> 32 == code {
+                    leased.push(v as u32);
+                }
+            }
+        }
+        leased.sort_unstable();
+        leased.dedup();
+        Some(leased)
+    }
+}
+
+#[cfg(not(loom))]
+static BOARD: Board = Board::new();
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref BOARD: Board = Board::new();
+}
+
+/// The process's board.
+pub(crate) fn board() -> &'static Board {
+    &BOARD
+}

@@ -1,0 +1,104 @@
+//! The record paths: a counter add and a timing record into this thread's cell, fast paths
+//! inlined into the caller, everything else out of line.
+//!
+//! The caller can reach `slot` (`lifecycle`): through a handle, a leased cache line or a pin.
+
+use std::sync::atomic::Ordering::*;
+
+use super::hist::Position;
+use super::slab::{slab, LOCAL};
+use crate::distribution::IndexTable;
+
+/// Adds `n` to counter slot `slot` in this thread's cell.
+#[inline(always)]
+pub(crate) fn counter_add(slot: u32, n: u64) {
+    let (flat, len, slab) = LOCAL.with(|l| (l.counters.get(), l.counters_len.get(), l.slab.get()));
+    let cell = if slot < len {
+        // SAFETY: `flat` and `len` were installed together from the slab's flat array, which
+        // lives for ever (slabs are leaked), and `slot < len`.
+        unsafe { &*flat.add(slot as usize) }
+    } else {
+        // A slot made after this thread's slab: in the two-level array, when its chunk exists.
+        // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
+        match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
+            Some(cell) => cell,
+            None => return counter_add_slow(slot, n),
+        }
+    };
+    // Only this slab's owner thread writes here (besides zeroing of freed slots, which nothing
+    // can reach), so a plain load and store cannot lose an update and no locked instruction is
+    // needed.
+    cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+#[cold]
+#[inline(never)]
+fn counter_add_slow(slot: u32, n: u64) {
+    let slab = slab();
+    let cell = slab.counters.get_or_alloc(slot);
+    if slab.shared {
+        cell.fetch_add(n, Relaxed);
+    } else {
+        cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
+/// Records `value` into timing slot `slot` in this thread's histogram at `table`'s scale.
+#[inline(always)]
+pub(crate) fn timing_record(slot: u32, table: &'static IndexTable, value: f64) {
+    // The default scale gets a copy of the record with its shifts as constants (measured:
+    // variable shifts and masks made up a good part of a record's time).
+    if table.scale() == crate::instruments::DEFAULT_SCALE {
+        timing_record_at(slot, table, value, crate::instruments::DEFAULT_SCALE);
+    } else {
+        timing_record_at(slot, table, value, table.scale());
+    }
+}
+
+/// [`timing_record`], given `table`'s scale.
+#[inline(always)]
+fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8) {
+    // The bucket's position depends only on the value and the scale, so it is found while the
+    // loads that reach this thread's histogram are still on their way.
+    let pos = Position::of(table, value, scale);
+    let (flat, len, slab) = LOCAL.with(|l| (l.hists.get(), l.hists_len.get(), l.slab.get()));
+    let cell = if slot < len {
+        // SAFETY: as in `counter_add`.
+        unsafe { &*flat.add(slot as usize) }
+    } else {
+        // SAFETY: as in `counter_add`.
+        match unsafe { slab.as_ref() }.and_then(|s| s.hists.rest.get(slot)) {
+            Some(cell) => cell,
+            None => return timing_record_slow(slot, table, value),
+        }
+    };
+    let h = cell.load(Acquire);
+    if h.is_null() {
+        return timing_record_slow(slot, table, value);
+    }
+    // SAFETY: a LocalHist pointer is freed only by `drop_hists`, for a slot nothing can reach
+    // any more (`lifecycle`); the caller can reach `slot`.
+    let h = unsafe { &*h };
+    crate::hooks::at(crate::hooks::Point::TimingAfterHistLoad);
+    if value > 0.0 {
+        h.record_positive(pos, value);
+    } else {
+        h.record_zero(value, false);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {
+    let slab = slab();
+    let h = slab.hist(slot, table.scale());
+    if value.is_nan() || value <= 0.0 {
+        return h.record_zero(value, slab.shared);
+    }
+    let pos = Position::of(table, value, table.scale());
+    if slab.shared {
+        h.bump_atomic(h.bucket(pos), value);
+    } else {
+        h.record_positive(pos, value);
+    }
+}
