@@ -16,5 +16,6 @@ api_tests="$(cargo test -p sampler-api --test api --no-run --message-format=json
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 [ -x "$api_tests" ] || { echo "test.sh: the sampler-api test binary was not found" >&2; exit 1; }
 echo "valgrind: slot-lifetime stress test (${SAMPLER_STRESS_SECS:-30} s)" >&2
-SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --error-exitcode=1 --leak-check=no \
+# --fair-sched: threads take turns fairly (without it the recorders can starve the harvests).
+SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --fair-sched=yes --error-exitcode=1 --leak-check=no \
   "$api_tests" stress::stress_slot_lifetimes --exact --nocapture

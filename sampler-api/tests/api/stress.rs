@@ -2,8 +2,10 @@
 //! handles, remove and expire series, while two harvesters harvest as fast as they can. Every
 //! snapshot is checked: no series holds a record made to another one.
 //!
-//! Bounded: `SAMPLER_STRESS_SECS` seconds (default 1, at most 60). `scripts/test.sh` runs it
-//! once under valgrind's memcheck.
+//! Bounded: `SAMPLER_STRESS_SECS` seconds (default 1, at most 60), longer only until at least
+//! 20 harvests and 20 removals have run (never past 60 s; fewer fail the test: a run that did
+//! not race removals against harvests proves nothing). `scripts/test.sh` runs it once under
+//! valgrind's memcheck.
 //!
 //! How a record that landed in the wrong series shows:
 //! - counters by label values in `stress.churn`: label `c{i}` always adds `weight(i)` =
@@ -160,7 +162,9 @@ fn stress_slot_lifetimes() {
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
     let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let hard_limit = started + Duration::from_secs(60);
 
     std::thread::scope(|s| {
         // Recorders: by handle and by label values.
@@ -233,7 +237,6 @@ fn stress_slot_lifetimes() {
             let (f, counts, stop) = (f.clone(), counts.clone(), stop.clone());
             s.spawn(move || {
                 let mut rng = Rng(0x94D0_49BB_1331_11EB);
-                let (mut removed, mut refused) = (0, 0);
                 while !stop.load(Relaxed) {
                     let i = rng.below(CHURN_LABELS);
                     let x = label("x", rng.below(16));
@@ -247,15 +250,13 @@ fn stress_slot_lifetimes() {
                         f.times.remove(&[&label("t", g)]),
                     ] {
                         if ok {
-                            removed += 1;
+                            counts.removed.fetch_add(1, Relaxed);
                         } else {
-                            refused += 1;
+                            counts.refused.fetch_add(1, Relaxed);
                         }
                     }
                     std::thread::yield_now();
                 }
-                counts.removed.fetch_add(removed, Relaxed);
-                counts.refused.fetch_add(refused, Relaxed);
             });
         }
         // Two harvesters over the same registry, as fast as they can (each frees retired slots
@@ -279,11 +280,22 @@ fn stress_slot_lifetimes() {
                 }
             });
         }
-        while Instant::now() < deadline && !stop.load(Relaxed) {
+        let enough = || counts.harvests.load(Relaxed) >= 20 && counts.removed.load(Relaxed) >= 20;
+        while (Instant::now() < deadline || !enough())
+            && Instant::now() < hard_limit
+            && !stop.load(Relaxed)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         stop.store(true, Relaxed);
     });
+    assert!(
+        counts.harvests.load(Relaxed) >= 20 && counts.removed.load(Relaxed) >= 20,
+        "too little happened to show anything: {} harvests, {} removals in {:.1?}",
+        counts.harvests.load(Relaxed),
+        counts.removed.load(Relaxed),
+        started.elapsed()
+    );
 
     let problems = problems.lock().unwrap();
     assert!(
@@ -310,9 +322,10 @@ fn stress_slot_lifetimes() {
     }
     let c = |a: &AtomicU64| a.load(Relaxed);
     println!(
-        "stress: {secs} s; {} harvests, {} series checked ({} of the churned family); \
+        "stress: {:.1} s; {} harvests, {} series checked ({} of the churned family); \
          {} records by handle, {} by label values; {} handles made; {} removals, {} refused \
          (a handle held); 0 records in another series",
+        started.elapsed().as_secs_f64(),
         c(&counts.harvests),
         c(&counts.series_checked),
         c(&counts.churn_series_seen),
