@@ -38,10 +38,14 @@ fn console(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
         ConsoleFormat::Json => Format::Json,
     };
     Ok(PlannedExporter::new(format!("{c:?}"), move || {
-        Ok(match &c.output {
-            Some(path) => Box::new(ConsoleExporter::file(path, format)?) as Box<dyn Exporter>,
-            None => Box::new(ConsoleExporter::stdout(format)),
-        })
+        let inner = match &c.output {
+            Some(path) => ConsoleExporter::file(path, format)?,
+            None => ConsoleExporter::stdout(format),
+        };
+        Ok(
+            Box::new(crate::Console::new(inner, crate::config_console_failure()))
+                as Box<dyn Exporter>,
+        )
     }))
 }
 

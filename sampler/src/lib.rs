@@ -157,14 +157,26 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The failure shared by the consoles of a config file: any of them failing ends the run, as
+/// the one console of a run from flags does.
+pub(crate) fn config_console_failure() -> Arc<OutputFailure> {
+    static FAILURE: std::sync::OnceLock<Arc<OutputFailure>> = std::sync::OnceLock::new();
+    FAILURE.get_or_init(Arc::default).clone()
+}
+
 /// The console exporter, recording its first failure in an [`OutputFailure`]; after it, it
 /// writes nothing more.
-struct Console {
+pub(crate) struct Console {
     inner: ConsoleExporter,
     failure: Arc<OutputFailure>,
 }
 
 impl Console {
+    /// A console whose first failure goes to `failure`.
+    pub(crate) fn new(inner: ConsoleExporter, failure: Arc<OutputFailure>) -> Console {
+        Console { inner, failure }
+    }
+
     fn check(&self, r: Result<(), ExportError>) -> Result<(), ExportError> {
         if let Err(e) = &r {
             self.failure.set(e);
@@ -482,7 +494,21 @@ pub fn run_config(
     if let Some(dir) = &args.shm {
         pipeline = pipeline.sampler(shm_flag(dir)?);
     }
-    sampler_api::set_event_hook(|event| say(format_args!("{event}")));
+    let output = config_console_failure();
+    let handle = signals.handle();
+    // A console whose output fails ends the run, as in a run from flags, with its own line.
+    output.on_failure(move || handle.close());
+    sampler_api::set_event_hook(|event| {
+        let own_line = match (event, config_console_failure().get()) {
+            (sampler_api::Event::ExporterFailing { error, .. }, Some((failure, _))) => {
+                error.contains(&failure)
+            }
+            _ => false,
+        };
+        if !own_line {
+            say(format_args!("{event}"))
+        }
+    });
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
     for signal in signals.forever() {
@@ -503,7 +529,11 @@ pub fn run_config(
             _ => {}
         }
     }
-    running.shutdown()
+    let done = running.shutdown();
+    if let Some(e) = output.error() {
+        return Err(e);
+    }
+    done
 }
 
 /// The whole `sampler` command: parses the process's arguments, runs, prints errors one line
@@ -566,7 +596,11 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
                     for e in extra {
                         pipeline = pipeline.exporter(e);
                     }
-                    pipeline.dump()
+                    let done = pipeline.dump();
+                    if let Some(e) = config_console_failure().error() {
+                        return Err(e);
+                    }
+                    done
                 }
                 None => {
                     let mut plan = Plan::from_flags(&args.watch, &args.output)?;

@@ -86,3 +86,72 @@ fn r10_run_to_a_full_device_fails_with_one_line() {
     );
     assert!(run.elapsed < Duration::from_secs(2), "{run:#?}");
 }
+
+/// A config file with two consoles: the one on stdout and one appending to a file.
+fn two_consoles(dir: &std::path::Path, file_output: &str) -> std::path::PathBuf {
+    let path = dir.join("sampler.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[harvest]\ninterval = \"100ms\"\n[adapters.process]\n\
+             [[exporter]]\nkind = \"console\"\nformat = \"json\"\n\
+             [[exporter]]\nname = \"file\"\nkind = \"console\"\noutput = {file_output:?}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_config_run_piped_into_head_ends_quietly_when_head_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_consoles(dir.path(), dir.path().join("out.txt").to_str().unwrap());
+    let mut child = sampler()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with('{'), "{first:?}");
+    drop(out);
+    let closed = Instant::now();
+    let status = wait_for(&mut child, Duration::from_secs(5));
+    let took = closed.elapsed();
+    let stderr = drain(child.stderr.take().unwrap());
+    eprintln!("ended {took:?} after its reader closed: {status:?}");
+    let status = status.expect("the run ends once its reader is gone");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {stderr}");
+    assert_eq!(stderr, "", "quietly");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn a_config_run_with_a_console_on_a_full_device_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_consoles(dir.path(), "/dev/full");
+    let config = config.to_str().unwrap();
+    let run = run_bounded(
+        &["run", "--config", config],
+        Duration::from_secs(5),
+        64 * 1024,
+    );
+    eprintln!("ended after {:?}: {:?}", run.elapsed, run.status);
+    run.assert_exit(1);
+    assert_eq!(
+        run.stderr,
+        "sampler: failed to write console output to /dev/full: No space left on device (os error 28)\n"
+    );
+    assert!(run.elapsed < Duration::from_secs(2), "{run:#?}");
+    // The same from `dump --config`.
+    let dump = run_bounded(
+        &["dump", "--config", config],
+        Duration::from_secs(5),
+        64 * 1024,
+    );
+    dump.assert_exit(1);
+    assert_eq!(dump.stderr, run.stderr);
+}
