@@ -78,12 +78,17 @@ impl Tmux {
     }
 
     /// Polls the screen until `ready` holds, at most 30 s; panics with the screen otherwise.
+    /// A screen counts only when a second capture 20 ms later is the same, so a capture taken
+    /// while the view is half redrawn is never judged.
     fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let s = self.screen();
             if ready(&s) {
-                return s;
+                std::thread::sleep(Duration::from_millis(20));
+                if self.screen() == s {
+                    return s;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -110,7 +115,10 @@ impl Tmux {
     fn assert_restored(&self) {
         let s = self.wait("sampler top to exit", |s| s.contains("TOP-EXIT"));
         assert!(s.contains("TOP-EXIT 0"), "exit status; the screen:\n{s}");
-        assert!(s.contains("TTY-RESTORED"), "stty settings; the screen:\n{s}");
+        assert!(
+            s.contains("TTY-RESTORED"),
+            "stty settings; the screen:\n{s}"
+        );
         assert_eq!(self.display("#{alternate_on}"), "0", "alternate screen");
         assert_eq!(self.display("#{cursor_flag}"), "1", "cursor shown");
         // The view is gone from the screen: the shell's lines are what is left.
@@ -141,7 +149,7 @@ fn rows(screen: &str) -> Vec<(String, Option<f64>)> {
         .lines()
         .filter_map(|l| {
             let l = l.trim_matches(|c| c == '│' || c == ' ');
-            let mut parts = l.splitn(2, |c: char| c == ' ');
+            let mut parts = l.splitn(2, ' ');
             let series = parts.next()?.to_owned();
             let rest = parts.next()?.trim_start();
             let kind = ["counter ", "gauge ", "timing "]
@@ -186,14 +194,15 @@ fn sampler_bin() -> &'static str {
 /// the terminal back.
 #[test]
 fn r17_top_under_tmux_sorts_filters_pauses_and_restores_after_q() {
-    let tmux = Tmux::start(
-        "keys",
-        &format!("{} top --interval 200ms", sampler_bin()),
-    );
+    let tmux = Tmux::start("keys", &format!("{} top --interval 200ms", sampler_bin()));
     let first = tmux.wait("the series", |s| {
         s.contains("process.memory.usage") && s.contains("system.memory.usage")
     });
-    assert_eq!(tmux.display("#{alternate_on}"), "1", "on the alternate screen");
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "1",
+        "on the alternate screen"
+    );
     // The screen follows the harvest.
     let n = harvest(&first);
     let later = tmux.wait("two more harvests", |s| harvest(s) >= n + 2);
@@ -223,7 +232,9 @@ fn r17_top_under_tmux_sorts_filters_pauses_and_restores_after_q() {
         by_name.iter().collect::<Vec<_>>()
     );
     tmux.keys(&["p"]);
-    tmux.wait("sort by p99", |s| s.contains("sort p99") && s.contains("P99▼"));
+    tmux.wait("sort by p99", |s| {
+        s.contains("sort p99") && s.contains("P99▼")
+    });
 
     // The filter narrows the list to names containing it.
     tmux.keys(&["/", "c", "p", "u", "Enter"]);
@@ -271,11 +282,13 @@ fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
         "--output",
         "/dev/null",
     ]);
-    let lines = endpoint.stderr.wait_until(
-        "the endpoint's address",
-        Duration::from_secs(30),
-        |l| l.iter().any(|l| l.contains("serving prometheus metrics at ")),
-    );
+    let lines =
+        endpoint
+            .stderr
+            .wait_until("the endpoint's address", Duration::from_secs(30), |l| {
+                l.iter()
+                    .any(|l| l.contains("serving prometheus metrics at "))
+            });
     let url = lines
         .iter()
         .find_map(|l| l.split("serving prometheus metrics at ").nth(1))
@@ -308,4 +321,89 @@ fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
 
     endpoint.signal(libc::SIGTERM);
     assert!(endpoint.wait_exit(Duration::from_secs(30)).success());
+}
+
+/// The view of a shared-memory directory that a worker writes (here this test process, through
+/// the shm adapter's writer): a counter as a rate, timings with p50 and p99, sorted by p99.
+#[test]
+fn r17_top_of_a_shm_directory_shows_rates_and_quantiles() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let segment = sampler_adapter_shm::Segment::create(dir.path()).unwrap();
+    let done = segment.counter("jobs.done", &[("queue", "mail")]).unwrap();
+    let fast = segment
+        .timing("jobs.duration", &[("queue", "fast")])
+        .unwrap();
+    let slow = segment
+        .timing("jobs.duration", &[("queue", "slow")])
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                done.add(10);
+                fast.record(0.001);
+                slow.record(0.5);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let tmux = Tmux::start(
+        "shm",
+        &format!(
+            "{} top --shm {} --interval 200ms",
+            sampler_bin(),
+            dir.path().display()
+        ),
+    );
+    let s = tmux.wait("the worker's rate", |s| {
+        s.lines()
+            .any(|l| l.contains("jobs.done{queue=\"mail\"}") && l.contains("/s"))
+    });
+    let rate = rows(&s)
+        .into_iter()
+        .find(|r| r.0 == "jobs.done{queue=\"mail\"}")
+        .and_then(|r| r.1)
+        .unwrap();
+    // 10 every 10 ms at most: up to 1000 a second, less as the sleeps run long.
+    assert!((50.0..=1000.0).contains(&rate), "rate {rate}\n{s}");
+
+    tmux.keys(&["p"]);
+    let s = tmux.wait("sorted by p99", |s| {
+        s.contains("sort p99")
+            && s.lines()
+                .any(|l| l.contains("queue=\"slow\"") && l.contains("500.0 ms"))
+    });
+    let order: Vec<String> = rows(&s).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        &order[..2],
+        [
+            "jobs.duration{queue=\"slow\"}",
+            "jobs.duration{queue=\"fast\"}"
+        ],
+        "{s}"
+    );
+    let fast_line = s.lines().find(|l| l.contains("queue=\"fast\"")).unwrap();
+    assert!(fast_line.contains("1.0 ms"), "{s}");
+
+    tmux.keys(&["/", "j", "o", "b", "s", ".", "d", "Enter"]);
+    let s = tmux.wait("the filter", |s| s.contains("filter \"jobs.d\""));
+    let names: Vec<String> = rows(&s).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        names,
+        [
+            "jobs.duration{queue=\"slow\"}",
+            "jobs.duration{queue=\"fast\"}",
+            "jobs.done{queue=\"mail\"}"
+        ],
+        "{s}"
+    );
+
+    tmux.keys(&["q"]);
+    tmux.assert_restored();
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
 }

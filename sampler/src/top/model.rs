@@ -510,7 +510,13 @@ mod tests {
         let mut system = user.clone();
         system.rate = Some(0.25);
         let rss = row("process.memory.usage", RowKind::Gauge, 4096.0, None, None);
-        let mut other = row("process_resident_memory_bytes", RowKind::Gauge, 1.0, None, None);
+        let mut other = row(
+            "process_resident_memory_bytes",
+            RowKind::Gauge,
+            1.0,
+            None,
+            None,
+        );
         other.labels = vec![("pid".into(), "7".into()), ("name".into(), "w".into())];
         let p = processes(&[user, system, rss, other]);
         assert_eq!(p.len(), 2);
@@ -524,7 +530,10 @@ mod tests {
     #[test]
     fn sparklines_scale_to_their_points_and_width() {
         assert_eq!(sparkline(&[], 5), "");
-        assert_eq!(sparkline(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 8), "▁▂▃▄▅▆▇█");
+        assert_eq!(
+            sparkline(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 8),
+            "▁▂▃▄▅▆▇█"
+        );
         assert_eq!(sparkline(&[9.0, 0.0, 1.0], 2), "▁█");
         assert_eq!(sparkline(&[f64::NAN, 1.0, 2.0], 3), "▁▁█");
     }

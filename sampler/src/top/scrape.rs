@@ -132,6 +132,9 @@ struct Dist {
     quantiles: Vec<(f64, f64)>,
 }
 
+/// Histograms and summaries being gathered, by name and labels (without `le`, `quantile`).
+type Dists = HashMap<(String, Vec<(String, String)>), Dist>;
+
 /// Parses an exposition in the text format: the readings in the order first seen, and how many
 /// lines were skipped as unreadable.
 pub fn parse_text(text: &str) -> (Vec<Reading>, usize) {
@@ -139,7 +142,7 @@ pub fn parse_text(text: &str) -> (Vec<Reading>, usize) {
     let mut skipped = 0;
     // Each reading or distribution keeps its first position, so the order is the endpoint's.
     let mut plain: Vec<(usize, Reading)> = Vec::new();
-    let mut dists: HashMap<(String, Vec<(String, String)>), Dist> = HashMap::new();
+    let mut dists: Dists = HashMap::new();
     let mut order = 0;
     for raw in text.lines() {
         let line = raw.trim();
@@ -233,7 +236,13 @@ pub fn parse_text(text: &str) -> (Vec<Reading>, usize) {
             .count
             .or_else(|| bounds.last().map(|b| b.1))
             .unwrap_or(0.0);
-        let counts = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
+        let counts = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v as u64
+            } else {
+                0
+            }
+        };
         let buckets = Buckets {
             count: counts(count),
             sum: d.sum,
@@ -255,12 +264,7 @@ pub fn parse_text(text: &str) -> (Vec<Reading>, usize) {
     (plain.into_iter().map(|(_, r)| r).collect(), skipped)
 }
 
-fn dist(
-    dists: &mut HashMap<(String, Vec<(String, String)>), Dist>,
-    name: String,
-    labels: Vec<(String, String)>,
-    order: usize,
-) -> &mut Dist {
+fn dist(dists: &mut Dists, name: String, labels: Vec<(String, String)>, order: usize) -> &mut Dist {
     dists
         .entry((name.clone(), labels.clone()))
         .or_insert_with(|| Dist {
@@ -277,8 +281,9 @@ mod tests {
 
     #[test]
     fn labels_with_commas_equals_quotes_and_newlines() {
-        let l = sample_line(r#"up{job="a,b=c",msg="say \"hi\"\nbye",path="C:\\x"} 1 1700000000000"#)
-            .unwrap();
+        let l =
+            sample_line(r#"up{job="a,b=c",msg="say \"hi\"\nbye",path="C:\\x"} 1 1700000000000"#)
+                .unwrap();
         assert_eq!(
             l.labels,
             vec![
@@ -357,7 +362,16 @@ garbage line here
                 let _ = parse_text(&text[..i]);
             }
         }
-        for bad in ["{", "a{", "a{b", "a{b=", "a{b=\"", "a{b=\"\\", "é 1", "a{é=\"1\"} 1"] {
+        for bad in [
+            "{",
+            "a{",
+            "a{b",
+            "a{b=",
+            "a{b=\"",
+            "a{b=\"\\",
+            "é 1",
+            "a{é=\"1\"} 1",
+        ] {
             let (r, skipped) = parse_text(bad);
             assert!(r.is_empty() && skipped == 1, "{bad}");
         }

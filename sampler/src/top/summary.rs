@@ -537,7 +537,12 @@ mod tests {
         assert_eq!(w.bounds, vec![(0.25, 1), (0.5, 1), (1.0, 1), (2.0, 2)]);
         assert_eq!(w.count, 2);
         assert!(w.quantile(0.99).unwrap() > 1.0);
-        assert!(now.since(&Buckets { count: 9, ..earlier }).is_none());
+        assert!(now
+            .since(&Buckets {
+                count: 9,
+                ..earlier
+            })
+            .is_none());
     }
 
     #[test]
