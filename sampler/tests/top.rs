@@ -270,7 +270,8 @@ fn r17_top_under_tmux_sorts_filters_pauses_and_restores_after_q() {
 }
 
 /// The view of a Prometheus endpoint (a `sampler run --prometheus` of its own, which serves
-/// the text format as any client library does); SIGTERM ends it and gives the terminal back.
+/// the text format as any client library does); an endpoint that goes away is said on the
+/// header line; SIGTERM ends the view and gives the terminal back.
 #[test]
 fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
     let mut endpoint = Background::spawn(&[
@@ -310,6 +311,14 @@ fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
     let later = tmux.wait("two more scrapes", |s| harvest(s) >= n + 2);
     assert_ne!(first, later);
 
+    // The endpoint goes away: the header says so, the rows stay.
+    endpoint.signal(libc::SIGTERM);
+    assert!(endpoint.wait_exit(Duration::from_secs(30)).success());
+    let s = tmux.wait("the failed scrape", |s| {
+        s.contains(&format!("failed to scrape {url}"))
+    });
+    assert!(s.contains("process_memory_usage_bytes"), "{s}");
+
     let pid = tmux.child_pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "sampler");
@@ -318,9 +327,6 @@ fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
     tmux.assert_restored();
     // Ended (and reaped by the pane's shell), not left behind.
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
-
-    endpoint.signal(libc::SIGTERM);
-    assert!(endpoint.wait_exit(Duration::from_secs(30)).success());
 }
 
 /// The view of a shared-memory directory that a worker writes (here this test process, through

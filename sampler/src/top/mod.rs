@@ -96,6 +96,7 @@ pub fn run(args: TopArgs) -> Result<()> {
             .context("failed to install signal handlers")?;
     }
     let (tx, rx) = crossbeam_channel::bounded(16);
+    let notes = tx.clone();
     let interval = args
         .interval
         .or_else(|| args.config.is_some().then_some(Duration::ZERO))
@@ -119,6 +120,10 @@ pub fn run(args: TopArgs) -> Result<()> {
     let mut app = model::App::new(source, history.clamp(2, 600));
     let result = (|| -> Result<()> {
         let screen = ui::Screen::enter().context("failed to set up the terminal")?;
+        ui::capture_stderr(move |line| {
+            let _ = notes.try_send(Message::Error(line));
+        })
+        .context("failed to capture standard error")?;
         let mut terminal =
             ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
                 .context("failed to set up the terminal")?;
@@ -142,7 +147,7 @@ fn view(
         while let Ok(m) = rx.try_recv() {
             match m {
                 Message::Frame(f) => app.frame(&f),
-                Message::Error(e) => app.error = Some(e),
+                Message::Error(e) => app.note(e),
             }
             dirty = true;
         }

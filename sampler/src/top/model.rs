@@ -64,6 +64,9 @@ pub enum Key {
     Down,
 }
 
+/// How many frames a notice stays on the header line.
+pub const NOTICE_FRAMES: u64 = 5;
+
 /// The state of the view: the latest rows, how they are sorted and filtered, paused or not.
 #[derive(Debug)]
 pub struct App {
@@ -82,8 +85,10 @@ pub struct App {
     pub rows: Vec<Row>,
     /// Frames received.
     pub frames: u64,
-    /// The last source error, until the next frame.
+    /// The last notice (a failed scrape, a process gone), shown for [`NOTICE_FRAMES`] frames
+    /// after it came.
     pub error: Option<String>,
+    error_at: u64,
     /// The first row shown (scrolling).
     pub offset: usize,
     tracker: Tracker,
@@ -101,6 +106,7 @@ impl App {
             rows: Vec::new(),
             frames: 0,
             error: None,
+            error_at: 0,
             offset: 0,
             tracker: Tracker::new(history),
         }
@@ -110,10 +116,18 @@ impl App {
     pub fn frame(&mut self, frame: &Frame) {
         let rows = self.tracker.update(frame);
         self.frames += 1;
-        self.error = None;
+        if self.frames >= self.error_at + NOTICE_FRAMES {
+            self.error = None;
+        }
         if !self.paused {
             self.rows = rows;
         }
+    }
+
+    /// Shows a notice on the header line.
+    pub fn note(&mut self, text: String) {
+        self.error = Some(text);
+        self.error_at = self.frames;
     }
 
     /// Handles a key; `false` means quit.
@@ -501,6 +515,12 @@ mod tests {
         assert_eq!(app.filter, "");
         assert!(!app.key(Key::Char('q')));
         assert!(!app.key(Key::Interrupt));
+        app.note("failed to scrape".into());
+        for i in 0..NOTICE_FRAMES {
+            assert!(app.error.is_some(), "{i}");
+            app.frame(&frame(10.0 + i as f64));
+        }
+        assert_eq!(app.error, None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! on the way in, both undone on the way out, whether the view ends by a key, a signal or a
 //! panic.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crossterm::cursor::{Hide, Show};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -44,8 +45,69 @@ impl Drop for Screen {
     }
 }
 
-/// Leaves the alternate screen, shows the cursor and ends raw mode; harmless when done twice.
+/// The terminal's standard error while [`capture_stderr`] holds it, or -1.
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// From now until [`restore`], what anything in the process writes to standard error (a
+/// sampler's or adapter's notice) is given to `line`, one call per line, instead of being
+/// written over the view.
+pub fn capture_stderr(line: impl Fn(String) + Send + 'static) -> io::Result<()> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two descriptors for pipe(2) to fill.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: dup(2) and dup2(2) on descriptors this process owns (2, and the pipe's write end
+    // just made); the write end is closed once it is descriptor 2 as well.
+    let saved = unsafe {
+        let saved = libc::dup(2);
+        if saved < 0 || libc::dup2(fds[1], 2) < 0 {
+            let e = io::Error::last_os_error();
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            if saved >= 0 {
+                libc::close(saved);
+            }
+            return Err(e);
+        }
+        libc::close(fds[1]);
+        saved
+    };
+    SAVED_STDERR.store(saved, Ordering::SeqCst);
+    // SAFETY: the read end is ours alone, and the `File` now owns it.
+    let reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    std::thread::Builder::new()
+        .name("sampler-top-stderr".into())
+        .spawn(move || {
+            // Ends when descriptor 2 is given back (the pipe's last writer is gone).
+            for l in io::BufReader::new(reader).lines() {
+                match l {
+                    Ok(l) => line(l.trim_start_matches("sampler: ").to_owned()),
+                    Err(_) => break,
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Gives standard error back to the terminal, if it was captured.
+fn restore_stderr() {
+    let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+    if saved >= 0 {
+        // SAFETY: `saved` is the descriptor `capture_stderr` duplicated and nothing else
+        // closes; dup2 onto 2 and closing it touch no memory.
+        unsafe {
+            libc::dup2(saved, 2);
+            libc::close(saved);
+        }
+    }
+}
+
+/// Leaves the alternate screen, shows the cursor, ends raw mode and gives standard error back;
+/// harmless when done twice.
 pub fn restore() {
+    restore_stderr();
     let mut out = io::stdout();
     let _ = crossterm::execute!(out, LeaveAlternateScreen, Show);
     let _ = out.flush();
