@@ -468,3 +468,27 @@ fn r17_top_of_a_config_file_shows_its_adapters_and_their_notices() {
     assert!(!console.exists(), "the file's exporter was started");
     assert!(!fired.exists(), "the file's action was started");
 }
+
+/// Without a terminal, or with flags that cannot go together, `sampler top` says why and
+/// exits non-zero, before touching the terminal.
+#[test]
+fn r17_top_refuses_no_terminal_and_conflicting_flags() {
+    let d = support::run_to_end(&["top"]);
+    assert_eq!(d.status.code(), Some(1), "{}", d.stderr);
+    assert_eq!(
+        d.stderr.trim(),
+        "sampler: sampler top needs a terminal on standard output (for a log, use sampler run)"
+    );
+    assert!(d.stdout.is_empty(), "{}", d.stdout);
+    let d = support::run_to_end(&[
+        "top",
+        "--url",
+        "http://127.0.0.1:1/metrics",
+        "--shm",
+        "/tmp",
+    ]);
+    assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
+    assert!(d.stderr.contains("cannot be used with"), "{}", d.stderr);
+    let d = support::run_to_end(&["top", "--interval", "0s"]);
+    assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
+}
