@@ -193,7 +193,8 @@ impl Buckets {
 }
 
 /// What kind of series a row is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RowKind {
     /// A cumulative total, shown as a rate.
     Counter,
@@ -214,8 +215,9 @@ impl RowKind {
     }
 }
 
-/// One series as shown.
-#[derive(Clone, Debug, PartialEq)]
+/// One series as shown; serializes to JSON for a page or a script (`null` for a number that
+/// is not there or not finite).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Row {
     /// `name{k="v",…}`.
     pub key: String,
@@ -586,5 +588,9 @@ mod tests {
         let q = rows.iter().find(|r| r.name == "queue.depth").unwrap();
         assert_eq!(q.key, "queue.depth{queue=\"mail\"}");
         assert_eq!(q.headline(), Some(7.0));
+        let json = serde_json::to_value(q).unwrap();
+        assert_eq!(json["kind"], "gauge");
+        assert_eq!(json["labels"], serde_json::json!([["queue", "mail"]]));
+        assert_eq!(json["rate"], serde_json::Value::Null);
     }
 }
