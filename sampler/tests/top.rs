@@ -489,6 +489,8 @@ fn r17_top_refuses_no_terminal_and_conflicting_flags() {
     ]);
     assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
     assert!(d.stderr.contains("cannot be used with"), "{}", d.stderr);
+    let d = support::run_to_end(&["top", "--url", "http://127.0.0.1:1/metrics", "--pid", "1"]);
+    assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
     let d = support::run_to_end(&["top", "--interval", "0s"]);
     assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
 }

@@ -43,7 +43,7 @@ pub struct TopArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "url")]
     pub shm: Option<PathBuf>,
     /// Watch a Prometheus endpoint instead (text format), e.g. http://127.0.0.1:9464/metrics.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["pid", "pidfile", "name"])]
     pub url: Option<String>,
     /// How far back each sparkline reaches.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
