@@ -494,3 +494,33 @@ fn r17_top_refuses_no_terminal_and_conflicting_flags() {
     let d = support::run_to_end(&["top", "--interval", "0s"]);
     assert_eq!(d.status.code(), Some(2), "{}", d.stderr);
 }
+
+/// A panic inside the view: the panic hook gives the terminal back (and standard error, so the
+/// message is readable on the normal screen). The test runs itself again in tmux, in the role
+/// of a view that panics.
+#[test]
+fn r17_a_panic_in_the_view_restores_the_terminal() {
+    const ROLE: &str = "SAMPLER_TOP_TEST_PANICKING_VIEW";
+    if std::env::var_os(ROLE).is_some() {
+        let _screen = sampler::top::ui::Screen::enter().unwrap();
+        sampler::top::ui::capture_stderr(|_| {}).unwrap();
+        print!("inside the view");
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        panic!("a deliberate panic inside the view");
+    }
+    let me = std::env::current_exe().unwrap();
+    let tmux = Tmux::start(
+        "panic",
+        &format!(
+            "{ROLE}=1 {} --exact r17_a_panic_in_the_view_restores_the_terminal --nocapture --test-threads 1",
+            me.display()
+        ),
+    );
+    let s = tmux.wait("the panic message", |s| s.contains("TOP-EXIT"));
+    assert!(s.contains("a deliberate panic inside the view"), "{s}");
+    assert!(s.contains("TTY-RESTORED"), "{s}");
+    assert!(!s.contains("TOP-EXIT 0"), "the panic failed its run: {s}");
+    assert_eq!(tmux.display("#{alternate_on}"), "0", "alternate screen");
+    assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown");
+}

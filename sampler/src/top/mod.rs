@@ -9,7 +9,7 @@
 pub mod model;
 pub mod scrape;
 pub mod summary;
-mod ui;
+pub mod ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! panic.
 
 use std::io::{self, BufRead, Write};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crossterm::cursor::{Hide, Show};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -33,6 +33,7 @@ impl Screen {
             previous(info);
         }));
         enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
         let screen = Screen(());
         crossterm::execute!(io::stdout(), EnterAlternateScreen, Hide)?;
         Ok(screen)
@@ -104,10 +105,18 @@ fn restore_stderr() {
     }
 }
 
+/// Whether the terminal is in raw mode on the alternate screen, by [`Screen::enter`].
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
 /// Leaves the alternate screen, shows the cursor, ends raw mode and gives standard error back;
-/// harmless when done twice.
+/// only the first call after [`Screen::enter`] does it. (Leaving the alternate screen twice
+/// is not harmless: the second `CSI ? 1049 l` puts the cursor back where it was when the view
+/// started, and what is printed next, such as a panic's message, lands over older lines.)
 pub fn restore() {
     restore_stderr();
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let mut out = io::stdout();
     let _ = crossterm::execute!(out, LeaveAlternateScreen, Show);
     let _ = out.flush();
