@@ -1,5 +1,6 @@
 //! Reading a Prometheus endpoint: the text exposition format 0.0.4 (what every Prometheus
-//! client serves by default) into a [`Frame`], so `sampler top --url` watches any service.
+//! client serves by default) into readings for a [`Frame`](super::summary::Frame), so
+//! `sampler top --url` watches any service.
 //!
 //! Counters become [`Sample::FloatCounter`], gauges and untyped samples [`Sample::Gauge`],
 //! histograms (`_bucket{le}`, `_sum`, `_count`) and summaries (`{quantile}`, `_sum`, `_count`)
