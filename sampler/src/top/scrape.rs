@@ -354,6 +354,23 @@ garbage line here
         assert_eq!(r[4].sample, Sample::Gauge(4.0));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_never_panics(s in "\\PC*|[#{}=\",\\\\ a-z_0-9.+\n-]*") {
+            let _ = parse_text(&s);
+        }
+
+        #[test]
+        fn label_values_and_numbers_round_trip(v in "\\PC*", n in -1e12f64..1e12) {
+            let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
+            let text = format!("# TYPE g gauge\ng{{k=\"{escaped}\",z=\"\"}} {n}\n");
+            let (r, skipped) = parse_text(&text);
+            proptest::prop_assert_eq!(skipped, 0);
+            proptest::prop_assert_eq!(&r[0].labels[0].1, &v);
+            proptest::prop_assert_eq!(&r[0].sample, &Sample::Gauge(n));
+        }
+    }
+
     #[test]
     fn any_bytes_never_panic() {
         // Every prefix of a valid exposition, and some hostile lines.
