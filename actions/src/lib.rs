@@ -100,6 +100,77 @@ impl fmt::Display for Action {
     }
 }
 
+/// How long a series waits after a firing before it can fire again.
+///
+/// ```
+/// use std::time::Duration;
+/// use sampler_actions::Cooldown;
+/// assert_eq!(Cooldown::parse("30s"), Ok(Cooldown::Time(Duration::from_secs(30))));
+/// assert_eq!(Cooldown::parse("3 harvests"), Ok(Cooldown::Harvests(3)));
+/// assert_eq!(Cooldown::parse("1 harvest"), Ok(Cooldown::Harvests(1)));
+/// assert_eq!(Cooldown::Harvests(3).to_string(), "3 harvests");
+/// assert!(Cooldown::parse("soon").is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cooldown {
+    /// Harvest time since the firing.
+    Time(Duration),
+    /// Harvests since the firing, by the snapshots' sequence numbers (a harvest whose
+    /// snapshot the engine never got still counts).
+    Harvests(u32),
+}
+
+impl Default for Cooldown {
+    fn default() -> Self {
+        Cooldown::Time(Duration::ZERO)
+    }
+}
+
+impl Cooldown {
+    /// Parses `"N harvests"` (or `"1 harvest"`) or a duration (`"30s"`, `"5m"`); the error is
+    /// lower case and names the text.
+    pub fn parse(s: &str) -> Result<Cooldown, String> {
+        let t = s.trim();
+        for unit in ["harvests", "harvest"] {
+            if let Some(n) = t.strip_suffix(unit) {
+                return match n.trim().parse::<u32>() {
+                    Ok(n) => Ok(Cooldown::Harvests(n)),
+                    Err(_) => Err(format!(
+                        "invalid cooldown {s:?}: expected a whole number of harvests (\"3 harvests\")"
+                    )),
+                };
+            }
+        }
+        humantime::parse_duration(t)
+            .map(Cooldown::Time)
+            .map_err(|e| format!("invalid cooldown {s:?}: {e}"))
+    }
+
+    /// Whether it is none at all.
+    pub fn is_zero(&self) -> bool {
+        matches!(self, Cooldown::Time(d) if d.is_zero()) || *self == Cooldown::Harvests(0)
+    }
+
+    /// Whether a series that fired at harvest time `at` (sequence `seq`) is still cooling
+    /// down at the harvest `now`.
+    fn cooling(&self, at: SystemTime, seq: u64, now: &Snapshot) -> bool {
+        match *self {
+            Cooldown::Time(d) => now.time.duration_since(at).unwrap_or(Duration::ZERO) < d,
+            Cooldown::Harvests(n) => now.sequence.saturating_sub(seq) < u64::from(n),
+        }
+    }
+}
+
+impl fmt::Display for Cooldown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cooldown::Time(d) => write!(f, "{}", humantime::format_duration(*d)),
+            Cooldown::Harvests(1) => f.write_str("1 harvest"),
+            Cooldown::Harvests(n) => write!(f, "{n} harvests"),
+        }
+    }
+}
+
 /// One rule: a condition over series of one name, optional label matches, how many harvests
 /// in a row, a cool-down, an optional recover condition, and an action.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,8 +183,9 @@ pub struct Rule {
     pub labels: Vec<(String, String)>,
     /// Harvests in a row above before it fires (at least 1).
     pub for_harvests: u32,
-    /// After a firing, none again for this series for this long (harvest time).
-    pub cooldown: Duration,
+    /// After a firing, none again for this series for this long (harvest time) or this many
+    /// harvests.
+    pub cooldown: Cooldown,
     /// When set, after a firing the series must meet this before it can fire again.
     pub recover: Option<Condition>,
     /// What to do.
@@ -136,7 +208,7 @@ impl Rule {
             condition: Condition::parse(condition)?,
             labels: Vec::new(),
             for_harvests: 1,
-            cooldown: Duration::ZERO,
+            cooldown: Cooldown::default(),
             recover: None,
             action,
             timeout: DEFAULT_TIMEOUT,
@@ -149,9 +221,23 @@ impl Rule {
         self
     }
 
-    /// Sets the cool-down.
+    /// Sets the cool-down as a duration of harvest time.
     pub fn cooldown(mut self, d: Duration) -> Rule {
-        self.cooldown = d;
+        self.cooldown = Cooldown::Time(d);
+        self
+    }
+
+    /// Sets the cool-down as a number of harvests: after a firing at harvest `k`, the series
+    /// can fire again at harvest `k + n` at the earliest.
+    ///
+    /// ```
+    /// use sampler_actions::{Action, Cooldown, Rule};
+    /// let r = Rule::new("big", "a.b > 1", Action::Log).unwrap().cooldown_harvests(3);
+    /// assert_eq!(r.cooldown, Cooldown::Harvests(3));
+    /// assert!(r.describe().contains(", cooldown 3 harvests"));
+    /// ```
+    pub fn cooldown_harvests(mut self, n: u32) -> Rule {
+        self.cooldown = Cooldown::Harvests(n);
         self
     }
 
@@ -179,10 +265,7 @@ impl Rule {
             if self.for_harvests == 1 { "" } else { "s" }
         ));
         if !self.cooldown.is_zero() {
-            s.push_str(&format!(
-                ", cooldown {}",
-                humantime::format_duration(self.cooldown)
-            ));
+            s.push_str(&format!(", cooldown {}", self.cooldown));
         }
         if let Some(r) = &self.recover {
             s.push_str(&format!(", recover when {r}"));
@@ -209,7 +292,8 @@ impl Rule {
 #[derive(Default)]
 struct Track {
     above: u32,
-    last_fired: Option<SystemTime>,
+    /// The harvest time and sequence number of the last firing.
+    last_fired: Option<(SystemTime, u64)>,
     /// Fired and the recover condition not yet met.
     latched: bool,
     previous: Option<(u64, SystemTime)>,
@@ -343,13 +427,13 @@ impl Engine {
                     continue;
                 }
                 track.above = track.above.saturating_add(1);
-                let cooling = track.last_fired.is_some_and(|t| {
-                    snap.time.duration_since(t).unwrap_or(Duration::ZERO) < rule.cooldown
-                });
+                let cooling = track
+                    .last_fired
+                    .is_some_and(|(t, seq)| rule.cooldown.cooling(t, seq, snap));
                 if track.above < rule.for_harvests || cooling || track.latched {
                     continue;
                 }
-                track.last_fired = Some(snap.time);
+                track.last_fired = Some((snap.time, snap.sequence));
                 track.latched = rule.recover.is_some();
                 let value = reading.unwrap_or(f64::NAN);
                 self.fire(i, s, &key, value, snap.sequence);
@@ -532,6 +616,39 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never counted");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A cool-down of 3 harvests: fired at harvest k, not again at k+1 and k+2, again at k+3
+    /// when still above; and the harvests the engine never saw (a snapshot dropped from its
+    /// queue) count too, by sequence number.
+    #[test]
+    fn r17_cooldown_in_harvests() {
+        let registry = Registry::new();
+        let mem = registry.gauge(&MEM);
+        mem.set(2048.0);
+        let rule = Rule::new("big", "worker.memory > 1 KiB", Action::Log)
+            .unwrap()
+            .cooldown_harvests(3);
+        let mut engine = Engine::new(vec![rule]).log_to(|_| {});
+        let h = Harvester::builder().registry(registry).build();
+        let mut fired_at = Vec::new();
+        for _ in 0..8 {
+            let snap = h.harvest_now();
+            let before = engine.fired("big");
+            engine.export(snap.clone()).unwrap();
+            if engine.fired("big") > before {
+                fired_at.push(snap.sequence);
+            }
+        }
+        let first = fired_at[0];
+        assert_eq!(fired_at, vec![first, first + 3, first + 6]);
+        // Two harvests the engine does not get: the third one it gets is past the cool-down.
+        let _ = h.harvest_now();
+        let _ = h.harvest_now();
+        let snap = h.harvest_now();
+        let before = engine.fired("big");
+        engine.export(snap).unwrap();
+        assert_eq!(engine.fired("big"), before + 1);
     }
 
     #[test]

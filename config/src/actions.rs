@@ -1,9 +1,8 @@
 //! `[[action]]` tables: threshold rules checked with spans, like the exporter tables.
 
 use std::ops::Range;
-use std::time::Duration;
 
-use sampler_actions::{Action, Condition, Rule};
+use sampler_actions::{Action, Condition, Cooldown, Rule};
 use sampler_api::validate_label_key;
 use toml::de::DeValue;
 use toml::Spanned;
@@ -148,10 +147,20 @@ fn action(w: &mut Walk<'_>, v: &Spanned<DeValue<'_>>, index: usize) -> Option<Ru
             }
         }
     }
-    let mut cooldown = Duration::ZERO;
+    let mut cooldown = Cooldown::default();
     if let Some(c) = t.get("cooldown") {
-        match w.duration(c, &format!("`cooldown` of {what}")) {
-            Some(d) => cooldown = d,
+        match w.string(c, &format!("`cooldown` of {what}")) {
+            Some(text) => match Cooldown::parse(text) {
+                Ok(cd) => cooldown = cd,
+                Err(e) => {
+                    ok = false;
+                    w.error_hint(
+                        format!("{e} for `cooldown` of {what}"),
+                        c.span(),
+                        "write a duration (\"30s\", \"5m\") or a number of harvests (\"3 harvests\")".into(),
+                    );
+                }
+            },
             None => ok = false,
         }
     }
@@ -275,6 +284,33 @@ timeout = "2s"
             d.contains("action action2: when p99(http.server.duration) > 0.25 for 1 harvest, exec \"echo $SAMPLER_NAME\" (timeout 2s)"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn r17_cooldown_as_a_number_of_harvests() {
+        let c = Config::parse(
+            "t.toml",
+            "[[action]]\nname = \"fat\"\nwhen = \"a.b > 3\"\ncooldown = \"3 harvests\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.actions[0].cooldown,
+            sampler_actions::Cooldown::Harvests(3)
+        );
+        assert!(
+            c.describe()
+                .contains("action fat: when a.b > 3 for 1 harvest, cooldown 3 harvests, log"),
+            "{}",
+            c.describe()
+        );
+        let e = errors("[[action]]\nwhen = \"a.b > 3\"\ncooldown = \"three harvests\"\n");
+        assert!(e.contains("t.toml:3:12"), "{e}");
+        assert!(
+            e.contains("invalid cooldown \"three harvests\": expected a whole number of harvests"),
+            "{e}"
+        );
+        let e = errors("[[action]]\nwhen = \"a.b > 3\"\ncooldown = 3\n");
+        assert!(e.contains("`cooldown` of action \"action1\""), "{e}");
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub enum Command {
     /// Check a config file and print the pipeline it describes; exits 1, with every problem,
     /// when it is not valid.
     Check(CheckArgs),
+    /// A live terminal view of the harvest, or of a Prometheus endpoint's (--url).
+    ///
+    /// Series sorted and filtered, counters as rates, timings as p50/p99, sparklines of the last
+    /// minutes, processes with RSS and CPU. Keys: q quit, / filter, n v p sort by name, value,
+    /// p99, space pause.
+    Top(crate::top::TopArgs),
 }
 
 /// Flags of `sampler check`.

@@ -21,6 +21,7 @@
 pub mod cli;
 mod kinds;
 mod pipeline;
+pub mod top;
 
 pub use pipeline::{Pipeline, ReloadReport, RunningPipeline};
 
@@ -642,6 +643,10 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
         }
         #[cfg(not(unix))]
         cli::Command::Run(_) => bail!("sampler run needs a Unix system for its signal handling"),
+        #[cfg(unix)]
+        cli::Command::Top(args) => top::run(args),
+        #[cfg(not(unix))]
+        cli::Command::Top(_) => bail!("sampler top needs a Unix system for its signal handling"),
     }
 }
 
