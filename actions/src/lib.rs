@@ -436,14 +436,14 @@ impl Engine {
                 track.last_fired = Some((snap.time, snap.sequence));
                 track.latched = rule.recover.is_some();
                 let value = reading.unwrap_or(f64::NAN);
-                self.fire(i, s, &key, value, snap.sequence);
+                self.fire(i, s, &key, value, snap);
             }
             // Series gone from the harvest are forgotten.
             self.tracks[i].retain(|_, t| t.seen == round);
         }
     }
 
-    fn fire(&mut self, i: usize, s: &Series, key: &str, value: f64, sequence: u64) {
+    fn fire(&mut self, i: usize, s: &Series, key: &str, value: f64, snap: &Snapshot) {
         let rule = &self.rules[i];
         {
             let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -478,9 +478,13 @@ impl Engine {
             }
         };
         let rule = &self.rules[i];
+        // The harvest's own time, the clock a time cool-down is measured on.
         let head = format!(
-            "action {} fired for {key}: {} is {value} at harvest {sequence}",
-            rule.name, rule.condition
+            "action {} fired for {key}: {} is {value} at harvest {} ({})",
+            rule.name,
+            rule.condition,
+            snap.sequence,
+            humantime::format_rfc3339_millis(snap.time)
         );
         match outcome {
             Ok(tail) => (self.log)(&format!("{head}{tail}")),

@@ -76,17 +76,30 @@ fn signals(dir: &Path, i: usize) -> usize {
     signal_times(dir, i).len()
 }
 
-/// Harvest numbers of the lines `action RULE fired for ...pid="PID"...` in `log`.
-fn firings(log: &str, rule: &str, pid: u32) -> Vec<u64> {
+/// Harvest numbers and harvest times (Unix seconds) of the lines
+/// `action RULE fired for ...pid="PID"...: ... at harvest N (TIME)...` in `log`.
+fn firings_at(log: &str, rule: &str, pid: u32) -> Vec<(u64, f64)> {
     let head = format!("sampler: action {rule} fired for ");
     log.lines()
         .filter(|l| l.starts_with(&head) && l.contains(&format!("pid=\"{pid}\"")))
         .map(|l| {
-            l.rsplit_once(" at harvest ")
-                .and_then(|(_, r)| r.split(',').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no harvest number in {l:?}"))
+            let parsed = l.rsplit_once(" at harvest ").and_then(|(_, r)| {
+                let (n, r) = r.split_once(" (")?;
+                let (t, _) = r.split_once(')')?;
+                let t = humantime::parse_rfc3339(t).ok()?;
+                let t = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+                Some((n.parse().ok()?, t.as_secs_f64()))
+            });
+            parsed.unwrap_or_else(|| panic!("no harvest number and time in {l:?}"))
         })
+        .collect()
+}
+
+/// Harvest numbers of the firings of `rule` for `pid`.
+fn firings(log: &str, rule: &str, pid: u32) -> Vec<u64> {
+    firings_at(log, rule, pid)
+        .into_iter()
+        .map(|(n, _)| n)
         .collect()
 }
 
@@ -198,21 +211,40 @@ fn check_timing(log: &str, pid: u32, got: &[f64]) {
     // One signal per firing.
     assert!(fat.len() >= 2, "{log}");
     assert_eq!(got.len(), fat.len(), "{log}");
-    // Not again within the 1 s cool-down (harvest time; 10 harvests of 100 ms unless the
-    // harvester skipped ticks), and again on the first harvest once it is over.
+    // Not again within the 1 s cool-down, measured on the harvests' own clock as the rule
+    // measures it (10 harvests of 100 ms unless the harvester skipped ticks), and again on the
+    // first harvest once it is over.
     let gap = fat[1] - fat[0];
     assert!(gap <= 12, "second firing {gap} harvests later:\n{log}");
-    for w in got.windows(2) {
-        // Signals arrive a little after their harvest; allow for that delay only.
+    let at: Vec<f64> = firings_at(log, "fat", pid)
+        .iter()
+        .map(|(_, t)| *t)
+        .collect();
+    for w in at.windows(2) {
         assert!(
-            w[1] - w[0] >= 0.9,
-            "fired within the cool-down: {got:?}\n{log}"
+            w[1] - w[0] >= 1.0,
+            "fired within the cool-down: harvests at {at:?}\n{log}"
         );
     }
     assert!(
-        got[1] - got[0] < 2.0,
-        "not again once the cool-down was over: {got:?}\n{log}"
+        at[1] - at[0] < 1.25,
+        "not again once the cool-down was over: harvests at {at:?}\n{log}"
     );
+    // Each signal reached the process after the harvest that fired it, and before the next
+    // firing's harvest: one signal per firing, in order. (Clocks: both are the system clock;
+    // the harvest time is taken before the snapshot is evaluated.)
+    for (k, (&sent, &arrived)) in at.iter().zip(got).enumerate() {
+        assert!(
+            arrived >= sent - 0.001,
+            "signal {k} arrived at {arrived} before its harvest at {sent}:\n{log}"
+        );
+        if let Some(&next) = at.get(k + 1) {
+            assert!(
+                arrived < next,
+                "signal {k} arrived at {arrived}, after the next firing's harvest at {next}:\n{log}"
+            );
+        }
+    }
 }
 
 #[test]
