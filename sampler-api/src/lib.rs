@@ -81,6 +81,7 @@ pub mod distribution;
 pub mod duration_serde;
 mod event;
 mod exporter;
+mod family_error;
 mod harvest;
 mod hooks;
 mod instruments;
@@ -97,6 +98,7 @@ pub use descriptor::{validate_label_key, validate_name, Descriptor, Kind, NameEr
 pub use distribution::Distribution;
 pub use event::{clear_event_hook, set_event_hook, Event};
 pub use exporter::{ExportError, Exporter};
+pub use family_error::{FamilyError, LabelError};
 pub use harvest::{
     ExporterKey, HarvestHandle, Harvester, HarvesterBuilder, ShutdownError, DEFAULT_INTERVAL,
     DEFAULT_QUEUE,
