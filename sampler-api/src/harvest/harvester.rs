@@ -146,7 +146,7 @@ impl Harvester {
         self.core.harvest(SystemTime::now(), true)
     }
 
-    /// A handle that can harvest on demand (see [`Exporter::attach`]).
+    /// A handle that can harvest on demand (see [`Exporter::attach`](crate::Exporter::attach)).
     pub fn handle(&self) -> HarvestHandle {
         HarvestHandle {
             core: Arc::downgrade(&self.core),
