@@ -41,6 +41,11 @@
 //! latency.record(&["/"], 0.012);
 //! ```
 //!
+//! A family made with a label key twice, or looked up with the wrong number of values, is a
+//! mistake the caller can see: [`Registry::try_counter_family`] returns a [`FamilyError`] and
+//! [`CounterFamily::try_get`] a [`LabelError`]; the infallible forms record in no series then,
+//! count it, and say it once through the event hook ([`set_event_hook`]).
+//!
 //! # In applications
 //!
 //! ```
