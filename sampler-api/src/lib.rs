@@ -43,8 +43,9 @@
 //!
 //! A family made with a label key twice, or looked up with the wrong number of values, is a
 //! mistake the caller can see: [`Registry::try_counter_family`] returns a [`FamilyError`] and
-//! [`CounterFamily::try_get`] a [`LabelError`]; the infallible forms record in no series then,
-//! count it, and say it once through the event hook ([`set_event_hook`]).
+//! [`CounterFamily::try_get`] a [`LabelError`]. Through the infallible forms such a family is
+//! never exported and such a lookup records in no series; both are counted and said once
+//! through the event hook ([`set_event_hook`]).
 //!
 //! # In applications
 //!
