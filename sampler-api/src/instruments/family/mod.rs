@@ -211,10 +211,10 @@ impl FamilyInner {
 
     /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values)`,
     /// the values a copy of the entry's, `None` for the overflow series. Values of the wrong
-    /// count find no entry: `WRONG_COUNT` and the sink, which no harvest reads. `found` runs while
-    /// the table's lock is still held when the entry is a label set's (so that no removal can
-    /// come between the lookup and what `found` does: take a handle, or a lease); for the
-    /// overflow series, after.
+    /// count find no entry: `WRONG_COUNT` and the sink, which no harvest reads. `found` runs
+    /// while the table's lock is still held when the entry is a label set's (so that no
+    /// removal can come between the lookup and what `found` does: take a handle, or a lease);
+    /// for the overflow series and the wrong count, after.
     fn find_or_insert(
         &self,
         values: &[&str],
