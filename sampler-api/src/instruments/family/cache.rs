@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Acquire;
 use super::table::OVERFLOW;
 use super::FamilyInner;
 use crate::labels::PackedValues;
-use crate::lifecycle::{board, LeaseTable, Pin};
+use crate::lifecycle::{board, LeaseTable, Pin, SINK};
 
 const CACHE_LINES: usize = 256;
 
@@ -170,6 +170,14 @@ impl FamilyInner {
     }
 
     fn lookup_by_content(&self, values: &[&str], where_key: u64, epoch: u32) -> Found {
+        if values.len() != self.keys.len() {
+            // Never cached: each such lookup is counted, and records into the sink.
+            self.wrong_count(values.len());
+            return Found {
+                slot: SINK,
+                _pin: None,
+            };
+        }
         let hash = self.hash(values);
         let line = cache_index(self.id, hash);
         let hit = CACHE
