@@ -235,6 +235,8 @@ pub(crate) struct Captured {
     pub(crate) ip: u64,
     pub(crate) sp: u64,
     pub(crate) fp: u64,
+    /// The link register (aarch64; 0 on x86_64).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     pub(crate) lr: u64,
     /// Stack words from `sp` up.
     pub(crate) stack: Vec<u64>,

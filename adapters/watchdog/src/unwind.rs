@@ -260,4 +260,113 @@ mod tests {
             "{text}"
         );
     }
+
+    /// Captures of two spinning threads, in turn, each unwound through the spinning function:
+    /// `SAMPLER_WATCHDOG_STRESS_ROUNDS` rounds (default 300). Run under valgrind's memcheck
+    /// by `r16_the_capture_stress_is_clean_under_valgrind`.
+    #[test]
+    fn r16_capture_stress() {
+        let rounds: usize = std::env::var("SAMPLER_WATCHDOG_STRESS_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let spinners = [Spinner::start(true), Spinner::start(true)];
+        let mut unwinder = StackUnwinder::new();
+        let spin = crate::capture::tests::r16_spin_in_a_distinctly_named_function as *const ()
+            as usize as u64;
+        let mut through = 0;
+        for round in 0..rounds {
+            let spinner = &spinners[round % 2];
+            let c = capture(spinner.tid, Duration::from_secs(30)).expect("capture");
+            assert!(!c.stack.is_empty());
+            let addresses = unwinder.addresses(&c);
+            // The spinning function (a few hundred bytes of code at most) is on every stack.
+            if addresses.iter().any(|&a| a >= spin && a < spin + 1024) {
+                through += 1;
+            }
+        }
+        println!("stress: {rounds} captures, {through} unwound through the spinning function");
+        assert_eq!(through, rounds);
+    }
+
+    /// The pause a capture costs the captured thread (time in the signal handler), and the
+    /// round trip seen by the watchdog thread: printed, and checked for consistency.
+    #[test]
+    fn r16_capture_pause() {
+        let spinner = Spinner::start(true);
+        let mut pauses = Vec::new();
+        let mut trips = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..500 {
+            let c = capture(spinner.tid, Duration::from_secs(5)).expect("capture");
+            assert!(
+                c.pause <= c.round_trip,
+                "{:?} > {:?}",
+                c.pause,
+                c.round_trip
+            );
+            bytes = c.stack.len() * 8;
+            pauses.push(c.pause);
+            trips.push(c.round_trip);
+        }
+        pauses.sort();
+        trips.sort();
+        let at =
+            |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        println!(
+            "capture pause (µs, 500 captures, {bytes} stack bytes): min {:.1} median {:.1} p99 {:.1} max {:.1}; \
+             round trip (µs): median {:.1} p99 {:.1}",
+            at(&pauses, 0.0),
+            at(&pauses, 0.5),
+            at(&pauses, 0.99),
+            at(&pauses, 1.0),
+            at(&trips, 0.5),
+            at(&trips, 0.99),
+        );
+    }
+
+    /// `r16_capture_stress` (200 rounds) under valgrind's memcheck: 0 errors, or the run fails.
+    #[test]
+    fn r16_the_capture_stress_is_clean_under_valgrind() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("valgrind")
+            .args(["--error-exitcode=99", "--fair-sched=yes", "--leak-check=no"])
+            .arg(&exe)
+            .args([
+                "unwind::tests::r16_capture_stress",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SAMPLER_WATCHDOG_STRESS_ROUNDS", "200")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "failed to run valgrind: {e}; install it with `apt-get install valgrind` \
+                     (or `bash scripts/install-peers.sh`)"
+                )
+            });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let summary = stderr
+            .lines()
+            .find(|l| l.contains("ERROR SUMMARY"))
+            .unwrap_or("no ERROR SUMMARY line");
+        println!("valgrind: {summary}");
+        for line in stdout
+            .lines()
+            .filter_map(|l| l.find("stress:").map(|at| &l[at..]))
+        {
+            println!("valgrind: {line}");
+        }
+        assert!(
+            out.status.success() && summary.contains("ERROR SUMMARY: 0 errors"),
+            "valgrind reported errors (status {:?}):\n{stderr}\n{stdout}",
+            out.status
+        );
+        assert!(
+            stdout.contains("stress: 200 captures, 200 unwound"),
+            "{stdout}"
+        );
+    }
 }
