@@ -39,6 +39,9 @@ pub(crate) struct Entry {
     open: Mutex<Vec<(u64, String)>>,
     /// Reported as slow (so its end is reported too).
     reported: AtomicBool,
+    /// How and when it ended, set under the in-flight lock (for a request that ends while
+    /// its slow report is being made).
+    ended: Mutex<Option<(Outcome, Duration)>>,
     file: Mutex<Option<PathBuf>>,
 }
 
@@ -66,7 +69,7 @@ impl Entry {
             .collect()
     }
 
-    fn event(&self, kind: EventKind, elapsed: Duration, stack: Stack) -> Event {
+    fn event(&self, kind: EventKind, elapsed: Duration, stack: Stack, spans: Vec<String>) -> Event {
         Event {
             kind,
             request_id: self.request_id.clone(),
@@ -75,7 +78,7 @@ impl Entry {
             path: self.path.clone(),
             arrived: self.arrived,
             elapsed,
-            spans: self.spans(),
+            spans,
             stack,
             file: self
                 .file
@@ -150,6 +153,7 @@ impl RequestHook for Hook {
             enclosing: spans::enclosing(),
             open: Mutex::new(Vec::new()),
             reported: AtomicBool::new(false),
+            ended: Mutex::new(None),
             file: Mutex::new(None),
         });
         self.0
@@ -192,6 +196,11 @@ impl InFlight for Watch {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             in_flight.remove(&self.entry.key);
+            *self
+                .entry
+                .ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((outcome, took));
             self.entry.reported.load(Ordering::Acquire)
         };
         if reported {
@@ -208,12 +217,17 @@ impl InFlight for Watch {
 /// The watchdog thread: checks the requests in flight every `tick`, reports the slow ones
 /// once, and reports the end of each reported request.
 pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Message>, tick: Duration) {
+    // Read the debug info meanwhile (backtrace's cache is process-wide), so that the first
+    // report is quick; this thread stays free to take the first stack on time.
+    let _ = std::thread::Builder::new()
+        .name("sampler-watchdog-symbols".into())
+        .spawn(|| unwind::symbolise(&[run as *const () as usize as u64]));
     let mut unwinder: Option<StackUnwinder> = None;
     loop {
         match rx.recv_timeout(tick) {
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(Message::Ended(entry, outcome, took)) => {
-                let event = entry.event(EventKind::Ended(outcome), took, Stack::None);
+                let event = entry.event(EventKind::Ended(outcome), took, Stack::None, Vec::new());
                 publish(&shared, &event);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -229,26 +243,39 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Message>, tick: Duration) {
             .cloned()
             .collect();
         for entry in slow {
-            let stack = where_is(&shared, &entry, &mut unwinder);
+            // What the request is doing now: time, spans and stack taken together, before the
+            // stack is named (which takes a while the first time).
             let elapsed = entry.started.elapsed();
+            let spans = entry.spans();
+            let stack = where_is(&shared, &entry, &mut unwinder);
             if let Some(dir) = &shared.dir {
                 let file = dir.join(file_name(&entry));
                 *entry.file.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
             }
-            {
-                // Under the lock `end` takes: either the request ended first (not reported,
-                // its end already passed) or its end will see `reported` and be reported.
+            // Under the lock `end` takes: either the request still runs, and its end will
+            // see `reported` and be sent here, or it ended while this report was being made
+            // (a stack takes a while to name), and its end is reported right after.
+            let ended = {
                 let in_flight = shared
                     .in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if !in_flight.contains_key(&entry.key) {
-                    continue;
-                }
                 entry.reported.store(true, Ordering::Release);
-            }
+                if in_flight.contains_key(&entry.key) {
+                    None
+                } else {
+                    *entry.ended.lock().unwrap_or_else(PoisonError::into_inner)
+                }
+            };
             shared.slow.get(&[entry.group.as_str()]).inc();
-            publish(&shared, &entry.event(EventKind::Slow, elapsed, stack));
+            publish(
+                &shared,
+                &entry.event(EventKind::Slow, elapsed, stack, spans),
+            );
+            if let Some((outcome, took)) = ended {
+                let end = entry.event(EventKind::Ended(outcome), took, Stack::None, Vec::new());
+                publish(&shared, &end);
+            }
         }
     }
 }
