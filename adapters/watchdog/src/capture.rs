@@ -242,7 +242,8 @@ pub(crate) struct Captured {
     pub(crate) stack: Vec<u64>,
     /// Time spent in the handler on the target thread.
     pub(crate) pause: Duration,
-    /// From sending the signal to seeing the copy done.
+    /// From sending the signal to seeing the copy done (reported by the pause test).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) round_trip: Duration,
 }
 
@@ -289,15 +290,16 @@ pub(crate) fn capture(tid: i32, wait: Duration) -> Result<Captured, CaptureError
     loop {
         match SLOT.state.load(Ordering::Acquire) {
             DONE => break,
-            ARMED if sent.elapsed() >= wait => {
-                if SLOT
-                    .state
-                    .compare_exchange(ARMED, IDLE, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Err(CaptureError::Timeout);
-                }
-                // The handler won the race: it is copying, DONE follows shortly.
+            // Giving up: ARMED → IDLE. If the handler won the race it is copying (WRITING),
+            // and DONE follows shortly.
+            ARMED
+                if sent.elapsed() >= wait
+                    && SLOT
+                        .state
+                        .compare_exchange(ARMED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok() =>
+            {
+                return Err(CaptureError::Timeout);
             }
             _ => {}
         }
