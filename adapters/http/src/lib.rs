@@ -20,6 +20,10 @@
 //! The interval of `busy` is the time since this layer's previous harvest (since its creation
 //! for the first).
 //!
+//! A [`RequestHook`] set with [`HttpMetrics::hook`] is told of each request's arrival, of
+//! every poll of its future and body (on the polling thread) and of its end
+//! (`spec/http.md` §1); `sampler-adapter-watchdog` uses it.
+//!
 //! # Example
 //!
 //! ```
