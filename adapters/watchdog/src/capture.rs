@@ -334,6 +334,12 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     /// A thread spinning in [`r16_spin_in_a_distinctly_named_function`] until told to stop.
+    /// The slot's state, read while no capture can be armed (other tests capture too).
+    fn state_between_captures() -> u32 {
+        let _one = CAPTURING.lock().unwrap_or_else(PoisonError::into_inner);
+        SLOT.state.load(Ordering::Acquire)
+    }
+
     pub(crate) struct Spinner {
         pub(crate) tid: i32,
         stop: Arc<AtomicBool>,
@@ -393,6 +399,7 @@ pub(crate) mod tests {
 
     #[test]
     fn r16_a_capture_copies_the_live_stack_of_the_target_thread() {
+        prepare_thread();
         let spinner = Spinner::start(true);
         let c = capture(spinner.tid, Duration::from_secs(5)).expect("capture");
         assert!(!c.stack.is_empty(), "no stack words copied");
@@ -400,12 +407,13 @@ pub(crate) mod tests {
         assert!(c.ip != 0 && c.sp != 0);
         // The stack pointer lies in the target's stack, not the caller's.
         let (_, low, high) = THREAD.get();
-        assert!(!(low..high).contains(&(c.sp as usize)) || low == 0);
+        assert!(low != 0 && high > low);
+        assert!(!(low..high).contains(&(c.sp as usize)));
         assert_eq!(c.read(c.sp), c.stack.first().copied());
         assert_eq!(c.read(c.sp + 4), None, "unaligned reads are refused");
         assert_eq!(c.read(c.sp - 8), None, "below the copy");
         assert!(c.pause < Duration::from_secs(1));
-        assert_eq!(SLOT.state.load(Ordering::Acquire), IDLE);
+        assert_eq!(state_between_captures(), IDLE);
     }
 
     #[test]
@@ -413,7 +421,7 @@ pub(crate) mod tests {
         let spinner = Spinner::start(false);
         let r = capture(spinner.tid, Duration::from_millis(100));
         assert_eq!(r.unwrap_err(), CaptureError::Timeout);
-        assert_eq!(SLOT.state.load(Ordering::Acquire), IDLE);
+        assert_eq!(state_between_captures(), IDLE);
         // The slot still works for the next capture.
         let prepared = Spinner::start(true);
         assert!(capture(prepared.tid, Duration::from_secs(5)).is_ok());
@@ -430,7 +438,7 @@ pub(crate) mod tests {
             }
             Err(CaptureError::Timeout) | Ok(_) => {}
         }
-        assert_eq!(SLOT.state.load(Ordering::Acquire), IDLE);
+        assert_eq!(state_between_captures(), IDLE);
     }
 
     #[test]

@@ -29,11 +29,48 @@ fn r16_burn_cpu_in_a_distinctly_named_function(ms: u64) -> u64 {
     x
 }
 
-/// One process-wide subscriber with the watchdog's span layer (it holds no state of its own).
+/// The watchdog's log lines (level and message), kept by [`LogCapture`].
+static LOG: Mutex<Vec<(tracing::Level, String)>> = Mutex::new(Vec::new());
+
+/// Keeps the events of target `sampler_adapter_watchdog`.
+struct LogCapture;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogCapture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        if event.metadata().target() == "sampler_adapter_watchdog" {
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            LOG.lock().unwrap().push((*event.metadata().level(), m.0));
+        }
+    }
+}
+
+/// The logged lines that mention `request_id`.
+fn logged(request_id: &str) -> Vec<(tracing::Level, String)> {
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, m)| m.contains(request_id))
+        .cloned()
+        .collect()
+}
+
+/// One process-wide subscriber with the watchdog's span layer (it holds no state of its own)
+/// and a layer keeping the watchdog's log.
 fn install_subscriber() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let subscriber = tracing_subscriber::registry().with(sampler_adapter_watchdog::SpanLayer);
+        let subscriber = tracing_subscriber::registry()
+            .with(sampler_adapter_watchdog::SpanLayer)
+            .with(LogCapture);
         tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
     });
 }
@@ -239,6 +276,15 @@ fn r16_a_slow_cpu_bound_request_is_reported_with_the_stack_of_its_thread() {
         ended.elapsed
     );
     println!("{ended}");
+
+    let log = logged("r16-cpu-1");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].0, tracing::Level::WARN);
+    assert!(log[0]
+        .1
+        .contains("r16_burn_cpu_in_a_distinctly_named_function"));
+    assert_eq!(log[1].0, tracing::Level::INFO);
+    assert!(log[1].1.contains("completed with status 200"));
 
     assert_eq!(slow_count(&s.registry, "cpu"), 1);
     assert_eq!(slow_count(&s.registry, "wait"), 0);
