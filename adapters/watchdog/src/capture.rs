@@ -13,8 +13,10 @@
 //! handler already won (`WRITING`) it waits for `DONE`, which comes after a bounded copy. A
 //! signal from anyone else (another thread id, or no capture armed) leaves the buffer alone.
 //!
-//! The handler calls only `clock_gettime`, `syscall(SYS_gettid)` (both async-signal-safe),
-//! atomics and a bounded word copy: no allocation, no lock, no panic.
+//! The handler calls only `clock_gettime` (async-signal-safe; it leaves `errno` alone on
+//! success), reads a constant-initialised thread-local (its thread id and stack bounds, set by
+//! [`prepare_thread`] before the thread polls a request), and does atomics and a bounded word
+//! copy (`memcpy` is async-signal-safe since POSIX.1-2016): no allocation, no lock, no panic.
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -158,7 +160,10 @@ fn monotonic_ns() -> u64 {
     };
     // SAFETY: `ts` is a valid out pointer; clock_gettime is async-signal-safe (POSIX).
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    // Wrapping: no overflow check may panic in the signal handler.
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The registers the unwinder starts from: (ip, sp, fp, lr); lr is 0 on x86_64.
