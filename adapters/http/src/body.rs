@@ -6,6 +6,7 @@ use std::task::{ready, Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::hook::PollScope;
 use crate::state::RequestGuard;
 
 pin_project! {
@@ -40,7 +41,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = {
+            let _poll = PollScope::new(this.guard.as_ref().and_then(|g| g.watch.as_deref()));
+            ready!(this.inner.poll_frame(cx))
+        };
         match &frame {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(guard)) = (frame.data_ref(), this.guard.as_mut()) {

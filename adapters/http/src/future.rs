@@ -8,6 +8,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
+use crate::hook::PollScope;
 use crate::state::RequestGuard;
 
 pin_project! {
@@ -44,7 +45,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _poll = PollScope::new(this.guard.as_ref().and_then(|g| g.watch.as_deref()));
+            ready!(this.inner.poll(cx))
+        };
         let mut guard = this.guard.take();
         Poll::Ready(match result {
             Ok(response) => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::groups::Groups;
+use crate::hook::RequestHook;
 use crate::service::HttpMetricsService;
 use crate::state::Shared;
 
@@ -15,6 +16,7 @@ use crate::state::Shared;
 pub struct HttpMetricsLayer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) groups: Arc<Groups>,
+    pub(crate) hook: Option<Arc<dyn RequestHook>>,
 }
 
 impl<S> Layer<S> for HttpMetricsLayer {
@@ -25,6 +27,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
             inner,
             shared: self.shared.clone(),
             groups: self.groups.clone(),
+            hook: self.hook.clone(),
         }
     }
 }

@@ -20,6 +20,10 @@
 //! The interval of `busy` is the time since this layer's previous harvest (since its creation
 //! for the first).
 //!
+//! A [`RequestHook`] set with [`HttpMetrics::hook`] is told of each request's arrival, of
+//! every poll of its future and body (on the polling thread) and of its end
+//! (`spec/http.md` §1); `sampler-adapter-watchdog` uses it.
+//!
 //! # Example
 //!
 //! ```
@@ -45,6 +49,7 @@
 mod body;
 mod future;
 mod groups;
+mod hook;
 mod layer;
 mod queue;
 mod service;
@@ -57,6 +62,7 @@ use sampler_api::{Registration, Registry};
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use groups::{Groups, UNMATCHED};
+pub use hook::{InFlight, Outcome, RequestHook, RequestStart};
 pub use layer::HttpMetricsLayer;
 pub use queue::parse_request_start;
 pub use service::HttpMetricsService;
@@ -81,6 +87,7 @@ pub struct HttpMetrics {
     registry: Registry,
     groups: Arc<Groups>,
     shared: Arc<Shared>,
+    hook: Option<Arc<dyn RequestHook>>,
     _busy: Registration,
 }
 
@@ -93,6 +100,7 @@ impl HttpMetrics {
             _busy: shared.register_busy(registry),
             groups: Arc::new(groups),
             shared,
+            hook: None,
         }
     }
 
@@ -110,6 +118,7 @@ impl HttpMetrics {
             registry,
             groups,
             shared,
+            hook,
             _busy,
         } = self;
         // The old instruments go first, so the new ones never stand beside them.
@@ -121,7 +130,29 @@ impl HttpMetrics {
             registry,
             groups,
             shared,
+            hook,
         }
+    }
+
+    /// Follows every request with `hook` (told of each request's arrival, polls and end;
+    /// see [`RequestHook`]), for layers made after this call.
+    ///
+    /// ```
+    /// use sampler_adapter_http::{Groups, HttpMetrics, InFlight, RequestHook, RequestStart};
+    /// #[derive(Debug)]
+    /// struct Nothing;
+    /// impl RequestHook for Nothing {
+    ///     fn start(&self, _: &RequestStart<'_>) -> Option<Box<dyn InFlight>> {
+    ///         None
+    ///     }
+    /// }
+    /// let registry = sampler_api::Registry::new();
+    /// let metrics = HttpMetrics::new(&registry, Groups::new()).hook(std::sync::Arc::new(Nothing));
+    /// # drop(metrics);
+    /// ```
+    pub fn hook(mut self, hook: Arc<dyn RequestHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// The layer recording into these instruments (clone it freely).
@@ -129,6 +160,7 @@ impl HttpMetrics {
         HttpMetricsLayer {
             shared: self.shared.clone(),
             groups: self.groups.clone(),
+            hook: self.hook.clone(),
         }
     }
 }

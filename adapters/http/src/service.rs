@@ -9,6 +9,7 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::groups::Groups;
+use crate::hook::{PollScope, RequestHook, RequestStart};
 use crate::queue::queue_time;
 use crate::state::{method_index, Shared};
 
@@ -18,6 +19,7 @@ pub struct HttpMetricsService<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
     pub(crate) groups: Arc<Groups>,
+    pub(crate) hook: Option<Arc<dyn RequestHook>>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetricsService<S>
@@ -34,7 +36,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let group = self.groups.index_of(request.uri().path());
-        let guard = self.shared.start(group, method_index(request.method()));
+        let mut guard = self.shared.start(group, method_index(request.method()));
         let state = &self.shared.groups[group];
         if let Some(waited) = queue_time(request.headers(), SystemTime::now) {
             state.queue.record_duration(waited);
@@ -47,6 +49,19 @@ where
         if let Some(bytes) = declared {
             state.request_bytes.add(bytes);
         }
-        ResponseFuture::new(self.inner.call(request), guard)
+        if let Some(hook) = &self.hook {
+            guard.watch = hook.start(&RequestStart {
+                group: &state.name,
+                method: request.method(),
+                uri: request.uri(),
+                headers: request.headers(),
+            });
+        }
+        let inner = {
+            // Building the inner future may run the handler's first steps already.
+            let _poll = PollScope::new(guard.watch.as_deref());
+            self.inner.call(request)
+        };
+        ResponseFuture::new(inner, guard)
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
+use crate::hook::{InFlight, Outcome};
 use http::Method;
 use sampler_api::{
     CounterFamily, Descriptor, Gauge, Registration, Registry, Sampler, Timing, Writer,
@@ -214,6 +215,7 @@ impl Shared {
             method,
             status: None,
             response_bytes: 0,
+            watch: None,
         }
     }
 
@@ -232,6 +234,8 @@ pub(crate) struct RequestGuard {
     method: usize,
     pub(crate) status: Option<u16>,
     pub(crate) response_bytes: u64,
+    /// The request hook's follower, if a hook is set.
+    pub(crate) watch: Option<Box<dyn InFlight>>,
 }
 
 impl Drop for RequestGuard {
@@ -242,6 +246,14 @@ impl Drop for RequestGuard {
         state.duration.record_duration(end - self.start);
         state.response_bytes.add(self.response_bytes);
         let class = class_index(self.status);
+        if let Some(watch) = self.watch.take() {
+            let outcome = match self.status {
+                Some(0) => Outcome::Error,
+                Some(status) => Outcome::Status(status),
+                None => Outcome::Cancelled,
+            };
+            watch.end(outcome, end - self.start);
+        }
         state.requests[self.method * CLASSES.len() + class]
             .get_or_init(|| {
                 let values = [

@@ -152,3 +152,72 @@ proptest! {
         }
     }
 }
+
+/// A hook that logs every call, with the thread of each poll.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Followed(String, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl sampler_adapter_http::RequestHook for Recorder {
+    fn start(
+        &self,
+        request: &sampler_adapter_http::RequestStart<'_>,
+    ) -> Option<Box<dyn sampler_adapter_http::InFlight>> {
+        let name = format!(
+            "{} {} {}",
+            request.group,
+            request.method,
+            request.uri.path()
+        );
+        self.0.lock().unwrap().push(format!("start {name}"));
+        Some(Box::new(Followed(name, self.0.clone())))
+    }
+}
+
+impl sampler_adapter_http::InFlight for Followed {
+    fn enter(&self) {
+        self.1.lock().unwrap().push("enter".into());
+    }
+    fn exit(&self) {
+        self.1.lock().unwrap().push("exit".into());
+    }
+    fn end(self: Box<Self>, outcome: sampler_adapter_http::Outcome, _took: Duration) {
+        self.1
+            .lock()
+            .unwrap()
+            .push(format!("end {} {outcome:?}", self.0));
+    }
+}
+
+#[test]
+fn r16_the_hook_sees_each_poll_enclosed_and_the_end_after_the_body() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(&registry, Groups::new().prefix("/api", "api"))
+        .hook(std::sync::Arc::new(Recorder(log.clone())));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut svc = metrics.layer().layer(service_fn(|_req: Request<()>| async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }));
+    rt.block_on(async {
+        let request = Request::get("/api/x").body(()).unwrap();
+        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(log.lock().unwrap().last().unwrap(), "exit");
+        response.into_body().collect().await.unwrap();
+    });
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log[0], "start api GET /api/x");
+    assert_eq!(log.last().unwrap(), "end api GET /api/x Status(200)");
+    // Between start and end: enter/exit pairs only, never nested, one per poll (call, two
+    // polls of the future around the sleep, the body's frame and its end).
+    let middle = &log[1..log.len() - 1];
+    assert!(middle.len() >= 6, "{log:?}");
+    for pair in middle.chunks(2) {
+        assert_eq!(pair, ["enter", "exit"], "{log:?}");
+    }
+}
