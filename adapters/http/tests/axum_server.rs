@@ -54,13 +54,21 @@ impl http_body::Body for Endless {
     }
 }
 
+/// The long request's length, and when its handler started and ended, as the server saw them.
+const LONG_MS: u64 = 1200;
+static LONG: std::sync::Mutex<Option<(Instant, Instant)>> = std::sync::Mutex::new(None);
+
 fn start(metrics: &HttpMetrics) -> Server {
     let app = Router::new()
         .route("/api/fast", get(|| async { "ok" }))
         .route(
             "/api/slow/{ms}",
             get(|Path(ms): Path<u64>| async move {
+                let started = Instant::now();
                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                if ms == LONG_MS {
+                    *LONG.lock().unwrap() = Some((started, Instant::now()));
+                }
                 "done"
             }),
         )
@@ -339,33 +347,50 @@ fn r16_a_long_request_counts_in_each_interval_it_spans() {
     let server = start(&metrics);
     let harvester = Harvester::builder().registry(registry.clone()).build();
     let addr = server.addr;
-    harvester.harvest_now();
-    let t0 = Instant::now();
     let client = std::thread::spawn(move || {
         agent()
-            .get(format!("http://{addr}/api/slow/1200"))
+            .get(format!("http://{addr}/api/slow/{LONG_MS}"))
             .call()
             .expect("slow")
             .body_mut()
             .read_to_string()
             .expect("body")
     });
-    std::thread::sleep(Duration::from_millis(600).saturating_sub(t0.elapsed()));
+    // The interval starts once the request is in flight (the server's count says so), so the
+    // request covers the whole first interval however late the client connected.
+    harvest_until(&harvester, "the long request to be in flight", |s| {
+        gauge(s, "http.server.active_requests", &[("group", "api")]) == 1.0
+    });
+    let h0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    let h1 = Instant::now();
     let first = gauge(
         &harvester.harvest_now(),
         "http.server.busy",
         &[("group", "api")],
     );
     assert_eq!(client.join().expect("client"), "done");
-    std::thread::sleep(Duration::from_millis(1800).saturating_sub(t0.elapsed()));
+    let (_, ended) = LONG.lock().unwrap().expect("the handler's times");
+    std::thread::sleep(Duration::from_millis(1800).saturating_sub(h0.elapsed()));
+    let h2 = Instant::now();
     let second = gauge(
         &harvester.harvest_now(),
         "http.server.busy",
         &[("group", "api")],
     );
-    // 0.6 s of 0.6 s busy, then 0.6 s of 1.2 s.
+    // Busy for the whole first interval (it ended 1.2 s after the request began, which was
+    // before h0); in the second, from h1 until the request ended (about 0.6 s of 1.2 s).
+    assert!(
+        ended > h1,
+        "the request ended before the first interval did"
+    );
+    let expected = (ended - h1).as_secs_f64() / (h2 - h1).as_secs_f64();
+    eprintln!("first {first}, second {second} (expected {expected:.3})");
     assert!((first - 1.0).abs() <= 0.1, "first interval busy {first}");
-    assert!((second - 0.5).abs() <= 0.1, "second interval busy {second}");
+    assert!(
+        (second - expected).abs() <= 0.1,
+        "second interval busy {second}, expected {expected:.3}"
+    );
 }
 
 #[test]
