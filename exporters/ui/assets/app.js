@@ -39,8 +39,8 @@ function format(v, unit) {
     return a >= 1e-3 ? (v * 1e3).toPrecision(3) + " ms" : (v * 1e6).toPrecision(3) + " µs";
   }
   let s;
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) s = v.toExponential(2);
-  else if (Number.isInteger(v)) s = String(v);
+  if (a !== 0 && (a >= 1e9 || a < 1e-3)) s = v.toExponential(2);
+  else if (a >= 100 || Number.isInteger(v)) s = String(Math.round(v));
   else s = v.toPrecision(3);
   return unit && unit !== "1" ? s + " " + unit : s;
 }
