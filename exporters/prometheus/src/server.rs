@@ -18,7 +18,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE,
+    VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -174,6 +175,24 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<B
     let path = parts.uri.path();
     if path == shared.path {
         return metrics(&parts, shared).await;
+    }
+    #[cfg(feature = "ui")]
+    if let Some(ui) = &shared.ui {
+        if let Some(asset) = ui.respond(path) {
+            let mut r = Response::new(Full::new(asset.body));
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(sampler_exporter_ui::CONTENT_SECURITY_POLICY),
+            );
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
     }
     match path {
         "/" => {
