@@ -18,8 +18,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE,
-    VARY,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -190,7 +189,10 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<B
                 "x-content-type-options",
                 HeaderValue::from_static("nosniff"),
             );
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
             return r;
         }
     }
