@@ -60,8 +60,8 @@ pub use history::{since, History, DEFAULT_MAX_SERIES, DEFAULT_POINTS, MAX_POINTS
 #[cfg(feature = "server")]
 pub use server::{Error, UiExporter, UiExporterBuilder};
 
-/// The page's default listen address (the Prometheus exporter's default port plus one).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
+/// The page's default listen address (beside the Prometheus exporter's 9464).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9466";
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -78,7 +78,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// ```toml
 /// [[exporter]]
 /// kind = "ui"
-/// listen = "127.0.0.1:9465"
+/// listen = "127.0.0.1:9466"
 /// points = 60         # harvests kept per series
 /// max_series = 2000   # series kept; the rest are counted
 /// ```
@@ -86,7 +86,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// ```
 /// use sampler_exporter_ui::UiConfig;
 /// let c = UiConfig::default();
-/// assert_eq!((c.listen.as_str(), c.points, c.max_series), ("127.0.0.1:9465", 60, 2000));
+/// assert_eq!((c.listen.as_str(), c.points, c.max_series), ("127.0.0.1:9466", 60, 2000));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -96,7 +96,7 @@ impl UiExporter {
         self.local_addr
     }
 
-    /// The page's URL, such as `http://127.0.0.1:9465/`.
+    /// The page's URL, such as `http://127.0.0.1:9466/`.
     pub fn url(&self) -> String {
         format!("http://{}/", self.local_addr)
     }
@@ -130,7 +130,7 @@ pub struct UiExporterBuilder {
 }
 
 impl UiExporterBuilder {
-    /// Where to listen: `host:port` (default `127.0.0.1:9465`), or `:port` for every interface.
+    /// Where to listen: `host:port` (default `127.0.0.1:9466`), or `:port` for every interface.
     pub fn listen(mut self, address: impl fmt::Display) -> Self {
         self.config.listen = address.to_string();
         self
