@@ -5,7 +5,7 @@
 const list = document.getElementById("list");
 const filter = document.getElementById("filter");
 const count = document.getElementById("count");
-const status = document.getElementById("status");
+const statusLine = document.getElementById("status");
 const note = document.getElementById("note");
 const links = document.getElementById("links");
 
@@ -158,8 +158,8 @@ function render() {
   note.hidden = data.left_out === 0;
   note.textContent = data.left_out + " series of the latest harvest are not shown: the page keeps at most " + data.max_series + ".";
   const when = new Date(data.time * 1000).toLocaleTimeString();
-  status.className = "";
-  status.textContent = "harvest " + data.sequence + " at " + when;
+  statusLine.className = "";
+  statusLine.textContent = "harvest " + data.sequence + " at " + when;
 }
 
 async function refresh() {
@@ -175,8 +175,8 @@ async function refresh() {
     // Poll twice per harvest (at most every 5 s, at least every 250 ms).
     wait = Math.min(5000, Math.max(250, (data.interval * 1000) / 2));
   } catch (e) {
-    status.className = "error";
-    status.textContent = "cannot reach the sampler: " + e.message;
+    statusLine.className = "error";
+    statusLine.textContent = "cannot reach the sampler: " + e.message;
     wait = 2000;
   }
   setTimeout(refresh, wait);
