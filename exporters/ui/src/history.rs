@@ -225,9 +225,8 @@ impl History {
             labels: &'a [(String, String)],
             kind: &'a str,
             unit: &'a str,
-            points: Vec<Vec<Option<f64>>>,
+            points: Points<'a>,
         }
-        let finite = |v: f64| v.is_finite().then_some(v);
         let series = self
             .order
             .iter()
@@ -237,17 +236,10 @@ impl History {
                 labels: &t.labels,
                 kind: t.kind,
                 unit: &t.unit,
-                points: t
-                    .points
-                    .iter()
-                    .map(|p| {
-                        let mut row = vec![Some(p.t), finite(p.v[0])];
-                        if t.kind == "timing" {
-                            row.push(finite(p.v[1]));
-                        }
-                        row
-                    })
-                    .collect(),
+                points: Points {
+                    points: &t.points,
+                    two: t.kind == "timing",
+                },
             })
             .collect();
         let data = Data {
@@ -267,6 +259,28 @@ impl History {
     /// [`to_json_with`](Self::to_json_with) without links.
     pub fn to_json(&self) -> String {
         self.to_json_with(&[])
+    }
+}
+
+/// A series' points as JSON arrays, `[t, v]` or `[t, p50, p99]`, written without building them.
+struct Points<'a> {
+    points: &'a VecDeque<Point>,
+    two: bool,
+}
+
+impl Serialize for Points<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let finite = |v: f64| v.is_finite().then_some(v);
+        let mut seq = s.serialize_seq(Some(self.points.len()))?;
+        for p in self.points {
+            if self.two {
+                seq.serialize_element(&(p.t, finite(p.v[0]), finite(p.v[1])))?;
+            } else {
+                seq.serialize_element(&(p.t, finite(p.v[0])))?;
+            }
+        }
+        seq.end()
     }
 }
 
