@@ -8,6 +8,7 @@
 # - Etsy StatsD 0.9.0 (npm) in ./.peers/statsd (node and npm from Debian when missing);
 # - valgrind (Debian) for the memory-safety stress runs;
 # - tmux (Debian) for the `sampler top` terminal tests.
+# - chromium (Debian) for the live page's browser tests.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,13 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   echo "installing prometheus and promtool (Debian package prometheus)" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+# The live page's tests drive a headless Chromium over the DevTools protocol (Debian chromium).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package chromium)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 if ! command -v valgrind >/dev/null 2>&1; then

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// fit the file descriptor limit); past it a connection is answered 503 and closed.
     #[arg(long, value_name = "N", requires = "prometheus", value_parser = clap::value_parser!(u32).range(1..=MAX_CONNECTIONS as i64))]
     pub prometheus_max_connections: Option<u32>,
+    /// Also serve the live page at ADDR (default 127.0.0.1:9466): every series of the last 60
+    /// harvests as small charts, updated after each harvest.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sampler_exporter_ui::DEFAULT_LISTEN)]
+    pub ui: Option<String>,
     /// Also send every harvest to Graphite (carbon's plaintext protocol over TCP, labels as
     /// tags) at ADDR (default 127.0.0.1:2003).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2003")]

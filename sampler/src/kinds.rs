@@ -1,5 +1,5 @@
 //! The exporter and adapter kinds built into the `sampler` command, registered with the config
-//! file by name: `kind = "console"`, `kind = "prometheus"`, `[adapters.process]`,
+//! file by name: `kind = "console"`, `kind = "prometheus"`, `kind = "ui"`, `[adapters.process]`,
 //! `[adapters.host]`, `[adapters.shm]`. A crate linked into the binary adds its own the same way.
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use sampler_config::{
 };
 use sampler_exporter_console::{ConsoleExporter, Format};
 use sampler_exporter_prometheus::{PrometheusConfig, PrometheusExporter};
+use sampler_exporter_ui::{UiConfig, UiExporter};
 use serde::Deserialize;
 
 /// `kind = "console"`: `format` (`table` or `json`) and `output` (a file to append to;
@@ -71,11 +72,44 @@ fn prometheus(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
     Ok(PlannedExporter::new(format!("{c:?}"), move || {
         let e = PrometheusExporter::from_config(c.clone())?;
         crate::say(format_args!("serving prometheus metrics at {}", e.url()));
+        if c.ui {
+            let page = format!("http://{}/", e.local_addr());
+            crate::say(format_args!("serving the live page at {page}"));
+        }
         Ok(Box::new(e) as Box<dyn Exporter>)
     }))
 }
 
 inventory::submit! { ExporterKind::new("prometheus", prometheus) }
+
+/// `kind = "ui"`: the live page on its own listener (`listen`, `points`, `max_series`).
+fn ui(s: &Settings<'_>) -> Result<PlannedExporter, SettingsError> {
+    let c: UiConfig = s.parse()?;
+    if c.listen.parse::<std::net::SocketAddr>().is_err() && !c.listen.contains(':') {
+        return Err(s.error(
+            "listen",
+            format!(
+                "invalid address {:?}: write host:port, such as 127.0.0.1:9466",
+                c.listen
+            ),
+        ));
+    }
+    if let Err(why) = c.check() {
+        let key = if why.starts_with("points") {
+            "points"
+        } else {
+            "max_series"
+        };
+        return Err(s.error(key, why));
+    }
+    Ok(PlannedExporter::new(format!("{c:?}"), move || {
+        let e = UiExporter::from_config(c.clone())?;
+        crate::say(format_args!("serving the live page at {}", e.url()));
+        Ok(Box::new(e) as Box<dyn Exporter>)
+    }))
+}
+
+inventory::submit! { ExporterKind::new("ui", ui) }
 
 /// `[adapters.process]`: the same targets as the command's flags.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -452,7 +452,17 @@ fn prometheus_flag(addr: &str, max_connections: Option<u32>) -> Result<Box<dyn E
             exporter.url()
         ));
     }
+    say(format_args!("serving the live page at http://{at}/"));
     Ok(Box::new(exporter))
+}
+
+/// The exporter of `--ui ADDR`: the live page on its own listener; says where it serves.
+fn ui_flag(addr: &str) -> Result<Box<dyn Exporter>> {
+    let ui = sampler_exporter_ui::UiExporter::builder()
+        .listen(addr)
+        .build()?;
+    say(format_args!("serving the live page at {}", ui.url()));
+    Ok(Box::new(ui))
 }
 
 /// `sampler run --config FILE`: runs the file's pipeline (plus what the flags add) until
@@ -479,6 +489,9 @@ pub fn run_config(
     }
     if let Some(addr) = &args.prometheus {
         pipeline = pipeline.exporter(prometheus_flag(addr, args.prometheus_max_connections)?);
+    }
+    if let Some(addr) = &args.ui {
+        pipeline = pipeline.exporter(ui_flag(addr)?);
     }
     if let Some(addr) = &args.graphite {
         pipeline = pipeline.exporter(graphite_exporter(addr)?);
@@ -623,6 +636,9 @@ pub fn main_with(cli: cli::Cli) -> Result<()> {
             if let Some(addr) = &args.prometheus {
                 plan.exporters
                     .push(prometheus_flag(addr, args.prometheus_max_connections)?);
+            }
+            if let Some(addr) = &args.ui {
+                plan.exporters.push(ui_flag(addr)?);
             }
             if let Some(addr) = &args.graphite {
                 plan.exporters.push(graphite_exporter(addr)?);

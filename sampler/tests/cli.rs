@@ -10,6 +10,10 @@ mod support;
 #[path = "../../exporters/prometheus/tests/support/mod.rs"]
 mod prometheus;
 
+// Headless Chromium over the DevTools protocol, as the live page's own tests drive it.
+#[path = "../../exporters/ui/tests/browser/mod.rs"]
+mod browser;
+
 use std::time::Duration;
 
 use support::*;
@@ -697,5 +701,55 @@ fn r11_prometheus_rates_process_cpu_seconds_total_unchanged() {
     }
     drop(server);
     bg.signal(libc::SIGINT);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
+
+/// `sampler run --ui ADDR`, without Prometheus: the live page shows the watched process's
+/// series in a real browser, with rates once two harvests are in, and no error on the page.
+#[test]
+fn r17_run_serves_the_live_page_with_the_ui_flag() {
+    let mut bg = Background::spawn(&[
+        "run",
+        "--interval",
+        "250ms",
+        "--ui",
+        "127.0.0.1:0",
+        "--output",
+        "/dev/null",
+    ]);
+    let lines = bg
+        .stderr
+        .wait_until("the page's address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving the live page at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| l.split_once("serving the live page at ").map(|(_, u)| u))
+        .expect("the url")
+        .trim()
+        .to_owned();
+    let (status, html) = http_get(&url);
+    assert!(status.contains("200"), "{status}");
+    assert!(html.contains("/ui/app.js"), "{html}");
+
+    let mut b = browser::Browser::launch();
+    b.navigate(&url);
+    // The process's CPU time is a counter: its card shows a rate once two harvests are in.
+    b.wait_for(
+        "[...document.querySelectorAll('.series')].some(c => c.querySelector('.name').textContent === 'process.cpu.time' && /[0-9]/.test(c.querySelector('.value').textContent))",
+        Duration::from_secs(20),
+    );
+    let names = b.eval("[...document.querySelectorAll('.series .name')].map(n => n.textContent)");
+    for name in ["process.memory.usage", "sampler.harvest.count"] {
+        assert!(
+            names.as_array().unwrap().iter().any(|n| n == name),
+            "{name} not on the page: {names}"
+        );
+    }
+    b.drain_events();
+    assert!(b.errors.is_empty(), "errors on the page: {:#?}", b.errors);
+    drop(b);
+    bg.signal(libc::SIGTERM);
     assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }

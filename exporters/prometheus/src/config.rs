@@ -25,6 +25,7 @@ pub const DEFAULT_PATH: &str = "/metrics";
 /// openmetrics_created = true
 /// gzip = true
 /// max_connections = 256
+/// ui = true                         # the live page at /
 /// ```
 ///
 /// ```
@@ -71,6 +72,10 @@ pub struct PrometheusConfig {
     /// `503 Service Unavailable` and closed at once, so that idle or hostile clients cannot use
     /// up the process's file descriptors. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// Serve the live page at `/` (every series of the last 60 harvests as small charts, from
+    /// `/ui/data.json`; needs the `ui` feature, on by default). When false, `/` is a plain page
+    /// linking to the metrics. Default true.
+    pub ui: bool,
 }
 
 /// The default most connections served at once.
@@ -160,6 +165,7 @@ impl Default for PrometheusConfig {
             openmetrics_created: true,
             gzip: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            ui: true,
         }
     }
 }

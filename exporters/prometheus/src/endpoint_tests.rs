@@ -131,7 +131,7 @@ fn formats_follow_accept_and_gzip_follows_accept_encoding() {
 
 #[test]
 fn landing_page_health_readiness_and_errors() {
-    let e = local().path("/custom/metrics").build().unwrap();
+    let e = local().path("/custom/metrics").ui(false).build().unwrap();
     let base = format!("http://{}", e.local_addr());
     let page = get(&format!("{base}/"), &[]);
     assert_eq!(page.status, 200);
@@ -155,6 +155,47 @@ fn landing_page_health_readiness_and_errors() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.headers().get("allow").unwrap(), "GET, HEAD");
+}
+
+/// With `ui` on (the default) `/` is the live page, fed by every snapshot published; its
+/// data links to the metrics path, and the page's paths cannot be the metrics path.
+#[test]
+fn r17_the_live_page_is_mounted_at_the_root() {
+    let e = local().path("/custom/metrics").build().unwrap();
+    let base = format!("http://{}", e.local_addr());
+    let page = get(&format!("{base}/"), &[]);
+    assert_eq!(
+        (page.status, page.content_type.as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(
+        html.contains("<script src=\"/ui/app.js\"></script>"),
+        "{html}"
+    );
+    assert_eq!(get(&format!("{base}/ui/app.js"), &[]).status, 200);
+    assert_eq!(get(&format!("{base}/ui/style.css"), &[]).status, 200);
+    assert_eq!(get(&format!("{base}/ui/nothing"), &[]).status, 404);
+    e.publish(&snapshot_with(1.0));
+    let data = get(&format!("{base}/ui/data.json"), &[]);
+    assert_eq!(data.content_type, "application/json");
+    let data: serde_json::Value = serde_json::from_slice(&data.body).unwrap();
+    assert_eq!(
+        data["links"][0],
+        serde_json::json!(["Metrics", "/custom/metrics"])
+    );
+    let series = &data["series"][0];
+    assert_eq!(series["labels"], serde_json::json!([["path", "/a\"b"]]));
+    assert_eq!(series["points"][0][1], 1.0);
+    // The metrics and health paths are still served beside the page.
+    assert_eq!(get(&format!("{base}/custom/metrics"), &[]).status, 200);
+    assert_eq!(get(&format!("{base}/-/healthy"), &[]).status, 200);
+
+    let err = local().path("/ui/metrics").build().unwrap_err().to_string();
+    assert!(err.contains("taken by the live page"), "{err}");
+    let plain = local().path("/ui/metrics").ui(false).build().unwrap();
+    let base = format!("http://{}", plain.local_addr());
+    assert_eq!(get(&format!("{base}/ui/data.json"), &[]).status, 404);
 }
 
 #[test]

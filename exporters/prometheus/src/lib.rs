@@ -44,6 +44,7 @@
 //! | --- | --- | --- |
 //! | `server` | on | [`PrometheusExporter`], the HTTP endpoint (hyper, tokio, flate2); turns on `protobuf` |
 //! | `protobuf` | with `server` | the protobuf exposition with native histograms (prost) |
+//! | `ui` | on | the live page at `/` (`sampler-exporter-ui`); turns on `server` |
 //! | `serde` | off | reading [`PrometheusConfig`] and [`EncoderConfig`] from a config file |
 //!
 //! With `default-features = false` the crate is the encoder alone: [`Encoder`] with an
@@ -71,7 +72,8 @@
 //! | path | answer |
 //! | --- | --- |
 //! | `/metrics` (the `path` setting) | the latest harvest, in the format the `Accept` header prefers |
-//! | `/` | a small HTML page linking to the metrics and the health check |
+//! | `/` | the live page (feature `ui`, setting `ui`, both on by default): every series of the last 60 harvests as a small chart, from `/ui/data.json`; else a small HTML page linking to the metrics and the health check |
+//! | `/ui/app.js`, `/ui/style.css`, `/ui/data.json` | the live page's script, style and data (`spec/ui.md`) |
 //! | `/-/healthy` | `200 Healthy.` while the endpoint runs |
 //! | `/-/ready` | `200` once a harvest has been encoded, `503` before |
 //!
@@ -239,6 +241,9 @@ pub(crate) struct Shared {
     harvest_timeout: Duration,
     max_connections: usize,
     index_html: Bytes,
+    /// The live page, when on: it keeps the history of every harvest published.
+    #[cfg(feature = "ui")]
+    ui: Option<sampler_exporter_ui::Ui>,
     current: Mutex<Arc<Exposition>>,
     encoder: Mutex<EncoderState>,
     stats: Stats,
@@ -281,6 +286,10 @@ impl Shared {
     /// Encodes a snapshot into every offered format and makes it the one served, unless a
     /// newer one is already served.
     fn publish(&self, snapshot: &Snapshot) {
+        #[cfg(feature = "ui")]
+        if let Some(ui) = &self.ui {
+            ui.record(snapshot);
+        }
         let mut st = lock(&self.encoder);
         if snapshot.sequence != 0 && snapshot.sequence <= lock(&self.current).sequence {
             return;
@@ -618,6 +627,19 @@ impl PrometheusExporterBuilder {
         self
     }
 
+    /// Serve the live page at `/` (default on; needs the `ui` feature).
+    ///
+    /// ```
+    /// use sampler_exporter_prometheus::PrometheusExporter;
+    /// let plain = PrometheusExporter::builder().address("127.0.0.1:0").ui(false).build()?;
+    /// # let _ = plain;
+    /// # Ok::<(), sampler_exporter_prometheus::Error>(())
+    /// ```
+    pub fn ui(mut self, yes: bool) -> Self {
+        self.config.ui = yes;
+        self
+    }
+
     /// Replaces every setting.
     pub fn config(mut self, config: PrometheusConfig) -> Self {
         self.config = config;
@@ -628,6 +650,13 @@ impl PrometheusExporterBuilder {
     pub fn build(self) -> Result<PrometheusExporter, Error> {
         let c = self.config;
         check_path(&c.path).map_err(Error::Config)?;
+        #[cfg(feature = "ui")]
+        if c.ui && sampler_exporter_ui::Ui::owns(&c.path) {
+            return Err(Error::Config(format!(
+                "path {:?} is taken by the live page (/ui/…); choose another or set ui = false",
+                c.path
+            )));
+        }
         if !(1..=MAX_CONNECTIONS).contains(&c.max_connections) {
             return Err(Error::Config(format!(
                 "max_connections must be 1 to {MAX_CONNECTIONS}, got {}",
@@ -648,8 +677,19 @@ impl PrometheusExporterBuilder {
             address: c.address.clone(),
             source,
         })?;
+        #[cfg(feature = "ui")]
+        let ui = c.ui.then(|| {
+            sampler_exporter_ui::Ui::new(
+                sampler_exporter_ui::DEFAULT_POINTS,
+                sampler_exporter_ui::DEFAULT_MAX_SERIES,
+            )
+            .link("Metrics", c.path.clone())
+            .link("Health", "/-/healthy")
+        });
         let shared = Arc::new(Shared {
             index_html: server::index_html(&c.path, local_addr),
+            #[cfg(feature = "ui")]
+            ui,
             path: c.path,
             native: c.native_histograms,
             gzip: c.gzip,

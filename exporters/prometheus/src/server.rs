@@ -175,6 +175,27 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<B
     if path == shared.path {
         return metrics(&parts, shared).await;
     }
+    #[cfg(feature = "ui")]
+    if let Some(ui) = &shared.ui {
+        if let Some(asset) = ui.respond(path) {
+            let mut r = Response::new(Full::new(asset.body));
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(sampler_exporter_ui::CONTENT_SECURITY_POLICY),
+            );
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            return r;
+        }
+    }
     match path {
         "/" => {
             let mut r = Response::new(Full::new(shared.index_html.clone()));

@@ -5,6 +5,10 @@
 //! Needs: the Debian package `prometheus` (server and promtool) and a Python with
 //! `prometheus-client==0.26.0` at `$SAMPLER_PYTHON` or `.venv/bin/python` in the workspace.
 
+/// Headless Chromium over the DevTools protocol, shared with the live page's own tests.
+#[cfg(feature = "ui")]
+#[path = "../../ui/tests/browser/mod.rs"]
+mod browser;
 mod support;
 
 use std::collections::BTreeMap;
@@ -649,4 +653,54 @@ fn the_snapshot_shape_is_what_the_tests_assume() {
     }
     let arc: Arc<Snapshot> = s;
     assert_eq!(arc.series.len(), 6 + 2 + 8 + 2);
+}
+
+/// The live page at the endpoint's root, in a real browser: it shows the harvested series
+/// beside a link to the metrics, with no error on the page.
+#[cfg(feature = "ui")]
+#[test]
+fn r17_the_endpoint_root_is_the_live_page_in_a_browser() {
+    let registry = Registry::new();
+    let requests = registry.counter(&REQUESTS);
+    let latency = registry.timing(&LATENCY);
+    let exporter = PrometheusExporter::builder()
+        .address("127.0.0.1:0")
+        .build()
+        .unwrap();
+    let root = format!("http://{}/", exporter.local_addr());
+    let harvester = Harvester::builder()
+        .registry(registry)
+        .interval(Duration::from_millis(200))
+        .harvest_at_start(true)
+        .exporter(exporter)
+        .start();
+    let mut b = browser::Browser::launch();
+    b.navigate(&root);
+    let names = "[...document.querySelectorAll('.series .name')].map(n => n.textContent)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        requests.add(7);
+        latency.record(0.02);
+        let shown = b.eval(names);
+        let has = |n: &str| shown.as_array().is_some_and(|a| a.iter().any(|x| x == n));
+        let timing_drawn = b.eval(
+            "[...document.querySelectorAll('.series')].some(c => c.querySelector('.name').textContent === 'interop.latency' && /p99 [0-9.]+ ms/.test(c.querySelector('.value').textContent))",
+        );
+        if has("interop.requests") && has("interop.latency") && timing_drawn == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not show the series: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#links a')].map(a => [a.textContent, a.getAttribute('href')])"),
+        serde_json::json!([["Metrics", "/metrics"], ["Health", "/-/healthy"]])
+    );
+    b.drain_events();
+    assert!(b.errors.is_empty(), "errors on the page: {:#?}", b.errors);
+    drop(b);
+    harvester.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -287,3 +287,77 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
         "{e}"
     );
 }
+
+/// `kind = "ui"`: checked by its own rules, and run from a file it serves the page's data.
+#[test]
+fn r17_the_ui_kind_is_checked_and_serves_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[exporter]]\nkind = \"ui\"\npoints = 0\n\
+         [[exporter]]\nkind = \"ui\"\nname = \"second\"\nlisten = \"nowhere\"\n\
+         [[exporter]]\nkind = \"ui\"\nname = \"third\"\nmax_series = 0\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let done = run_to_end(&["check", &bad]);
+    assert_eq!(done.status.code(), Some(1));
+    let e = &done.stderr;
+    assert!(e.contains("points must be 1 to 10000, got 0"), "{e}");
+    assert!(e.contains("invalid address \"nowhere\""), "{e}");
+    assert!(e.contains("max_series must be at least 1, got 0"), "{e}");
+
+    let good = write(
+        dir.path(),
+        "ui.toml",
+        "[harvest]\ninterval = \"200ms\"\n[[exporter]]\nkind = \"ui\"\nlisten = \"127.0.0.1:0\"\npoints = 5\n",
+    );
+    let done = run_to_end(&["check", &good]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stdout.contains("exporter ui (kind ui)"),
+        "{}",
+        done.stdout
+    );
+    let mut bg = Background::spawn(&["run", "--config", &good]);
+    let lines = bg
+        .stderr
+        .wait_until("the page's address", Duration::from_secs(10), |l| {
+            l.iter()
+                .any(|l| l.contains("serving the live page at http://"))
+        });
+    let url = lines
+        .iter()
+        .find_map(|l| l.split_once("serving the live page at ").map(|(_, u)| u))
+        .expect("the url")
+        .trim()
+        .to_owned();
+    // Points are bounded by the file's `points`: poll until a series has all 5.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = ureq::get(format!("{url}ui/data.json"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let data: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let longest = data["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["points"].as_array().unwrap().len())
+            .max()
+            .unwrap_or(0);
+        assert!(longest <= 5, "more points than the file allows: {longest}");
+        if longest == 5 && data["sequence"].as_u64() > Some(6) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page's data did not fill: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bg.signal(libc::SIGTERM);
+    assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
