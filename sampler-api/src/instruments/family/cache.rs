@@ -1,8 +1,8 @@
 //! Lookup by label values through a per-thread, 4-way set-associative cache.
 //!
-//! A cache starts with 256 lines and grows (×4, up to 32,768 lines) when it keeps missing
-//! series it had already found in a family table, as far as twice the series of the largest
-//! family it missed in: a thread that looks up 10,000 label sets in no order then finds each in
+//! A cache starts with 256 lines and grows (up to 32,768 lines) when it keeps missing series
+//! it had already found in a family table, at once to twice the series of the largest family
+//! it missed in: a thread that looks up 10,000 label sets in no order then finds each in
 //! its own cache, writing no memory another thread reads. Series being created never grow it.
 //!
 //! The cache has two ways in. The first is a hash of where the caller's strings are (pointer
@@ -260,8 +260,8 @@ impl FamilyInner {
 
     /// Looks `values` up in the table and fills a cache line (returned with the slot); the
     /// line's lease is written while the table's lock is held (see `lifecycle`). Without a
-    /// usable cache, pins. A cache that keeps missing series it had seen grows, up to twice the
-    /// largest family it missed in (and `MAX_LINES`).
+    /// usable cache, pins. A cache that keeps missing series it had seen grows, to twice the
+    /// largest family it missed in (at most `MAX_LINES`).
     #[cold]
     #[inline(never)]
     fn lookup_slow(&self, values: &[&str], hash: u64, epoch: u32) -> (Option<usize>, Found) {
@@ -275,10 +275,11 @@ impl FamilyInner {
                 // whose lease names another slot.
                 let mut c = c.try_borrow_mut().ok()?;
                 let lines = c.lines.len();
-                if c.misses >= lines && lines < c.want.min(MAX_LINES) {
+                let want = c.want.next_power_of_two().min(MAX_LINES);
+                if c.misses >= lines / 2 && lines < want {
                     // The old cache's leases are given back when it is dropped, after the
                     // borrow: none of its lines hands out a slot after this.
-                    let mut grown = Cache::new((lines * WAYS).min(MAX_LINES));
+                    let mut grown = Cache::new(want);
                     grown.want = c.want;
                     old_cache = Some(std::mem::replace(&mut *c, grown));
                 }
