@@ -1,11 +1,14 @@
 //! Events a person should hear about once: an exporter that starts failing and when it
-//! recovers, a family that runs out of label sets. The application chooses where they go by
-//! setting one process-wide hook (as `std::panic::set_hook` does for panics); the `sampler`
-//! command prints them on stderr. Without a hook they are only counted in self-metrics.
+//! recovers, a family that runs out of label sets, a family made or looked up wrongly. The
+//! application chooses where they go by setting one process-wide hook (as
+//! `std::panic::set_hook` does for panics); the `sampler` command prints them on stderr.
+//! Without a hook they are only counted in self-metrics.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::family_error::{FamilyError, LabelError};
 
 /// Something that changed state and deserves one line to a person, never one per attempt.
 ///
@@ -56,6 +59,21 @@ pub enum Event {
         /// How many label sets it holds at most.
         limit: usize,
     },
+    /// A family was made with a mistake in its definition (a metric name or label key that
+    /// breaks the naming rules, a label key given twice) through an infallible constructor
+    /// such as [`Registry::counter_family`](crate::Registry::counter_family): it records, but
+    /// no harvest exports it. Said once per family made.
+    FamilyRejected {
+        /// What is wrong, naming the family and the key.
+        error: FamilyError,
+    },
+    /// A family was looked up with the wrong number of label values through an infallible
+    /// form (`get`, `inc`, `set`, `record`, …): such lookups record in no series and are
+    /// counted in `sampler.family.label_errors`. Said once per family.
+    WrongLabelCount {
+        /// The family, its keys and how many values the lookup gave.
+        error: LabelError,
+    },
 }
 
 impl fmt::Display for Event {
@@ -84,6 +102,14 @@ impl fmt::Display for Event {
                 f,
                 "metric {metric} reached its limit of {limit} label sets: new label sets now \
                  fold into one overflow series"
+            ),
+            Event::FamilyRejected { error } => {
+                write!(f, "{error}: the family records but is never exported")
+            }
+            Event::WrongLabelCount { error } => write!(
+                f,
+                "{error}: lookups with the wrong number of label values record nothing \
+                 (counted in sampler.family.label_errors)"
             ),
         }
     }

@@ -41,6 +41,12 @@
 //! latency.record(&["/"], 0.012);
 //! ```
 //!
+//! A family made with a label key twice, or looked up with the wrong number of values, is a
+//! mistake the caller can see: [`Registry::try_counter_family`] returns a [`FamilyError`] and
+//! [`CounterFamily::try_get`] a [`LabelError`]. Through the infallible forms such a family is
+//! never exported and such a lookup records in no series; both are counted and said once
+//! through the event hook ([`set_event_hook`]).
+//!
 //! # In applications
 //!
 //! ```
@@ -81,6 +87,7 @@ pub mod distribution;
 pub mod duration_serde;
 mod event;
 mod exporter;
+mod family_error;
 mod harvest;
 mod hooks;
 mod instruments;
@@ -97,6 +104,7 @@ pub use descriptor::{validate_label_key, validate_name, Descriptor, Kind, NameEr
 pub use distribution::Distribution;
 pub use event::{clear_event_hook, set_event_hook, Event};
 pub use exporter::{ExportError, Exporter};
+pub use family_error::{FamilyError, LabelError};
 pub use harvest::{
     ExporterKey, HarvestHandle, Harvester, HarvesterBuilder, ShutdownError, DEFAULT_INTERVAL,
     DEFAULT_QUEUE,

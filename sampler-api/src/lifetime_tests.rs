@@ -118,35 +118,84 @@ fn values() -> Vec<String> {
     (0..16).map(|i| i.to_string()).collect()
 }
 
+/// Two families of one kind made by `make`: `a`, where the recorder records, and `b`, whose
+/// series nobody records into (a stray record shows there); and a harvester of both.
+fn two_families<F>(
+    make: impl Fn(&Registry, &'static Descriptor) -> F,
+    a: &'static Descriptor,
+    b: &'static Descriptor,
+) -> (F, F, Harvester) {
+    let registry = Registry::new();
+    let (a, b) = (make(&registry, a), make(&registry, b));
+    (a, b, harvester(registry))
+}
+
+/// The race every S1 test stages: `recorder` runs on a thread that stops at its `nth` pass of
+/// `point`; meanwhile `meanwhile` takes its series away (remove or expiry, then harvests, so
+/// that the slot may be freed), and `make_b` makes the series that may reuse the slot. Then
+/// the recorder goes on. Returns what `make_b` made, for [`assert_untouched`].
+fn race<T>(
+    recorder: Stopped<()>,
+    meanwhile: impl FnOnce(),
+    make_b: impl FnOnce() -> Vec<T>,
+) -> Vec<T> {
+    recorder.wait();
+    meanwhile();
+    let bs = make_b();
+    recorder.finish();
+    bs
+}
+
+/// What `meanwhile` usually does: x was removed (it must have been: the recorder holds no
+/// handle), then three harvests run, after which its slot may be freed and reused.
+fn removed_then_harvested(removed: bool, h: &Harvester) {
+    assert!(removed, "x, which no handle holds, was not removed");
+    harvest_times(h, 3);
+}
+
+/// One series of family b per label value of [`values`], made with `get`.
+fn made_in_b<T>(get: impl Fn(&[&str]) -> T) -> Vec<T> {
+    values().iter().map(|v| get(&[v.as_str()])).collect()
+}
+
+/// Every one of `bs` reads `empty`, or the test fails naming the series and `what` happened.
+fn assert_untouched<T, V: PartialEq + std::fmt::Debug>(
+    bs: &[T],
+    read: impl Fn(&T) -> V,
+    empty: V,
+    what: &str,
+) {
+    for (i, b) in bs.iter().enumerate() {
+        assert_eq!(read(b), empty, "series {i} of family b {what}");
+    }
+}
+
 #[test]
 fn s1_counter_add_by_values_never_lands_in_another_series() {
     let _serial = serial();
     // Once through the cache-filling slow path, once through a cache hit.
     for nth in [1, 2] {
-        let registry = Registry::new();
-        let a = registry.counter_family(&A, &["k"]);
-        let b = registry.counter_family(&B, &["k"]);
-        let h = harvester(registry);
+        let (a, b, h) = two_families(|r, d| r.counter_family(d, &["k"]), &A, &B);
         let a2 = a.clone();
-        let rec = stop_at(Point::AfterLookup, nth, move || {
+        let recorder = stop_at(Point::AfterLookup, nth, move || {
             for _ in 0..nth {
                 a2.inc(&["x"]);
             }
         });
-        rec.wait();
-        // The recorder holds no handle, so the series goes; then its slot may be reused.
-        assert!(a.remove(&["x"]));
-        harvest_times(&h, 3);
-        let bs: Vec<Counter> = values().iter().map(|v| b.get(&[v])).collect();
-        rec.finish();
-        for (i, c) in bs.iter().enumerate() {
-            assert_eq!(
-                c.value(),
-                0,
-                "(record {nth}) series {i} of family b, which nobody increments, holds an \
-                 increment made to the removed series x of family a"
-            );
-        }
+        let bs = race(
+            recorder,
+            || removed_then_harvested(a.remove(&["x"]), &h),
+            || made_in_b(|v| b.get(v)),
+        );
+        assert_untouched(
+            &bs,
+            Counter::value,
+            0,
+            &format!(
+                "(record {nth}), which nobody increments, holds an increment made to the \
+                 removed series x of family a"
+            ),
+        );
     }
 }
 
@@ -159,107 +208,98 @@ fn s1_counter_add_by_values_never_lands_in_another_series_after_expiry() {
     let b = registry.counter_family(&B, &["k"]);
     let h = harvester(registry);
     let a2 = a.clone();
-    let rec = stop_at(Point::AfterLookup, 2, move || {
+    let recorder = stop_at(Point::AfterLookup, 2, move || {
         a2.inc(&["x"]);
         a2.inc(&["x"]);
     });
-    rec.wait();
-    // x does not change while the recorder stands still: it expires, then its slot may go.
-    harvest_times(&h, 5);
-    let bs: Vec<Counter> = values().iter().map(|v| b.get(&[v])).collect();
-    rec.finish();
-    for (i, c) in bs.iter().enumerate() {
-        assert_eq!(
-            c.value(),
-            0,
-            "series {i} of family b holds an increment made to the expired series x of a"
-        );
-    }
+    let bs = race(
+        recorder,
+        // x does not change while the recorder stands still: it expires, then its slot may go.
+        || harvest_times(&h, 5),
+        || made_in_b(|v| b.get(v)),
+    );
+    assert_untouched(
+        &bs,
+        Counter::value,
+        0,
+        "holds an increment made to the expired series x of a",
+    );
 }
 
 #[test]
 fn s1_gauge_set_by_values_never_lands_in_another_series() {
     let _serial = serial();
-    let registry = Registry::new();
-    let a = registry.gauge_family(&GA, &["k"]);
-    let b = registry.gauge_family(&GB, &["k"]);
-    let h = harvester(registry);
+    let (a, b, h) = two_families(|r, d| r.gauge_family(d, &["k"]), &GA, &GB);
     let a2 = a.clone();
-    let rec = stop_at(Point::AfterLookup, 2, move || {
+    let recorder = stop_at(Point::AfterLookup, 2, move || {
         a2.set(&["x"], 1.0);
         a2.set(&["x"], 42.0);
     });
-    rec.wait();
-    assert!(a.remove(&["x"]));
-    harvest_times(&h, 3);
-    let bs: Vec<Gauge> = values().iter().map(|v| b.get(&[v])).collect();
-    rec.finish();
-    for (i, g) in bs.iter().enumerate() {
-        assert_eq!(
-            g.value(),
-            0.0,
-            "series {i} of gauge family b holds a value set on the removed series x of a"
-        );
-    }
+    let bs = race(
+        recorder,
+        || removed_then_harvested(a.remove(&["x"]), &h),
+        || made_in_b(|v| b.get(v)),
+    );
+    assert_untouched(
+        &bs,
+        Gauge::value,
+        0.0,
+        "(a gauge family) holds a value set on the removed series x of a",
+    );
 }
 
 #[test]
 fn s1_timing_record_by_values_never_lands_in_another_series() {
     let _serial = serial();
-    let registry = Registry::new();
-    let a = registry.timing_family(&TA, &["k"]);
-    let b = registry.timing_family(&TB, &["k"]);
-    let h = harvester(registry);
+    let (a, b, h) = two_families(|r, d| r.timing_family(d, &["k"]), &TA, &TB);
     let a2 = a.clone();
-    let rec = stop_at(Point::AfterLookup, 2, move || {
+    let recorder = stop_at(Point::AfterLookup, 2, move || {
         a2.record(&["x"], 0.5);
         a2.record(&["x"], 0.5);
     });
-    rec.wait();
-    assert!(a.remove(&["x"]));
-    harvest_times(&h, 3);
-    let bs: Vec<Timing> = values().iter().map(|v| b.get(&[v])).collect();
-    rec.finish();
-    for (i, t) in bs.iter().enumerate() {
-        assert_eq!(
-            t.distribution().count(),
-            0,
-            "series {i} of timing family b holds a record made to the removed series x of a"
-        );
-    }
+    let bs = race(
+        recorder,
+        || removed_then_harvested(a.remove(&["x"]), &h),
+        || made_in_b(|v| b.get(v)),
+    );
+    assert_untouched(
+        &bs,
+        |t| t.distribution().count(),
+        0,
+        "(a timing family) holds a record made to the removed series x of a",
+    );
 }
 
 #[test]
 fn s1_timing_record_never_writes_a_freed_histogram() {
     let _serial = serial();
-    let registry = Registry::new();
-    let a = registry.timing_family(&TA, &["k"]);
-    let b = registry.timing_family(&TB, &["k"]);
-    let h = harvester(registry);
+    let (a, b, h) = two_families(|r, d| r.timing_family(d, &["k"]), &TA, &TB);
     let a2 = a.clone();
     // The first record makes this thread's histogram (slow path); the second loads it and stops
     // right before writing into it.
-    let rec = stop_at(Point::TimingAfterHistLoad, 1, move || {
+    let recorder = stop_at(Point::TimingAfterHistLoad, 1, move || {
         a2.record(&["x"], 0.5);
         a2.record(&["x"], 0.5);
     });
-    rec.wait();
-    assert!(a.remove(&["x"]));
-    harvest_times(&h, 3);
-    // New series record once each on this thread: their histograms are allocated now, where
-    // the allocator may put them in the memory of the one just freed.
-    let bs: Vec<Timing> = values().iter().map(|v| b.get(&[v])).collect();
-    for t in &bs {
-        t.record(0.25);
-    }
-    rec.finish();
-    for (i, t) in bs.iter().enumerate() {
-        assert_eq!(
-            t.distribution().count(),
-            1,
-            "series {i} of timing family b was written through a freed histogram of a"
-        );
-    }
+    let bs = race(
+        recorder,
+        || removed_then_harvested(a.remove(&["x"]), &h),
+        || {
+            // New series record once each on this thread: their histograms are allocated now,
+            // where the allocator may put them in the memory of the one just freed.
+            let bs = made_in_b(|v| b.get(v));
+            for t in &bs {
+                t.record(0.25);
+            }
+            bs
+        },
+    );
+    assert_untouched(
+        &bs,
+        |t| t.distribution().count(),
+        1,
+        "(a timing family) was written through a freed histogram of a",
+    );
 }
 
 #[test]
@@ -295,10 +335,11 @@ fn s2_a_handle_is_never_left_on_a_removed_entry() {
 #[test]
 fn s3_the_overflow_series_never_borrows_a_slot_that_can_be_freed() {
     let _serial = serial();
-    let registry = Registry::new();
-    let a = registry.counter_family_with(&A, &["k"], FamilyOptions::default().limit(1));
-    let b = registry.counter_family(&B, &["k"]);
-    let h = harvester(registry);
+    let (a, b, h) = two_families(
+        |r, d| r.counter_family_with(d, &["k"], FamilyOptions::default().limit(1)),
+        &A,
+        &B,
+    );
     a.inc(&["x"]); // x takes the family's one place
                    // No slot left anywhere for the overflow series: `y` overflows.
     hooks::set_slots_exhausted(true);
@@ -306,15 +347,14 @@ fn s3_the_overflow_series_never_borrows_a_slot_that_can_be_freed() {
     hooks::set_slots_exhausted(false);
     assert!(a.remove(&["x"]));
     harvest_times(&h, 3);
-    let bs: Vec<Counter> = values().iter().map(|v| b.get(&[v])).collect();
+    let bs = made_in_b(|v| b.get(v));
     y.inc();
-    for (i, c) in bs.iter().enumerate() {
-        assert_eq!(
-            c.value(),
-            0,
-            "series {i} of family b holds an increment made to a's overflow series"
-        );
-    }
+    assert_untouched(
+        &bs,
+        Counter::value,
+        0,
+        "holds an increment made to a's overflow series",
+    );
 }
 
 #[test]
@@ -449,30 +489,29 @@ fn s1_a_record_by_values_from_an_exiting_thread_is_pinned() {
     thread_local! {
         static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
     }
-    let registry = Registry::new();
-    let a = registry.counter_family(&A, &["k"]);
-    let b = registry.counter_family(&B, &["k"]);
-    let h = harvester(registry);
+    let (a, b, h) = two_families(|r, d| r.counter_family(d, &["k"]), &A, &B);
     let a2 = a.clone();
     // Destructors run in reverse order of registration: the hook first (lives longest), then
     // `LATE`, then the cache (made by the first lookup, so destroyed before `LATE`).
-    let rec = stop_at_keeping_the_hook(Point::AfterLookup, 2, move || {
+    let recorder = stop_at_keeping_the_hook(Point::AfterLookup, 2, move || {
         LATE.with(|l| *l.borrow_mut() = Some(Late(a2.clone())));
         a2.inc(&["y"]);
     });
-    rec.wait();
-    assert!(a.remove(&["x"]));
-    harvest_times(&h, 3);
-    assert_eq!(a.retired(), 1, "a pinned lookup is in flight");
-    let bs: Vec<Counter> = values().iter().map(|v| b.get(&[v])).collect();
-    rec.finish();
-    for (i, c) in bs.iter().enumerate() {
-        assert_eq!(
-            c.value(),
-            0,
-            "series {i} of family b holds an increment made by an exiting thread to x"
-        );
-    }
+    let bs = race(
+        recorder,
+        || {
+            assert!(a.remove(&["x"]));
+            harvest_times(&h, 3);
+            assert_eq!(a.retired(), 1, "a pinned lookup is in flight");
+        },
+        || made_in_b(|v| b.get(v)),
+    );
+    assert_untouched(
+        &bs,
+        Counter::value,
+        0,
+        "holds an increment made by an exiting thread to x",
+    );
     h.harvest_now();
     assert_eq!(a.retired(), 0);
 }

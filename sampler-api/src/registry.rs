@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::descriptor::Descriptor;
+use crate::family_error::FamilyError;
 use crate::instruments::{
     Counter, CounterFamily, FamilyOptions, Gauge, GaugeFamily, Timing, TimingFamily,
 };
@@ -280,6 +281,12 @@ impl Registry {
     }
 
     /// A counter family with label `keys` and default options.
+    ///
+    /// A family whose metric name, unit or label keys break the naming rules, or that names a
+    /// key twice, is made all the same: it records, no harvest exports it (counted in
+    /// `sampler.sampler.errors{reason="rejected"}`), and the mistake is said once on the
+    /// event hook ([`Event::FamilyRejected`](crate::Event::FamilyRejected)). Use
+    /// [`try_counter_family`](Self::try_counter_family) to get the mistake as an error.
     #[must_use = "the series lives while a handle does: dropping it at once removes the series"]
     pub fn counter_family(&self, descriptor: &Descriptor, keys: &[&str]) -> CounterFamily {
         CounterFamily::new(self, descriptor, keys, FamilyOptions::default())
@@ -325,6 +332,96 @@ impl Registry {
         o: FamilyOptions,
     ) -> TimingFamily {
         TimingFamily::new(self, d, keys, o)
+    }
+
+    /// A counter family with label `keys` and default options, or why it cannot be made: a
+    /// metric name, unit or label key that breaks the naming rules, or a key given twice.
+    /// [`counter_family`](Self::counter_family) makes such a family anyway, records into it
+    /// and never exports it (the mistake said once on the event hook).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Registry};
+    /// static REQ: Descriptor = Descriptor::counter("http.requests", "1", "requests");
+    /// let registry = Registry::new();
+    /// let requests = registry.try_counter_family(&REQ, &["method", "route"])?;
+    /// requests.inc(&["GET", "/"]);
+    /// let err = registry.try_counter_family(&REQ, &["route", "Method"]).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"family http.requests: invalid label key "Method": must start with a-z or _"#
+    /// );
+    /// # Ok::<(), sampler_api::FamilyError>(())
+    /// ```
+    pub fn try_counter_family(
+        &self,
+        descriptor: &Descriptor,
+        keys: &[&str],
+    ) -> Result<CounterFamily, FamilyError> {
+        CounterFamily::try_new(self, descriptor, keys, FamilyOptions::default())
+    }
+
+    /// As [`try_counter_family`](Self::try_counter_family), with the given options.
+    pub fn try_counter_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<CounterFamily, FamilyError> {
+        CounterFamily::try_new(self, d, keys, o)
+    }
+
+    /// A gauge family with label `keys` and default options, or why it cannot be made (see
+    /// [`try_counter_family`](Self::try_counter_family)).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, FamilyError, Registry};
+    /// static CONNS: Descriptor = Descriptor::gauge("pool.connections", "1", "by state");
+    /// let err = Registry::new().try_gauge_family(&CONNS, &["state", "state"]).unwrap_err();
+    /// assert!(matches!(err, FamilyError::DuplicateKey { .. }));
+    /// ```
+    pub fn try_gauge_family(
+        &self,
+        descriptor: &Descriptor,
+        keys: &[&str],
+    ) -> Result<GaugeFamily, FamilyError> {
+        GaugeFamily::try_new(self, descriptor, keys, FamilyOptions::default())
+    }
+
+    /// As [`try_gauge_family`](Self::try_gauge_family), with the given options.
+    pub fn try_gauge_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<GaugeFamily, FamilyError> {
+        GaugeFamily::try_new(self, d, keys, o)
+    }
+
+    /// A timing family with label `keys` and default options, or why it cannot be made (see
+    /// [`try_counter_family`](Self::try_counter_family)).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Registry};
+    /// static DUR: Descriptor = Descriptor::timing("Http.duration", "s", "request time");
+    /// let err = Registry::new().try_timing_family(&DUR, &["route"]).unwrap_err();
+    /// assert_eq!(err.to_string(), r#"invalid metric name "Http.duration": must start with a-z"#);
+    /// ```
+    pub fn try_timing_family(
+        &self,
+        descriptor: &Descriptor,
+        keys: &[&str],
+    ) -> Result<TimingFamily, FamilyError> {
+        TimingFamily::try_new(self, descriptor, keys, FamilyOptions::default())
+    }
+
+    /// As [`try_timing_family`](Self::try_timing_family), with the given options.
+    pub fn try_timing_family_with(
+        &self,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<TimingFamily, FamilyError> {
+        TimingFamily::try_new(self, d, keys, o)
     }
 }
 

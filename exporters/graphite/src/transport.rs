@@ -29,53 +29,9 @@ pub(crate) struct Progress {
 }
 
 /// The exponential backoff with jitter between connection attempts: after `n` failures in a
-/// row the wait is `min(max, initial · 2^(n-1))`, times a random factor in `[0.5, 1]`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial`, never waiting longer than `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max: max.max(initial),
-            failures: 0,
-        }
-    }
-
-    /// Counts a failure and gives the wait before the next attempt.
-    ///
-    /// ```
-    /// use sampler_exporter_graphite::Backoff;
-    /// use std::time::Duration;
-    /// let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-    /// let w: Vec<Duration> = (0..6).map(|_| b.failed()).collect();
-    /// assert!(w[0] >= Duration::from_millis(50) && w[0] <= Duration::from_millis(100));
-    /// assert!(w[3] >= Duration::from_millis(400) && w[3] <= Duration::from_millis(800));
-    /// assert!(w[5] >= Duration::from_millis(500) && w[5] <= Duration::from_secs(1));
-    /// b.succeeded();
-    /// assert!(b.failed() <= Duration::from_millis(100));
-    /// ```
-    pub fn failed(&mut self) -> Duration {
-        let exp = self.failures.min(30);
-        self.failures = self.failures.saturating_add(1);
-        let full = self
-            .initial
-            .checked_mul(1u32 << exp)
-            .unwrap_or(self.max)
-            .min(self.max);
-        full.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-
-    /// Forgets the failures.
-    pub fn succeeded(&mut self) {
-        self.failures = 0;
-    }
-}
+/// row the wait is `min(max, initial · 2^(n-1))`, times a random factor in `[0.5, 1]` (the
+/// push exporters' shared [`sampler_push_support::Backoff`]).
+pub use sampler_push_support::Backoff;
 
 /// How a host name becomes addresses; the system's resolver unless a test swaps it.
 pub(crate) type Resolve = Box<dyn FnMut(&str) -> io::Result<Vec<SocketAddr>> + Send>;

@@ -1,12 +1,14 @@
 //! The way to the daemon: a UDP or Unix datagram socket, or a TCP connection, owned by the
 //! exporter's worker; the address looked up again every `resolve_every`, TCP reconnected
-//! with exponential backoff and jitter.
+//! with exponential backoff and jitter (`sampler_push_support::Backoff`).
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
+
+use sampler_push_support::Backoff;
 
 use crate::config::Transport;
 
@@ -26,43 +28,6 @@ enum Conn {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixDatagram),
-}
-
-/// Exponential backoff with jitter: each failure doubles the cap (from [`MIN_BACKOFF`] to
-/// [`MAX_BACKOFF`]); the wait is drawn uniformly from the upper half of the cap, so many
-/// senders restarted together do not reconnect in step.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    failures: u32,
-    until: Option<Instant>,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            failures: 0,
-            until: None,
-        }
-    }
-
-    fn ready(&self, now: Instant) -> bool {
-        self.until.map_or(true, |u| now >= u)
-    }
-
-    fn failed(&mut self, now: Instant) -> Duration {
-        let cap = MIN_BACKOFF
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(MAX_BACKOFF);
-        self.failures = self.failures.saturating_add(1);
-        let wait = cap / 2 + cap.mul_f64(fastrand::f64() / 2.0);
-        self.until = Some(now + wait);
-        wait
-    }
-
-    fn succeeded(&mut self) {
-        self.failures = 0;
-        self.until = None;
-    }
 }
 
 /// The exporter's end of the way to the daemon.
@@ -88,7 +53,7 @@ impl Sender {
             resolved_at: None,
             target: None,
             conn: Conn::None,
-            backoff: Backoff::new(),
+            backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
         }
     }
 
@@ -175,7 +140,7 @@ impl Sender {
                         Ok(())
                     }
                     Err(e) => {
-                        self.backoff.failed(now);
+                        self.backoff.failed_at(now);
                         Err(e)
                     }
                 }
@@ -216,7 +181,7 @@ impl Sender {
             match self.conn {
                 Conn::Tcp(_) => {
                     self.conn = Conn::None;
-                    self.backoff.failed(now);
+                    self.backoff.failed_at(now);
                 }
                 // A datagram socket stays; a vanished Unix socket path is connected again at
                 // the next harvest.
@@ -241,12 +206,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         let now = Instant::now();
         assert!(b.ready(now));
         let mut caps = Vec::new();
         for _ in 0..12 {
-            caps.push(b.failed(now));
+            caps.push(b.failed_at(now));
         }
         assert!(caps[0] >= MIN_BACKOFF / 2 && caps[0] <= MIN_BACKOFF);
         assert!(caps[3] >= MIN_BACKOFF * 4 && caps[3] <= MIN_BACKOFF * 8);

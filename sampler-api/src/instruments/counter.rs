@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use super::{FamilyInner, FamilyOptions, Handle};
 use crate::descriptor::{Descriptor, Kind};
+use crate::family_error::{FamilyError, LabelError};
 use crate::local;
 use crate::registry::Registry;
 
@@ -88,9 +89,41 @@ impl CounterFamily {
         }
     }
 
+    pub(crate) fn try_new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<Self, FamilyError> {
+        Ok(CounterFamily {
+            inner: FamilyInner::try_register(registry, d, Kind::Counter, keys, o)?,
+        })
+    }
+
     /// The handle for these label values (in key order), created on first use.
+    ///
+    /// Values of the wrong number give a handle that records in no series (the lookup is
+    /// counted and said once; see [`LabelError`]); [`try_get`](Self::try_get) returns the error
+    /// instead.
     pub fn get(&self, values: &[&str]) -> Counter {
         Counter::from_family(self.inner.clone(), values)
+    }
+
+    /// The handle for these label values (in key order), created on first use, or an error
+    /// when they are not one per label key (nothing is made or counted then).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Registry};
+    /// static M: Descriptor = Descriptor::counter("http.requests", "1", "requests");
+    /// let family = Registry::new().counter_family(&M, &["method", "route"]);
+    /// family.try_get(&["GET", "/"])?.inc();
+    /// let err = family.try_get(&["GET"]).unwrap_err();
+    /// assert_eq!(err.metric(), "http.requests");
+    /// # Ok::<(), sampler_api::LabelError>(())
+    /// ```
+    pub fn try_get(&self, values: &[&str]) -> Result<Counter, LabelError> {
+        self.inner.check_count(values)?;
+        Ok(self.get(values))
     }
 
     /// Adds one to the series for these label values.

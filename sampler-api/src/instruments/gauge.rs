@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{FamilyInner, FamilyOptions, Handle};
 use crate::descriptor::{Descriptor, Kind};
+use crate::family_error::{FamilyError, LabelError};
 use crate::local;
 use crate::registry::Registry;
 
@@ -104,9 +105,41 @@ impl GaugeFamily {
         }
     }
 
-    /// The handle for these label values, created on first use.
+    pub(crate) fn try_new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<Self, FamilyError> {
+        Ok(GaugeFamily {
+            inner: FamilyInner::try_register(registry, d, Kind::Gauge, keys, o)?,
+        })
+    }
+
+    /// The handle for these label values (in key order), created on first use.
+    ///
+    /// Values of the wrong number give a handle that records in no series (the lookup is
+    /// counted and said once; see [`LabelError`]); [`try_get`](Self::try_get) returns the error
+    /// instead.
     pub fn get(&self, values: &[&str]) -> Gauge {
         Gauge::from_family(self.inner.clone(), values)
+    }
+
+    /// The handle for these label values (in key order), created on first use, or an error
+    /// when they are not one per label key (nothing is made or counted then).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Registry};
+    /// static M: Descriptor = Descriptor::gauge("pool.connections", "1", "connections by state");
+    /// let family = Registry::new().gauge_family(&M, &["state"]);
+    /// family.try_get(&["idle"])?.set(4.0);
+    /// let err = family.try_get(&["idle", "extra"]).unwrap_err();
+    /// assert_eq!(err.metric(), "pool.connections");
+    /// # Ok::<(), sampler_api::LabelError>(())
+    /// ```
+    pub fn try_get(&self, values: &[&str]) -> Result<Gauge, LabelError> {
+        self.inner.check_count(values)?;
+        Ok(self.get(values))
     }
 
     /// Sets the series for these label values.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::{FamilyInner, FamilyOptions, Handle};
 use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::{index_table, Distribution, IndexTable};
+use crate::family_error::{FamilyError, LabelError};
 use crate::local;
 use crate::registry::Registry;
 
@@ -118,9 +119,41 @@ impl TimingFamily {
         TimingFamily { inner, table }
     }
 
-    /// The handle for these label values, created on first use.
+    pub(crate) fn try_new(
+        registry: &Registry,
+        d: &Descriptor,
+        keys: &[&str],
+        o: FamilyOptions,
+    ) -> Result<Self, FamilyError> {
+        let inner = FamilyInner::try_register(registry, d, Kind::Timing, keys, o)?;
+        let table = index_table(inner.scale());
+        Ok(TimingFamily { inner, table })
+    }
+
+    /// The handle for these label values (in key order), created on first use.
+    ///
+    /// Values of the wrong number give a handle that records in no series (the lookup is
+    /// counted and said once; see [`LabelError`]); [`try_get`](Self::try_get) returns the error
+    /// instead.
     pub fn get(&self, values: &[&str]) -> Timing {
         Timing::from_family(self.inner.clone(), values)
+    }
+
+    /// The handle for these label values (in key order), created on first use, or an error
+    /// when they are not one per label key (nothing is made or counted then).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Registry};
+    /// static M: Descriptor = Descriptor::timing("http.server.duration", "s", "request time");
+    /// let family = Registry::new().timing_family(&M, &["route"]);
+    /// family.try_get(&["/"])?.record(0.004);
+    /// let err = family.try_get(&[]).unwrap_err();
+    /// assert_eq!(err.metric(), "http.server.duration");
+    /// # Ok::<(), sampler_api::LabelError>(())
+    /// ```
+    pub fn try_get(&self, values: &[&str]) -> Result<Timing, LabelError> {
+        self.inner.check_count(values)?;
+        Ok(self.get(values))
     }
 
     /// Records a value into the series for these label values.

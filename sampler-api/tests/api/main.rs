@@ -4,6 +4,7 @@
 mod alloc;
 mod harvest;
 mod instruments;
+mod label_errors;
 mod stress;
 mod vectors;
 

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering::Acquire;
 use super::table::OVERFLOW;
 use super::FamilyInner;
 use crate::labels::PackedValues;
-use crate::lifecycle::{board, LeaseTable, Pin};
+use crate::lifecycle::{board, LeaseTable, Pin, SINK};
 
 /// Lines of a new cache, and of every grown one at most. A set holds `WAYS` lines.
 const MIN_LINES: usize = 256;
@@ -239,6 +239,14 @@ impl FamilyInner {
     }
 
     fn lookup_by_content(&self, values: &[&str], where_key: u64, epoch: u32) -> Found {
+        if values.len() != self.keys.len() {
+            // Never cached: each such lookup is counted, and records into the sink.
+            self.wrong_count(values.len());
+            return Found {
+                slot: SINK,
+                _pin: None,
+            };
+        }
         let hash = self.hash(values);
         let hit = CACHE
             .try_with(|c| c.try_borrow().ok()?.find(self.id, epoch, hash, values))

@@ -8,7 +8,8 @@
 //! - `cache`: lookup by label values through the per-thread cache;
 //! - `overflow`: the overflow series past the cardinality limit;
 //! - `expiry`: which idle series go;
-//! - `sample`: a family's harvest.
+//! - `sample`: a family's harvest;
+//! - `wrong_count`: lookups with the wrong number of label values, which record nowhere.
 //!
 //! When a removed series' slot is freed is the slot lifecycle's business (`crate::lifecycle`).
 
@@ -18,19 +19,23 @@ mod options;
 mod overflow;
 mod sample;
 mod table;
+mod wrong_count;
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use options::{FamilyOptions, DEFAULT_LIMIT};
 use table::{Entry, Table, OVERFLOW};
+use wrong_count::WRONG_COUNT;
 
-use crate::descriptor::{validate_label_key, Descriptor, Kind};
+use crate::descriptor::{Descriptor, Kind};
+use crate::event::{emit, Event};
+use crate::family_error::{FamilyError, LabelError};
 use crate::labels::{LabelKeys, PackedValues};
-use crate::lifecycle::{free_slot, slots, Retired};
+use crate::lifecycle::{free_slot, slots, Retired, SINK};
 use crate::registry::Registry;
 use crate::snapshot::SeriesId;
 
@@ -46,11 +51,21 @@ pub(crate) struct FamilyInner {
     epoch: AtomicU32,
     table: RwLock<Table>,
     overflow_hits: AtomicU64,
+    /// Lookups with the wrong number of label values (recorded nowhere), and whether that was
+    /// said on the event hook (once per family).
+    wrong_counts: AtomicU64,
+    wrong_count_said: AtomicBool,
     /// Per entry, for idle expiry only: what the harvest saw last and for how many harvests.
     /// Only the harvest touches it, so it stays out of the entries (and their memory).
     idle: Mutex<Vec<expiry::Idle>>,
     /// Slots of removed entries, freed once nothing can reach them.
     retired: Retired,
+}
+
+/// Whether an entry number names a label set's entry (which handles count), not the overflow
+/// series or a lookup with the wrong number of values.
+fn is_series(entry: u32) -> bool {
+    entry != OVERFLOW && entry != WRONG_COUNT
 }
 
 fn now_nanos() -> u64 {
@@ -60,15 +75,17 @@ fn now_nanos() -> u64 {
 }
 
 impl FamilyInner {
-    pub(crate) fn new(
+    /// A family, and the first mistake in its definition if it has one (it is then made all
+    /// the same: it records, and its harvest rejects it).
+    fn new(
         descriptor: &Descriptor,
         kind: Kind,
         keys: &[&str],
         options: FamilyOptions,
-    ) -> Self {
+    ) -> (Self, Option<FamilyError>) {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        let valid =
-            descriptor.validate().is_ok() && keys.iter().all(|k| validate_label_key(k).is_ok());
+        let problem = FamilyError::check(descriptor.name(), descriptor.validate(), keys);
+        let valid = problem.is_none();
         let descriptor = Arc::new(
             Descriptor::owned(
                 descriptor.name().to_owned(),
@@ -78,7 +95,7 @@ impl FamilyInner {
             )
             .with_divisor(descriptor.divisor()),
         );
-        FamilyInner {
+        let family = FamilyInner {
             id: NEXT.fetch_add(1, Relaxed),
             descriptor,
             keys: keys
@@ -93,12 +110,17 @@ impl FamilyInner {
             epoch: AtomicU32::new(0),
             table: RwLock::new(Table::default()),
             overflow_hits: AtomicU64::new(0),
+            wrong_counts: AtomicU64::new(0),
+            wrong_count_said: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             retired: Retired::new(),
-        }
+        };
+        (family, problem)
     }
 
-    /// A new family, registered in `registry` for as long as something holds it.
+    /// A new family, registered in `registry` for as long as something holds it. A family
+    /// whose definition is wrong is made and registered all the same (its harvest rejects it,
+    /// counted); the mistake is said once on the event hook.
     pub(crate) fn register(
         registry: &Registry,
         descriptor: &Descriptor,
@@ -106,9 +128,39 @@ impl FamilyInner {
         keys: &[&str],
         options: FamilyOptions,
     ) -> Arc<Self> {
-        let inner = Arc::new(FamilyInner::new(descriptor, kind, keys, options));
+        let (family, problem) = FamilyInner::new(descriptor, kind, keys, options);
+        if let Some(error) = problem {
+            emit(Event::FamilyRejected { error });
+        }
+        let inner = Arc::new(family);
         registry.register_weak(inner.clone());
         inner
+    }
+
+    /// As [`register`](Self::register), but a family whose definition is wrong is neither
+    /// made nor registered: the mistake is returned.
+    pub(crate) fn try_register(
+        registry: &Registry,
+        descriptor: &Descriptor,
+        kind: Kind,
+        keys: &[&str],
+        options: FamilyOptions,
+    ) -> Result<Arc<Self>, FamilyError> {
+        let (family, problem) = FamilyInner::new(descriptor, kind, keys, options);
+        if let Some(error) = problem {
+            return Err(error);
+        }
+        let inner = Arc::new(family);
+        registry.register_weak(inner.clone());
+        Ok(inner)
+    }
+
+    /// `Err` when `values` are not one per label key: what `try_get` returns.
+    pub(crate) fn check_count(&self, values: &[&str]) -> Result<(), LabelError> {
+        if values.len() == self.keys.len() {
+            return Ok(());
+        }
+        Err(self.count_error(values.len()))
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -158,7 +210,9 @@ impl FamilyInner {
     }
 
     /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values,
-    /// created)`, the values a copy of the entry's, `None` for the overflow series. `found` runs while
+    /// created)`, the values a copy of the entry's, `None` for the overflow series. Values of
+    /// the wrong count find no entry: `WRONG_COUNT` and the sink, which no harvest reads.
+    /// `found` runs while
     /// the table's lock is still held when the entry is a label set's (so that no removal can
     /// come between the lookup and what `found` does: take a handle, or a lease); for the
     /// overflow series, after.
@@ -168,6 +222,11 @@ impl FamilyInner {
         hash: u64,
         found: impl FnOnce(&Table, u32, u32),
     ) -> (u32, u32, Option<PackedValues>, bool) {
+        if values.len() != self.keys.len() {
+            self.wrong_count(values.len());
+            found(&self.read(), WRONG_COUNT, SINK);
+            return (WRONG_COUNT, SINK, None, false);
+        }
         {
             let t = self.read();
             if let Some(e) = t.find(hash, values) {
@@ -176,7 +235,7 @@ impl FamilyInner {
                 return (e, entry.slot, entry.values.clone(), false);
             }
         }
-        if values.len() == self.keys.len() {
+        {
             let mut t = self.write();
             if let Some(e) = t.find(hash, values) {
                 let entry = t.entry(e);
@@ -208,7 +267,7 @@ impl FamilyInner {
     pub(crate) fn get(&self, values: &[&str]) -> (u32, u32) {
         let hash = self.hash(values);
         let (entry, slot, _, _) = self.find_or_insert(values, hash, |t, e, _| {
-            if e != OVERFLOW {
+            if is_series(e) {
                 t.entry(e).handles.fetch_add(1, Relaxed);
             }
         });
@@ -217,13 +276,13 @@ impl FamilyInner {
 
     /// Another handle to `entry`, which a live handle holds already.
     pub(crate) fn retain(&self, entry: u32) {
-        if entry != OVERFLOW {
+        if is_series(entry) {
             self.read().entry(entry).handles.fetch_add(1, Relaxed);
         }
     }
 
     pub(crate) fn release(&self, entry: u32) {
-        if entry != OVERFLOW {
+        if is_series(entry) {
             self.read().entry(entry).handles.fetch_sub(1, Release);
         }
     }

@@ -1,5 +1,4 @@
-//! The overflow series: where lookups past the cardinality limit (or with the wrong number of
-//! label values) record.
+//! The overflow series: where lookups past the cardinality limit record.
 
 use super::FamilyInner;
 use crate::lifecycle::{slots, SINK};

@@ -1,5 +1,5 @@
 //! A family's harvest: frees retired slots nothing can reach, reads every series, expires the
-//! idle ones and reports the overflow count.
+//! idle ones and reports the overflow count and lookups with the wrong number of values.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, UNIX_EPOCH};
@@ -101,6 +101,15 @@ impl Sampler for FamilyInner {
                 &[("metric", self.descriptor.name())],
                 overflow,
             );
+        }
+        let wrong = self.wrong_counts.load(Relaxed);
+        if wrong > 0 {
+            static WRONG_DESC: Descriptor = Descriptor::counter(
+                "sampler.family.label_errors",
+                "1",
+                "lookups with the wrong number of label values, recorded in no series",
+            );
+            out.counter(&WRONG_DESC, &[("metric", self.descriptor.name())], wrong);
         }
     }
 }
