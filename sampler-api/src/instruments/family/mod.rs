@@ -209,29 +209,29 @@ impl FamilyInner {
         }
     }
 
-    /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values)`,
-    /// the values a copy of the entry's, `None` for the overflow series. Values of the wrong
-    /// count find no entry: `WRONG_COUNT` and the sink, which no harvest reads. `found` runs
-    /// while the table's lock is still held when the entry is a label set's (so that no
-    /// removal can come between the lookup and what `found` does: take a handle, or a lease);
-    /// for the overflow series and the wrong count, after.
+    /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values,
+    /// created)`, the values a copy of the entry's, `None` for the overflow series. Values of
+    /// the wrong count find no entry: `WRONG_COUNT` and the sink, which no harvest reads.
+    /// `found` runs while the table's lock is still held when the entry is a label set's (so
+    /// that no removal can come between the lookup and what `found` does: take a handle, or a
+    /// lease); for the overflow series and the wrong count, after.
     fn find_or_insert(
         &self,
         values: &[&str],
         hash: u64,
         found: impl FnOnce(&Table, u32, u32),
-    ) -> (u32, u32, Option<PackedValues>) {
+    ) -> (u32, u32, Option<PackedValues>, bool) {
         if values.len() != self.keys.len() {
             self.wrong_count(values.len());
             found(&self.read(), WRONG_COUNT, SINK);
-            return (WRONG_COUNT, SINK, None);
+            return (WRONG_COUNT, SINK, None, false);
         }
         {
             let t = self.read();
             if let Some(e) = t.find(hash, values) {
                 let entry = t.entry(e);
                 found(&t, e, entry.slot);
-                return (e, entry.slot, entry.values.clone());
+                return (e, entry.slot, entry.values.clone(), false);
             }
         }
         {
@@ -239,7 +239,7 @@ impl FamilyInner {
             if let Some(e) = t.find(hash, values) {
                 let entry = t.entry(e);
                 found(&t, e, entry.slot);
-                return (e, entry.slot, entry.values.clone());
+                return (e, entry.slot, entry.values.clone(), false);
             }
             if t.live < self.options.limit {
                 if let Some(slot) = slots(self.kind()).alloc() {
@@ -247,14 +247,14 @@ impl FamilyInner {
                     let e = t.push(self.new_entry(Some(packed.clone()), slot));
                     t.link(hash, e, |p| self.hash_packed(p));
                     found(&t, e, slot);
-                    return (e, slot, Some(packed));
+                    return (e, slot, Some(packed), true);
                 }
             }
         }
         self.count_overflow();
         let slot = self.overflow_slot();
         found(&self.read(), OVERFLOW, slot);
-        (OVERFLOW, slot, None)
+        (OVERFLOW, slot, None, false)
     }
 
     fn count_overflow(&self) {
@@ -265,7 +265,7 @@ impl FamilyInner {
     /// table's lock, so no removal comes between): for `Handle::new`.
     pub(crate) fn get(&self, values: &[&str]) -> (u32, u32) {
         let hash = self.hash(values);
-        let (entry, slot, _) = self.find_or_insert(values, hash, |t, e, _| {
+        let (entry, slot, _, _) = self.find_or_insert(values, hash, |t, e, _| {
             if is_series(e) {
                 t.entry(e).handles.fetch_add(1, Relaxed);
             }
