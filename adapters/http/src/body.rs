@@ -40,7 +40,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = {
+            let _memory = this.guard.as_ref().and_then(RequestGuard::memory_scope);
+            ready!(this.inner.poll_frame(cx))
+        };
         match &frame {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(guard)) = (frame.data_ref(), this.guard.as_mut()) {

@@ -44,7 +44,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _memory = this.guard.as_ref().and_then(RequestGuard::memory_scope);
+            ready!(this.inner.poll(cx))
+        };
         let mut guard = this.guard.take();
         Poll::Ready(match result {
             Ok(response) => {

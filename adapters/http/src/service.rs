@@ -10,7 +10,7 @@ use tower_service::Service;
 use crate::future::ResponseFuture;
 use crate::groups::Groups;
 use crate::queue::queue_time;
-use crate::state::{method_index, Shared};
+use crate::state::{method_index, GroupState, Shared};
 
 /// Measures each request passing through to `S` (see the crate documentation for what).
 #[derive(Clone, Debug)]
@@ -33,9 +33,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let group = self.groups.index_of(request.uri().path());
-        let guard = self.shared.start(group, method_index(request.method()));
-        let state = &self.shared.groups[group];
+        let state = self.group_of(&request);
+        let guard = self.shared.start(state, method_index(request.method()));
+        let state = &guard.state;
         if let Some(waited) = queue_time(request.headers(), SystemTime::now) {
             state.queue.record_duration(waited);
         }
@@ -47,6 +47,31 @@ where
         if let Some(bytes) = declared {
             state.request_bytes.add(bytes);
         }
-        ResponseFuture::new(self.inner.call(request), guard)
+        let future = {
+            let _memory = guard.memory_scope();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, guard)
+    }
+}
+
+impl<S> HttpMetricsService<S> {
+    /// The group a request counts in: a prefix rule's, else its matched route's (when
+    /// grouping by route), else the default or `unmatched` group.
+    fn group_of<B>(&self, request: &Request<B>) -> Arc<GroupState> {
+        if let Some(index) = self.groups.rule_of(request.uri().path()) {
+            return self.shared.groups[index].clone();
+        }
+        #[cfg(feature = "axum")]
+        if self.groups.by_matched_route() {
+            if let Some(state) = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .and_then(|matched| self.shared.route_group(matched.as_str()))
+            {
+                return state;
+            }
+        }
+        self.shared.groups[self.groups.fallback()].clone()
     }
 }
