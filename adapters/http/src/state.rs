@@ -233,6 +233,7 @@ impl Shared {
 
     /// The group of a matched route `template`, made on first use; `None` past
     /// [`MAX_ROUTE_GROUPS`].
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn route_group(&self, template: &str) -> Option<Arc<GroupState>> {
         if let Some(state) = self
             .routes
