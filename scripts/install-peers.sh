@@ -6,7 +6,8 @@
 #   opentelemetry-proto, protobuf and rotel (the OTLP decoder and collector);
 # - carbon-cache with whisper, and VictoriaMetrics (Debian packages);
 # - Etsy StatsD 0.9.0 (npm) in ./.peers/statsd (node and npm from Debian when missing);
-# - valgrind (Debian) for the memory-safety stress runs.
+# - valgrind (Debian) for the memory-safety stress runs;
+# - wrk (Debian) for the web service's overhead benchmark.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,13 @@ if ! command -v valgrind >/dev/null 2>&1; then
   echo "installing valgrind (Debian package valgrind)" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+
+# wrk (Debian) for the web service's overhead benchmark (examples/web-service/bench.sh).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package wrk)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
 py="$root/.venv/bin/python"

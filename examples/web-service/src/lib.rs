@@ -135,6 +135,17 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .exporter(exporter)
         .start();
 
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = options.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start the tokio runtime: {e}"))?;
+    // axum-prometheus spawns its upkeep task when made: inside the runtime.
+    let _runtime_context = runtime.enter();
+
     // The measuring layer. `metrics` must live as long as the service.
     let metrics = HttpMetrics::new(registry, groups()).capacity(64.0);
     let app = match options.layer {
@@ -155,14 +166,6 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     //     let app = app.layer(watchdog.layer());
     // ────────────────────────────────────────────────────────────────────────────────────────
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = options.workers {
-        runtime.worker_threads(workers.max(1));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .map_err(|e| format!("failed to start the tokio runtime: {e}"))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
