@@ -212,7 +212,7 @@ impl Account {
     /// dropped. A scope opened inside another one pauses the outer one until it closes.
     ///
     /// Scopes of one account must not be open on two threads at once (one poll at a time, as
-    /// a future is polled); if they are, the later fold wins for live and peak.
+    /// a future is polled); if they are, counts may be lost (never memory safety).
     ///
     /// ```
     /// use sampler_adapter_alloc::Account;
@@ -271,12 +271,17 @@ impl Drop for Scope<'_> {
         let Ok(frame) = FRAME.try_with(|cell| cell.replace(saved)) else {
             return;
         };
+        // Plain loads and stores, no read-modify-write: one scope of an account is open at a
+        // time (a future is polled by one thread at a time), so nothing races these.
         let account = self.account;
+        let allocated = account.allocated.load(Ordering::Relaxed);
         account
             .allocated
-            .fetch_add(frame.allocated, Ordering::Relaxed);
+            .store(allocated.wrapping_add(frame.allocated), Ordering::Relaxed);
         account.live.store(frame.live, Ordering::Relaxed);
-        account.peak.fetch_max(frame.peak, Ordering::Relaxed);
+        if frame.peak > account.peak.load(Ordering::Relaxed) {
+            account.peak.store(frame.peak, Ordering::Relaxed);
+        }
     }
 }
 
