@@ -9,6 +9,7 @@
 # - valgrind (Debian) for the memory-safety stress runs;
 # - tmux (Debian) for the `sampler top` terminal tests.
 # - chromium (Debian) for the live page's browser tests.
+# - wrk (Debian) for the web service's overhead benchmark.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +39,13 @@ if ! command -v tmux >/dev/null 2>&1; then
   echo "installing tmux (Debian package tmux)" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux >/dev/null
+fi
+
+# wrk (Debian) for the web service's overhead benchmark (examples/web-service/bench.sh).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package wrk)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
 py="$root/.venv/bin/python"

@@ -43,6 +43,7 @@ impl<B: Body> Body for ResponseBody<B> {
         let this = self.project();
         let frame = {
             let _poll = PollScope::new(this.guard.as_ref().and_then(|g| g.watch.as_deref()));
+            let _memory = this.guard.as_ref().and_then(RequestGuard::memory_scope);
             ready!(this.inner.poll_frame(cx))
         };
         match &frame {

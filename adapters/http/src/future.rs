@@ -47,6 +47,7 @@ where
         let this = self.project();
         let result = {
             let _poll = PollScope::new(this.guard.as_ref().and_then(|g| g.watch.as_deref()));
+            let _memory = this.guard.as_ref().and_then(RequestGuard::memory_scope);
             ready!(this.inner.poll(cx))
         };
         let mut guard = this.guard.take();

@@ -4,7 +4,8 @@
 //!
 //! Requests count in **route groups** chosen by [`Groups`] rules (path prefix → group, a
 //! default group; a path that matches no rule counts in one `unmatched` group: raw paths never
-//! become labels). Per group (label `group`):
+//! become labels), or by axum's matched route template ([`Groups::matched_route`], feature
+//! `axum`, on by default). Per group (label `group`):
 //!
 //! | series | kind | unit | what |
 //! |---|---|---|---|
@@ -16,6 +17,16 @@
 //! | `http.server.busy{group}` | gauge | `1` | busy time of requests in the interval ÷ the interval: the average number of requests in progress; a long request counts in each interval for the part of it that falls there |
 //! | `http.server.capacity.utilization{group}` | gauge | `1` | `busy` ÷ the configured [`capacity`](HttpMetrics::capacity) (concurrent requests the service can serve), when set |
 //! | `http.server.queue_time{group}` | timing | `s` | now − the front proxy's `X-Request-Start` / `X-Queue-Start` ([`parse_request_start`]) |
+//! | `http.server.request.memory.allocated{group}` | timing | `By` | bytes one request allocated, recorded when its response ends (with the counting allocator only, below) |
+//! | `http.server.request.memory.peak{group}` | timing | `By` | peak live bytes of one request (idem) |
+//!
+//! **Per-request memory**: when the program's global allocator is
+//! `sampler_adapter_alloc::CountingAllocator`, each request gets an
+//! [`Account`](sampler_adapter_alloc::Account) and every poll of its response future and of
+//! its response body (and the inner service's `call`) runs inside a scope of it, so its
+//! allocations are counted to it on whichever runtime thread it is polled; the two memory
+//! timings then show which route group needs much transient memory. Without that allocator
+//! they are not registered. [`HttpMetrics::count_memory`] turns them off.
 //!
 //! The interval of `busy` is the time since this layer's previous harvest (since its creation
 //! for the first).
@@ -88,19 +99,25 @@ pub struct HttpMetrics {
     groups: Arc<Groups>,
     shared: Arc<Shared>,
     hook: Option<Arc<dyn RequestHook>>,
+    capacity: Option<f64>,
     _busy: Registration,
 }
 
 impl HttpMetrics {
     /// Instruments for the groups of `groups`, registered in `registry`.
+    ///
+    /// Per-request memory is counted when the global allocator is
+    /// `sampler_adapter_alloc::CountingAllocator` (checked here, once).
     pub fn new(registry: &Registry, groups: Groups) -> Self {
-        let shared = Shared::new(registry, groups.names(), None);
+        let memory = sampler_adapter_alloc::is_counting();
+        let shared = Shared::new(registry, groups.names(), None, memory);
         HttpMetrics {
             registry: registry.clone(),
             _busy: shared.register_busy(registry),
             groups: Arc::new(groups),
             shared,
             hook: None,
+            capacity: None,
         }
     }
 
@@ -114,23 +131,44 @@ impl HttpMetrics {
     /// # drop(metrics);
     /// ```
     pub fn capacity(self, capacity: f64) -> Self {
+        let memory = self.shared.counts_memory();
+        self.rebuild(Some(capacity), memory)
+    }
+
+    /// Whether to record per-request memory (`http.server.request.memory.*`): on by default
+    /// when the counting allocator is installed; `true` has no effect without it.
+    ///
+    /// ```
+    /// use sampler_adapter_http::{Groups, HttpMetrics};
+    /// let metrics = HttpMetrics::new(&sampler_api::Registry::new(), Groups::new()).count_memory(false);
+    /// # drop(metrics);
+    /// ```
+    pub fn count_memory(self, yes: bool) -> Self {
+        let memory = yes && sampler_adapter_alloc::is_counting();
+        let capacity = self.capacity;
+        self.rebuild(capacity, memory)
+    }
+
+    fn rebuild(self, capacity: Option<f64>, memory: bool) -> Self {
         let HttpMetrics {
             registry,
             groups,
             shared,
             hook,
             _busy,
+            ..
         } = self;
         // The old instruments go first, so the new ones never stand beside them.
         drop(_busy);
         drop(shared);
-        let shared = Shared::new(&registry, groups.names(), Some(capacity));
+        let shared = Shared::new(&registry, groups.names(), capacity, memory);
         HttpMetrics {
             _busy: shared.register_busy(&registry),
             registry,
             groups,
             shared,
             hook,
+            capacity,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::future::ResponseFuture;
 use crate::groups::Groups;
 use crate::hook::{PollScope, RequestHook, RequestStart};
 use crate::queue::queue_time;
-use crate::state::{method_index, Shared};
+use crate::state::{method_index, GroupState, Shared};
 
 /// Measures each request passing through to `S` (see the crate documentation for what).
 #[derive(Clone, Debug)]
@@ -35,9 +35,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let group = self.groups.index_of(request.uri().path());
-        let mut guard = self.shared.start(group, method_index(request.method()));
-        let state = &self.shared.groups[group];
+        let state = self.group_of(&request);
+        let mut guard = self.shared.start(state, method_index(request.method()));
+        let state = &guard.state;
         if let Some(waited) = queue_time(request.headers(), SystemTime::now) {
             state.queue.record_duration(waited);
         }
@@ -60,8 +60,30 @@ where
         let inner = {
             // Building the inner future may run the handler's first steps already.
             let _poll = PollScope::new(guard.watch.as_deref());
+            let _memory = guard.memory_scope();
             self.inner.call(request)
         };
         ResponseFuture::new(inner, guard)
+    }
+}
+
+impl<S> HttpMetricsService<S> {
+    /// The group a request counts in: a prefix rule's, else its matched route's (when
+    /// grouping by route), else the default or `unmatched` group.
+    fn group_of<B>(&self, request: &Request<B>) -> Arc<GroupState> {
+        if let Some(index) = self.groups.rule_of(request.uri().path()) {
+            return self.shared.groups[index].clone();
+        }
+        #[cfg(feature = "axum")]
+        if self.groups.by_matched_route() {
+            if let Some(state) = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .and_then(|matched| self.shared.route_group(matched.as_str()))
+            {
+                return state;
+            }
+        }
+        self.shared.groups[self.groups.fallback()].clone()
     }
 }

@@ -1,12 +1,16 @@
 //! Per-group instruments, the request guard, and the utilisation sampler.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use crate::hook::{InFlight, Outcome};
 use http::Method;
+use sampler_adapter_alloc::Account;
 use sampler_api::{
-    CounterFamily, Descriptor, Gauge, Registration, Registry, Sampler, Timing, Writer,
+    CounterFamily, Descriptor, Gauge, GaugeFamily, Registration, Registry, Sampler, Timing,
+    TimingFamily, Writer,
 };
 
 static REQUESTS: Descriptor = Descriptor::counter(
@@ -38,6 +42,16 @@ static RESPONSE_BYTES: Descriptor = Descriptor::counter(
     "http.server.response.body.size",
     "By",
     "response body bytes sent",
+);
+static MEMORY_ALLOCATED: Descriptor = Descriptor::timing(
+    "http.server.request.memory.allocated",
+    "By",
+    "bytes allocated while serving one request (its polls and its response body's), counted by sampler-adapter-alloc's CountingAllocator",
+);
+static MEMORY_PEAK: Descriptor = Descriptor::timing(
+    "http.server.request.memory.peak",
+    "By",
+    "peak live bytes of one request (allocated minus freed in its polls), counted by sampler-adapter-alloc's CountingAllocator",
 );
 static BUSY: Descriptor = Descriptor::gauge(
     "http.server.busy",
@@ -127,6 +141,8 @@ struct Busy {
 pub(crate) struct GroupState {
     pub(crate) name: String,
     requests: Box<[OnceLock<sampler_api::Counter>]>,
+    /// Bytes allocated and peak live bytes per request, when memory is counted.
+    memory: Option<(Timing, Timing)>,
     active: Gauge,
     duration: Timing,
     pub(crate) queue: Timing,
@@ -135,11 +151,32 @@ pub(crate) struct GroupState {
     busy: Mutex<Busy>,
 }
 
+/// The families the groups' instruments come from (kept to make route groups on first use).
+struct Families {
+    active: GaugeFamily,
+    duration: TimingFamily,
+    queue: TimingFamily,
+    request_bytes: CounterFamily,
+    response_bytes: CounterFamily,
+    memory: Option<(TimingFamily, TimingFamily)>,
+}
+
+/// At most this many groups are made from matched route templates; requests of further
+/// templates count in `unmatched`. A router has a fixed set of templates, so the limit only
+/// guards against a misuse (templates made at run time).
+pub(crate) const MAX_ROUTE_GROUPS: usize = 1024;
+
 pub(crate) struct Shared {
     pub(crate) groups: Vec<Arc<GroupState>>,
+    /// Groups made from axum's matched route templates, on first use.
+    routes: RwLock<HashMap<String, Arc<GroupState>>>,
+    families: Families,
     requests: CounterFamily,
     origin: Instant,
     capacity: Option<f64>,
+    /// When the busy sampler last ran (nanoseconds from `origin`): a route group made later
+    /// starts its first interval there.
+    last_harvest: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -153,54 +190,90 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Instruments for the groups `names`; `memory`: record per-request memory (the counting
+    /// allocator is installed).
     pub(crate) fn new(
         registry: &Registry,
         names: Vec<String>,
         capacity: Option<f64>,
+        memory: bool,
     ) -> Arc<Shared> {
         let requests = registry.counter_family(&REQUESTS, &["group", "method", "status_class"]);
-        let active = registry.gauge_family(&ACTIVE, &["group"]);
-        let duration = registry.timing_family(&DURATION, &["group"]);
-        let queue = registry.timing_family(&QUEUE, &["group"]);
-        let request_bytes = registry.counter_family(&REQUEST_BYTES, &["group"]);
-        let response_bytes = registry.counter_family(&RESPONSE_BYTES, &["group"]);
+        let families = Families {
+            active: registry.gauge_family(&ACTIVE, &["group"]),
+            duration: registry.timing_family(&DURATION, &["group"]),
+            queue: registry.timing_family(&QUEUE, &["group"]),
+            request_bytes: registry.counter_family(&REQUEST_BYTES, &["group"]),
+            response_bytes: registry.counter_family(&RESPONSE_BYTES, &["group"]),
+            memory: memory.then(|| {
+                (
+                    registry.timing_family(&MEMORY_ALLOCATED, &["group"]),
+                    registry.timing_family(&MEMORY_PEAK, &["group"]),
+                )
+            }),
+        };
         let groups = names
             .into_iter()
-            .map(|name| {
-                let v = [name.as_str()];
-                Arc::new(GroupState {
-                    requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
-                    active: active.get(&v),
-                    duration: duration.get(&v),
-                    queue: queue.get(&v),
-                    request_bytes: request_bytes.get(&v),
-                    response_bytes: response_bytes.get(&v),
-                    busy: Mutex::new(Busy {
-                        since: 0,
-                        in_flight: 0,
-                        clamped_sum: 0,
-                        completed: 0,
-                    }),
-                    name,
-                })
-            })
+            .map(|name| Arc::new(GroupState::new(name, &families, 0)))
             .collect();
         Arc::new(Shared {
             groups,
+            routes: RwLock::new(HashMap::new()),
+            families,
             requests,
             origin: Instant::now(),
             capacity: capacity.filter(|c| c.is_finite() && *c > 0.0),
+            last_harvest: AtomicU64::new(0),
         })
+    }
+
+    /// Whether requests' memory is counted.
+    pub(crate) fn counts_memory(&self) -> bool {
+        self.families.memory.is_some()
+    }
+
+    /// The group of a matched route `template`, made on first use; `None` past
+    /// [`MAX_ROUTE_GROUPS`].
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn route_group(&self, template: &str) -> Option<Arc<GroupState>> {
+        if let Some(state) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(template)
+        {
+            return Some(state.clone());
+        }
+        // A rule's group of the same name is that group (one set of series per name).
+        if let Some(state) = self.groups.iter().find(|g| g.name == template) {
+            return Some(state.clone());
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = routes.get(template) {
+            return Some(state.clone());
+        }
+        if routes.len() >= MAX_ROUTE_GROUPS {
+            return None;
+        }
+        let since = self.last_harvest.load(Ordering::Relaxed);
+        let state = Arc::new(GroupState::new(template.to_owned(), &self.families, since));
+        routes.insert(template.to_owned(), state.clone());
+        Some(state)
+    }
+
+    /// Every group: the rules' groups, then the route groups made so far.
+    fn all_groups(&self) -> Vec<Arc<GroupState>> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        self.groups.iter().chain(routes.values()).cloned().collect()
     }
 
     fn nanos(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Starts counting one request of `group`; the guard ends it when dropped.
-    pub(crate) fn start(self: &Arc<Self>, group: usize, method: usize) -> RequestGuard {
+    /// Starts counting one request of the group `state`; the guard ends it when dropped.
+    pub(crate) fn start(self: &Arc<Self>, state: Arc<GroupState>, method: usize) -> RequestGuard {
         let start = Instant::now();
-        let state = self.groups[group].clone();
         state.active.inc();
         let at = self.nanos(start);
         {
@@ -216,6 +289,7 @@ impl Shared {
             status: None,
             response_bytes: 0,
             watch: None,
+            memory: self.counts_memory().then(|| Arc::new(Account::new())),
         }
     }
 
@@ -229,13 +303,48 @@ impl Shared {
 /// response future is dropped), so a cancelled request cannot leave the in-flight count high.
 pub(crate) struct RequestGuard {
     shared: Arc<Shared>,
-    state: Arc<GroupState>,
+    pub(crate) state: Arc<GroupState>,
     start: Instant,
     method: usize,
     pub(crate) status: Option<u16>,
     pub(crate) response_bytes: u64,
     /// The request hook's follower, if a hook is set.
     pub(crate) watch: Option<Box<dyn InFlight>>,
+    /// The request's memory account, when memory is counted: its polls (and its response
+    /// body's) run inside a scope of it.
+    pub(crate) memory: Option<Arc<Account>>,
+}
+
+impl RequestGuard {
+    /// A scope counting this thread's allocations into the request, if memory is counted.
+    pub(crate) fn memory_scope(&self) -> Option<sampler_adapter_alloc::Scope<'_>> {
+        self.memory.as_deref().map(Account::enter)
+    }
+}
+
+impl GroupState {
+    fn new(name: String, families: &Families, since: u64) -> GroupState {
+        let v = [name.as_str()];
+        GroupState {
+            requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
+            memory: families
+                .memory
+                .as_ref()
+                .map(|(allocated, peak)| (allocated.get(&v), peak.get(&v))),
+            active: families.active.get(&v),
+            duration: families.duration.get(&v),
+            queue: families.queue.get(&v),
+            request_bytes: families.request_bytes.get(&v),
+            response_bytes: families.response_bytes.get(&v),
+            busy: Mutex::new(Busy {
+                since,
+                in_flight: 0,
+                clamped_sum: 0,
+                completed: 0,
+            }),
+            name,
+        }
+    }
 }
 
 impl Drop for RequestGuard {
@@ -245,6 +354,10 @@ impl Drop for RequestGuard {
         state.active.dec();
         state.duration.record_duration(end - self.start);
         state.response_bytes.add(self.response_bytes);
+        if let (Some(account), Some((allocated, peak))) = (&self.memory, &state.memory) {
+            allocated.record(account.allocated() as f64);
+            peak.record(account.peak() as f64);
+        }
         let class = class_index(self.status);
         if let Some(watch) = self.watch.take() {
             let outcome = match self.status {
@@ -280,7 +393,8 @@ impl Sampler for BusySampler {
     fn sample(&self, out: &mut Writer<'_>) {
         let shared = &self.0;
         let now = shared.nanos(Instant::now());
-        for state in &shared.groups {
+        shared.last_harvest.store(now, Ordering::Relaxed);
+        for state in &shared.all_groups() {
             let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
             let interval = now.saturating_sub(busy.since);
             let running = u128::from(busy.in_flight) * u128::from(now) - busy.clamped_sum;

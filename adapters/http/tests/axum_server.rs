@@ -86,6 +86,11 @@ fn start(metrics: &HttpMetrics) -> Server {
             get(|| async { Body::new(Endless { left: 1 << 30 }) }),
         )
         .layer(metrics.layer());
+    serve(app)
+}
+
+/// Serves `app` on 127.0.0.1 (a free port) from a two-thread runtime.
+fn serve(app: Router) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -422,4 +427,112 @@ fn r16_a_client_that_drops_mid_body_does_not_leave_in_flight_high() {
     assert_eq!(counter(&s, "http.server.requests", &done), 1);
     let sent = counter(&s, "http.server.response.body.size", &[("group", "web")]);
     assert!((256 * 1024..1 << 30).contains(&sent), "sent {sent}");
+}
+
+#[test]
+fn r16_groups_by_matched_route_template() {
+    let registry = Registry::new();
+    let metrics = HttpMetrics::new(
+        &registry,
+        Groups::new().matched_route().prefix("/admin", "admin"),
+    );
+    let app = Router::new()
+        .route(
+            "/users/{id}",
+            get(|Path(id): Path<u32>| async move { format!("user {id}") }),
+        )
+        .route("/users/{id}/posts", get(|| async { "posts" }))
+        .route("/admin/keys", get(|| async { "keys" }))
+        .route("/health", get(|| async { "up" }))
+        .layer(metrics.layer());
+    let server = serve(app);
+    let base = format!("http://{}", server.addr);
+    let agent = agent();
+    for id in 1..=3 {
+        let mut r = agent
+            .get(format!("{base}/users/{id}"))
+            .call()
+            .expect("user");
+        assert_eq!(
+            r.body_mut().read_to_string().expect("body"),
+            format!("user {id}")
+        );
+    }
+    let r = agent
+        .post(format!("{base}/users/9"))
+        .send("x")
+        .expect("post");
+    assert_eq!(r.status(), 405, "a matched route with another method");
+    agent
+        .get(format!("{base}/users/7/posts"))
+        .call()
+        .expect("posts");
+    agent
+        .get(format!("{base}/admin/keys"))
+        .call()
+        .expect("keys");
+    agent.get(format!("{base}/health")).call().expect("health");
+    for path in ["/nope", "/users", "/users/1/posts/2"] {
+        let r = agent.get(format!("{base}{path}")).call().expect("404");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+
+    let harvester = Harvester::builder().registry(registry.clone()).build();
+    let s = harvest_until(&harvester, "ten requests", |s| {
+        s.named("http.server.requests")
+            .map(|x| match x.value {
+                Value::Counter(n) => n,
+                _ => 0,
+            })
+            .sum::<u64>()
+            == 10
+    });
+    let req = "http.server.requests";
+    let cell = |g, m, c| [("group", g), ("method", m), ("status_class", c)];
+    assert_eq!(counter(&s, req, &cell("/users/{id}", "GET", "2xx")), 3);
+    assert_eq!(counter(&s, req, &cell("/users/{id}", "POST", "4xx")), 1);
+    assert_eq!(
+        counter(&s, req, &cell("/users/{id}/posts", "GET", "2xx")),
+        1
+    );
+    assert_eq!(
+        counter(&s, req, &cell("admin", "GET", "2xx")),
+        1,
+        "the prefix rule wins"
+    );
+    assert_eq!(counter(&s, req, &cell("/health", "GET", "2xx")), 1);
+    assert_eq!(counter(&s, req, &cell("unmatched", "GET", "4xx")), 3);
+    // Raw paths never become groups; each route group has the per-group series too.
+    let mut groups: Vec<String> = s
+        .named(req)
+        .filter_map(|x| x.labels.get("group").map(str::to_owned))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    assert_eq!(
+        groups,
+        [
+            "/health",
+            "/users/{id}",
+            "/users/{id}/posts",
+            "admin",
+            "unmatched"
+        ]
+    );
+    for group in ["/users/{id}", "/users/{id}/posts", "/health"] {
+        assert_eq!(
+            gauge(&s, "http.server.active_requests", &[("group", group)]),
+            0.0
+        );
+        gauge(&s, "http.server.busy", &[("group", group)]);
+        match s
+            .find("http.server.duration", &[("group", group)])
+            .map(|x| &x.value)
+        {
+            Some(Value::Timing(d)) => assert!(d.count() >= 1, "{group}"),
+            other => panic!("duration of {group}: {other:?}"),
+        }
+    }
+    // No counting allocator in this test program: no memory series.
+    assert!(s.named("http.server.request.memory.peak").next().is_none());
 }

@@ -1,0 +1,190 @@
+//! An axum web service measured per route group, the pieces wired as an application would:
+//!
+//! - two route groups: `api` (fast: `/api/hello`, `/api/items/{id}`) and `reports` (slow and
+//!   memory hungry: `/reports/{kib}` holds `kib` KiB for about 200 ms while it "computes");
+//! - `sampler-adapter-http`'s layer: requests, latency, in-flight, utilisation, queue time
+//!   per group, and per-request memory (`http.server.request.memory.*`) when the program's
+//!   global allocator is `sampler_adapter_alloc::CountingAllocator` (as in `web-service`);
+//! - the process adapter (RSS, CPU, threads, fds) and the Prometheus exporter on its own port.
+//!
+//! The `web-service` binary runs it; `--layer none` and `--layer axum-prometheus` serve the
+//! same routes bare or under `axum-prometheus`'s layer, for the overhead benchmark
+//! (`examples/web-service/bench.sh`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use clap::{Parser, ValueEnum};
+use sampler_adapter_http::{Groups, HttpMetrics};
+use sampler_api::{Harvester, Registry};
+use sampler_exporter_prometheus::{Buckets, PrometheusExporter};
+
+/// What measures the service's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Layer {
+    /// sampler-adapter-http's layer (per-request memory too under the counting allocator).
+    Sampler,
+    /// No layer: the benchmark's baseline.
+    None,
+    /// `axum-prometheus`'s layer, its metrics on the service's own `/metrics`: for comparison.
+    AxumPrometheus,
+}
+
+/// The command line of `web-service`.
+#[derive(Debug, Parser)]
+#[command(about = "An axum service measured per route group by sampler")]
+pub struct Options {
+    /// Where the service listens (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// Where the Prometheus exporter serves `/metrics` (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics: String,
+    /// What measures the requests.
+    #[arg(long, value_enum, default_value_t = Layer::Sampler)]
+    pub layer: Layer,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+/// The largest report, in KiB: a bigger `{kib}` is refused with 400.
+pub const MAX_REPORT_KIB: usize = 256 * 1024;
+
+/// `/reports/{kib}`: builds a `kib` KiB table in four steps, awaiting 50 ms between them (the
+/// task may resume on another runtime thread each time), and answers a checksum of it.
+async fn report(Path(kib): Path<usize>) -> Result<String, (StatusCode, String)> {
+    if kib == 0 || kib > MAX_REPORT_KIB {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("report size must be 1..={MAX_REPORT_KIB} KiB, not {kib}"),
+        ));
+    }
+    let bytes = kib * 1024;
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(4);
+    for step in 0..4 {
+        let len = bytes / 4 + if step == 3 { bytes % 4 } else { 0 };
+        parts.push((0..len).map(|i| (i as u8).wrapping_mul(step + 1)).collect());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let checksum = parts.iter().flatten().fold(0u64, |sum, &b| {
+        sum.wrapping_mul(31).wrapping_add(u64::from(b))
+    });
+    Ok(format!("report: {kib} KiB, checksum {checksum:016x}\n"))
+}
+
+/// The service's routes, without any measuring layer.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/api/hello", get(|| async { "hello\n" }))
+        .route(
+            "/api/items/{id}",
+            get(|Path(id): Path<u64>| async move {
+                format!("{{\"id\":{id},\"name\":\"item-{id}\"}}\n")
+            }),
+        )
+        .route("/reports/{kib}", get(report))
+}
+
+/// The route groups: `api` and `reports` (anything else counts in `unmatched`).
+/// `Groups::new().matched_route()` would make one group per route template instead.
+pub fn groups() -> Groups {
+    Groups::new()
+        .prefix("/api", "api")
+        .prefix("/reports", "reports")
+}
+
+/// Runs the service as `options` say until `options.seconds` pass (or forever).
+pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let registry = Registry::global();
+
+    // The process adapter: this process's RSS, CPU, threads and fds, and the host's.
+    let _process = sampler_adapter_process::register_defaults(registry);
+
+    // The Prometheus exporter on its own port; each scrape harvests afresh.
+    // Byte-sized buckets for the memory timings (the default ones suit seconds): every power
+    // of two from 256 B to 1 GiB.
+    let bytes = Buckets::Exponential {
+        scale: 0,
+        min: 256.0,
+        max: f64::from(1u32 << 30),
+    };
+    let exporter = PrometheusExporter::builder()
+        .address(&options.metrics)
+        .harvest_on_scrape(true)
+        .bucket_override("http.server.request.memory.allocated", bytes.clone())
+        .bucket_override("http.server.request.memory.peak", bytes)
+        .build()
+        .map_err(|e| {
+            format!(
+                "failed to start the prometheus exporter at {}: {e}",
+                options.metrics
+            )
+        })?;
+    eprintln!("serving metrics on {}", exporter.url());
+    let harvester = Harvester::builder()
+        .registry(registry.clone())
+        .interval(Duration::from_secs(15))
+        .exporter(exporter)
+        .start();
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = options.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start the tokio runtime: {e}"))?;
+    // axum-prometheus spawns its upkeep task when made: inside the runtime.
+    let _runtime_context = runtime.enter();
+
+    // The measuring layer. `metrics` must live as long as the service.
+    let metrics = HttpMetrics::new(registry, groups()).capacity(64.0);
+    let app = match options.layer {
+        Layer::Sampler => routes().layer(metrics.layer()),
+        Layer::None => routes(),
+        Layer::AxumPrometheus => {
+            let (layer, handle) = axum_prometheus::PrometheusMetricLayer::pair();
+            routes()
+                .route("/metrics", get(move || async move { handle.render() }))
+                .layer(layer)
+        }
+    };
+
+    // ── Slow-request watchdog: wired here. ─────────────────────────────────────────────────
+    // The watchdog of sampler-adapter-http (a request in flight longer than a threshold is
+    // reported while it still runs) goes on `app` as a layer beside the metrics layer, with
+    // its threshold from a `--slow-after` option, e.g.
+    //     let app = app.layer(watchdog.layer());
+    // ────────────────────────────────────────────────────────────────────────────────────────
+
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&options.listen)
+            .await
+            .map_err(|e| format!("failed to listen on {}: {e}", options.listen))?;
+        let addr: SocketAddr = listener.local_addr()?;
+        eprintln!("listening on http://{addr} (layer: {:?})", options.layer);
+        let serve = axum::serve(listener, app);
+        match options.seconds {
+            Some(seconds) => {
+                tokio::select! {
+                    served = serve => served?,
+                    () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+                }
+            }
+            None => serve.await?,
+        }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
+    drop(metrics);
+    harvester.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
