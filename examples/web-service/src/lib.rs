@@ -5,6 +5,8 @@
 //! - `sampler-adapter-http`'s layer: requests, latency, in-flight, utilisation, queue time
 //!   per group, and per-request memory (`http.server.request.memory.*`) when the program's
 //!   global allocator is `sampler_adapter_alloc::CountingAllocator` (as in `web-service`);
+//! - the slow-request watchdog (`sampler-adapter-watchdog`): a request in flight longer than
+//!   `--slow-after` is reported while it runs, with its stack when a thread runs it;
 //! - the process adapter (RSS, CPU, threads, fds) and the Prometheus exporter on its own port.
 //!
 //! The `web-service` binary runs it; `--layer none` and `--layer axum-prometheus` serve the
@@ -20,6 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use clap::{Parser, ValueEnum};
 use sampler_adapter_http::{Groups, HttpMetrics};
+use sampler_adapter_watchdog::Watchdog;
 use sampler_api::{Harvester, Registry};
 use sampler_exporter_prometheus::{Buckets, PrometheusExporter};
 
@@ -53,14 +56,41 @@ pub struct Options {
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// The slow-request watchdog reports a request still in flight after this long, with its
+    /// stack when a thread runs it (e.g. `500ms`, `2s`).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub slow_after: Duration,
+    /// Where the watchdog writes one file per slow request (default: `web-service-slow` in
+    /// the temporary directory).
+    #[arg(long)]
+    pub slow_dir: Option<std::path::PathBuf>,
 }
 
 /// The largest report, in KiB: a bigger `{kib}` is refused with 400.
 pub const MAX_REPORT_KIB: usize = 256 * 1024;
 
+/// The longest wait between a report's steps, in ms: a longer `{ms}` is refused with 400.
+pub const MAX_STEP_MS: u64 = 10_000;
+
 /// `/reports/{kib}`: builds a `kib` KiB table in four steps, awaiting 50 ms between them (the
 /// task may resume on another runtime thread each time), and answers a checksum of it.
 async fn report(Path(kib): Path<usize>) -> Result<String, (StatusCode, String)> {
+    build_report(kib, 50).await
+}
+
+/// `/reports/{kib}/{ms}`: the same, awaiting `ms` ms between the steps (a slow report, for
+/// the slow-request watchdog).
+async fn slow_report(Path((kib, ms)): Path<(usize, u64)>) -> Result<String, (StatusCode, String)> {
+    if ms > MAX_STEP_MS {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("wait between steps must be at most {MAX_STEP_MS} ms, not {ms}"),
+        ));
+    }
+    build_report(kib, ms).await
+}
+
+async fn build_report(kib: usize, step_ms: u64) -> Result<String, (StatusCode, String)> {
     if kib == 0 || kib > MAX_REPORT_KIB {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -72,7 +102,7 @@ async fn report(Path(kib): Path<usize>) -> Result<String, (StatusCode, String)> 
     for step in 0..4 {
         let len = bytes / 4 + if step == 3 { bytes % 4 } else { 0 };
         parts.push((0..len).map(|i| (i as u8).wrapping_mul(step + 1)).collect());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(step_ms)).await;
     }
     let checksum = parts.iter().flatten().fold(0u64, |sum, &b| {
         sum.wrapping_mul(31).wrapping_add(u64::from(b))
@@ -91,6 +121,7 @@ pub fn routes() -> Router {
             }),
         )
         .route("/reports/{kib}", get(report))
+        .route("/reports/{kib}/{ms}", get(slow_report))
 }
 
 /// The route groups: `api` and `reports` (anything else counts in `unmatched`).
@@ -146,8 +177,29 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     // axum-prometheus spawns its upkeep task when made: inside the runtime.
     let _runtime_context = runtime.enter();
 
-    // The measuring layer. `metrics` must live as long as the service.
-    let metrics = HttpMetrics::new(registry, groups()).capacity(64.0);
+    // The slow-request watchdog: a request in flight longer than `--slow-after` is reported
+    // while it still runs (on stderr, in a file of its own, counted in
+    // `http.server.slow_requests{group}`), and again when it ends.
+    let slow_dir = options
+        .slow_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("web-service-slow"));
+    let watchdog = Watchdog::builder(registry)
+        .threshold(options.slow_after)
+        .dir(&slow_dir)
+        .stderr(true)
+        .start()?;
+    eprintln!(
+        "reporting requests slower than {} in {}",
+        humantime::format_duration(options.slow_after),
+        slow_dir.display()
+    );
+
+    // The measuring layer, followed by the watchdog. `metrics` must live as long as the
+    // service.
+    let metrics = HttpMetrics::new(registry, groups())
+        .capacity(64.0)
+        .hook(watchdog.hook());
     let app = match options.layer {
         Layer::Sampler => routes().layer(metrics.layer()),
         Layer::None => routes(),
@@ -158,13 +210,6 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
                 .layer(layer)
         }
     };
-
-    // ── Slow-request watchdog: wired here. ─────────────────────────────────────────────────
-    // The watchdog of sampler-adapter-http (a request in flight longer than a threshold is
-    // reported while it still runs) goes on `app` as a layer beside the metrics layer, with
-    // its threshold from a `--slow-after` option, e.g.
-    //     let app = app.layer(watchdog.layer());
-    // ────────────────────────────────────────────────────────────────────────────────────────
 
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&options.listen)
@@ -185,6 +230,7 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     drop(metrics);
+    drop(watchdog);
     harvester.shutdown(Duration::from_secs(5))?;
     Ok(())
 }

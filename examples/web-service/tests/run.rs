@@ -12,6 +12,8 @@ struct Service {
     child: Child,
     base: String,
     metrics: String,
+    /// What the program writes on stderr after it said where it listens.
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Drop for Service {
@@ -21,9 +23,10 @@ impl Drop for Service {
     }
 }
 
-fn start() -> Service {
+fn start(extra: &[&str]) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_web-service"))
         .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(extra)
         .args(["--workers", "2", "--seconds", "120"])
         .stderr(Stdio::piped())
         .spawn()
@@ -39,11 +42,13 @@ fn start() -> Service {
         child,
         base: String::new(),
         metrics: String::new(),
+        stderr: rx,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while service.base.is_empty() || service.metrics.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
+        let line = service
+            .stderr
             .recv_timeout(left)
             .expect("web-service did not say where it listens within 30 s");
         if let Some(url) = line.strip_prefix("serving metrics on ") {
@@ -72,7 +77,7 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 
 #[test]
 fn r16_web_service_shows_memory_per_route_group() {
-    let service = start();
+    let service = start(&[]);
     let agent = agent();
     let get = |path: &str| {
         let mut r = agent
@@ -166,4 +171,79 @@ fn r16_web_service_shows_memory_per_route_group() {
         sample(&text, "process_memory_usage_bytes").is_some_and(|rss| rss > 0.0),
         "no process series:\n{text}"
     );
+}
+
+#[test]
+fn r16_web_service_reports_a_slow_request_while_it_runs() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let slow_dir = dir.path().join("slow");
+    let service = start(&[
+        "--slow-after",
+        "300ms",
+        "--slow-dir",
+        slow_dir.to_str().expect("utf-8 path"),
+    ]);
+    let agent = agent();
+    let base = service.base.clone();
+    // Four steps 250 ms apart: about 1 s in flight, parked on an await most of it.
+    let slow = std::thread::spawn(move || {
+        let mut r = agent
+            .get(format!("{base}/reports/64/250"))
+            .call()
+            .expect("slow report");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().expect("body"),
+        )
+    });
+    // Reported while it still runs: on stderr, before the response came back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut said = Vec::new();
+    let report = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = service
+            .stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no slow-request report within 30 s: {said:#?}"));
+        if line.contains("/reports/64/250") {
+            break line;
+        }
+        said.push(line);
+    };
+    assert!(
+        !slow.is_finished(),
+        "reported only after the request ended: {report}"
+    );
+    assert!(report.contains("reports"), "{report}");
+    let (status, body) = slow.join().expect("client");
+    assert_eq!(status, 200, "{body}");
+    // One file for the request, its end appended once it completed; counted for its group.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(&slow_dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let text = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect::<String>();
+        let scraped = ureq::get(&service.metrics)
+            .call()
+            .expect("scrape")
+            .body_mut()
+            .read_to_string()
+            .expect("exposition");
+        let counted = sample(
+            &scraped,
+            "http_server_slow_requests_total{group=\"reports\"}",
+        );
+        if files.len() == 1 && text.contains("/reports/64/250") && counted == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "files {files:?}:\n{text}\ncounted {counted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
