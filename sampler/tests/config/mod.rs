@@ -287,3 +287,38 @@ fn r14_every_built_in_kind_is_chosen_by_name_and_checked_by_its_own_rules() {
         "{e}"
     );
 }
+
+#[test]
+fn r13_remote_write_and_otlp_new_keys_are_accepted_and_bad_values_said_with_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "rw.toml",
+        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"native\"\nstaleness_markers = false\n\
+         [[exporter]]\nkind = \"remote-write\"\nname = \"both\"\ntimings = \"both\"\n",
+    );
+    let done = run_to_end(&["check", &good]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(done.stdout.contains("timings: Native"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains("staleness_markers: false"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("timings: Both"), "{}", done.stdout);
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"nativ\"\n\
+         [[exporter]]\nkind = \"remote-write\"\nname = \"b\"\nstaleness_markers = \"yes\"\n",
+    );
+    let done = run_to_end(&["check", &bad]);
+    assert_eq!(done.status.code(), Some(1));
+    let e = &done.stderr;
+    assert!(
+        e.contains("unknown variant `nativ`, expected one of `classic`, `summary`, `native`, `both`"),
+        "{e}"
+    );
+    assert!(e.contains(&format!("{bad}:3:11")), "{e}");
+    assert!(e.contains(&format!("{bad}:7:21")), "{e}");
+}
