@@ -81,9 +81,7 @@ pub(crate) fn retry_info(details: &[u8]) -> Option<Duration> {
         .find(|a| a.type_url.rsplit('/').next() == Some("google.rpc.RetryInfo"))?;
     let delay = RetryInfo::decode(&info.value[..]).ok()?.retry_delay?;
     let nanos = (delay.seconds as i128) * 1_000_000_000 + delay.nanos as i128;
-    Some(Duration::from_nanos(
-        nanos.clamp(0, u64::MAX as i128) as u64
-    ))
+    Some(Duration::from_nanos(nanos.clamp(0, u64::MAX as i128) as u64))
 }
 
 pub(crate) struct GrpcClient {
@@ -227,7 +225,10 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(retry_info(&details(url, -3, 0)), Some(Duration::ZERO));
-        assert_eq!(retry_info(&details("type.googleapis.com/other", 1, 0)), None);
+        assert_eq!(
+            retry_info(&details("type.googleapis.com/other", 1, 0)),
+            None
+        );
         assert_eq!(retry_info(&[]), None);
         assert_eq!(retry_info(&[0xff, 0xff, 0xff]), None);
     }

@@ -718,7 +718,10 @@ mod tests {
             let Some(Data::Sum(s)) = &m[0].data else {
                 panic!()
             };
-            s.data_points.iter().map(|p| p.start_time_unix_nano).collect()
+            s.data_points
+                .iter()
+                .map(|p| p.start_time_unix_nano)
+                .collect()
         };
         let ms = 1_000_000u64;
         let (a, b, c) = (SeriesId::next(), SeriesId::next(), SeriesId::next());

@@ -113,7 +113,9 @@ fn bench(c: &mut Criterion) {
             bytes as f64 / n as f64,
             bytes as f64 / series as f64,
         );
-        g.bench_function(name, |b| b.iter(|| encode_and_compress(&mut e, &w.snapshot)));
+        g.bench_function(name, |b| {
+            b.iter(|| encode_and_compress(&mut e, &w.snapshot))
+        });
     }
     g.finish();
 }

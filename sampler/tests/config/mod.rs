@@ -316,7 +316,9 @@ fn r13_remote_write_and_otlp_new_keys_are_accepted_and_bad_values_said_with_wher
     assert_eq!(done.status.code(), Some(1));
     let e = &done.stderr;
     assert!(
-        e.contains("unknown variant `nativ`, expected one of `classic`, `summary`, `native`, `both`"),
+        e.contains(
+            "unknown variant `nativ`, expected one of `classic`, `summary`, `native`, `both`"
+        ),
         "{e}"
     );
     assert!(e.contains(&format!("{bad}:3:11")), "{e}");

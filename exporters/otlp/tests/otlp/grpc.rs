@@ -265,10 +265,7 @@ fn r13_grpc_unavailable_with_retry_info_is_retried_after_its_delay_and_arrives_o
 #[test]
 fn r13_grpc_resource_exhausted_is_retried_only_with_retry_info() {
     let (calls, mut e, _) = send_one(vec![
-        Answer::Fail(
-            Code::ResourceExhausted,
-            Some(Duration::from_millis(1200)),
-        ),
+        Answer::Fail(Code::ResourceExhausted, Some(Duration::from_millis(1200))),
         Answer::Ok,
     ]);
     let codes: Vec<Code> = calls.iter().map(|c| c.answered).collect();
