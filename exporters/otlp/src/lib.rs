@@ -8,12 +8,14 @@
 //! it speaks OTLP/gRPC instead (`protocol = "grpc"`): tonic on a current-thread runtime that
 //! the sender thread owns. It follows what the OTLP
 //! specification asks of an exporter: a timeout per request; retries with exponential backoff
-//! and jitter on network errors and HTTP 429, 502, 503 and 504 only, honouring `Retry-After`;
-//! partial success logged and counted, not retried; a bounded queue whose drops are counted;
+//! and jitter on network errors and HTTP 429, 502, 503 and 504 only, honouring `Retry-After`
+//! (over gRPC: the transient status codes, RESOURCE_EXHAUSTED only with a `google.rpc.RetryInfo`,
+//! whose delay is honoured); partial success logged and counted, not retried; a bounded queue whose drops are counted;
 //! and a shutdown that sends what it can and returns by its deadline.
 //!
 //! The mapping (counters → monotonic `Sum`, gauges → `Gauge`, timings → `ExponentialHistogram`
-//! or explicit-bucket `Histogram`, cumulative or delta temporality) is written out in
+//! or explicit-bucket `Histogram`, cumulative or delta temporality, start times rounded down to
+//! the millisecond so that series created together share one) is written out in
 //! `spec/otlp.md`; the functions of [`mapping`] implement one rule each.
 //!
 //! # In an application

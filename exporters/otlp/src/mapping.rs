@@ -228,6 +228,11 @@ pub struct Encoder {
     max_request_size: usize,
     cursors: HashMap<SeriesId, Cursor>,
     generation: u64,
+    /// The time of the last snapshot encoded (ns since the epoch; 0 before the first).
+    prev_time: u64,
+    /// The few series reported with their exact start time (see `start_nanos`), and the
+    /// generation that last saw them.
+    exact_starts: HashMap<SeriesId, (u64, u64)>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -274,7 +279,30 @@ impl Encoder {
             max_request_size: config.max_request_size,
             cursors: HashMap::new(),
             generation: 0,
+            prev_time: 0,
+            exact_starts: HashMap::new(),
         }
+    }
+
+    /// The start time a series is reported with: its own rounded down to the millisecond, so
+    /// that series created in the same millisecond (a family filled at start-up, a burst of
+    /// new routes) share one value, which gzip stores once. Nothing was counted between the
+    /// rounded time and the series' creation, so its cumulative values are the same over
+    /// both. A series created after the previous harvest must not start before that harvest's
+    /// time (a series reset under the same labels would overlap its earlier points): when
+    /// rounding would cross it, that series keeps its exact start, for as long as it lives.
+    fn start_nanos(&mut self, id: SeriesId, start: SystemTime) -> u64 {
+        if let Some(kept) = self.exact_starts.get_mut(&id) {
+            kept.1 = self.generation;
+            return kept.0;
+        }
+        let exact = unix_nanos(start);
+        let rounded = exact - exact % 1_000_000;
+        if rounded < self.prev_time && self.prev_time <= exact {
+            self.exact_starts.insert(id, (exact, self.generation));
+            return exact;
+        }
+        rounded
     }
 
     fn aggregation(&self) -> i32 {
@@ -288,16 +316,17 @@ impl Encoder {
     /// temporality; with delta, the change since the previous harvest, which starts at that
     /// harvest's time (at the series' start on first sight; on a reset, the later of the two).
     fn counter_point(&mut self, id: SeriesId, start: SystemTime, raw: u64, now: u64) -> (u64, u64) {
+        let start_ns = self.start_nanos(id, start);
         if self.temporality == Temporality::Cumulative {
-            return (unix_nanos(start), raw);
+            return (start_ns, raw);
         }
         let generation = self.generation;
         let out = match self.cursors.get(&id) {
             Some(c) => match c.value {
                 Previous::Counter(p) if c.start == start && raw >= p => (c.time, raw - p),
-                _ => (c.time.max(unix_nanos(start)), raw),
+                _ => (c.time.max(start_ns), raw),
             },
-            None => (unix_nanos(start), raw),
+            None => (start_ns, raw),
         };
         self.cursors.insert(
             id,
@@ -318,19 +347,20 @@ impl Encoder {
         d: &Distribution,
         now: u64,
     ) -> (u64, Option<Distribution>, bool) {
+        let start_ns = self.start_nanos(id, start);
         if self.temporality == Temporality::Cumulative {
-            return (unix_nanos(start), None, true);
+            return (start_ns, None, true);
         }
         let generation = self.generation;
         let out = match self.cursors.get(&id) {
             Some(c) => match &c.value {
                 Previous::Timing(p) if c.start == start => match delta_distribution(d, p) {
                     Some(delta) => (c.time, Some(delta), false),
-                    None => (c.time.max(unix_nanos(start)), None, true),
+                    None => (c.time.max(start_ns), None, true),
                 },
-                _ => (c.time.max(unix_nanos(start)), None, true),
+                _ => (c.time.max(start_ns), None, true),
             },
-            None => (unix_nanos(start), None, true),
+            None => (start_ns, None, true),
         };
         self.cursors.insert(
             id,
@@ -411,10 +441,14 @@ impl Encoder {
             push_point(&mut metrics[slot], data, self.aggregation());
         }
         // Series that did not come back lose their cursor: one that returns has a new id.
+        let g = self.generation;
         if self.temporality == Temporality::Delta {
-            let g = self.generation;
             self.cursors.retain(|_, c| c.generation == g);
         }
+        if !self.exact_starts.is_empty() {
+            self.exact_starts.retain(|_, k| k.1 == g);
+        }
+        self.prev_time = now;
         metrics.retain(|m| m.data.is_some());
         self.pack(metrics, &mut out);
         out
@@ -657,10 +691,9 @@ mod tests {
         let p = &s.data_points[0];
         assert_eq!(p.value, Some(number_data_point::Value::AsInt(5)));
         assert_eq!(p.attributes, vec![attribute("route", "/a")]);
-        assert_eq!(
-            p.start_time_unix_nano,
-            unix_nanos(snap.series[0].start_time)
-        );
+        // The series' start, rounded down to the millisecond.
+        let start = unix_nanos(snap.series[0].start_time);
+        assert_eq!(p.start_time_unix_nano, start - start % 1_000_000);
         assert_eq!(p.time_unix_nano, unix_nanos(snap.time));
         let Some(Data::Sum(s)) = &m[1].data else {
             panic!()
@@ -669,6 +702,53 @@ mod tests {
             s.data_points[0].value,
             Some(number_data_point::Value::AsDouble(2.5))
         );
+    }
+
+    #[test]
+    fn r13_start_times_round_to_the_millisecond_but_never_before_the_previous_harvest() {
+        let series = |id: SeriesId, start_ns: u64| sampler_api::Series {
+            id,
+            descriptor: std::sync::Arc::new(REQ.clone()),
+            labels: Labels::empty(),
+            start_time: UNIX_EPOCH + Duration::from_nanos(start_ns),
+            value: Value::Counter(1),
+        };
+        let starts = |e: &Encoded| -> Vec<u64> {
+            let m = decode(e);
+            let Some(Data::Sum(s)) = &m[0].data else {
+                panic!()
+            };
+            s.data_points
+                .iter()
+                .map(|p| p.start_time_unix_nano)
+                .collect()
+        };
+        let ms = 1_000_000u64;
+        let (a, b, c) = (SeriesId::next(), SeriesId::next(), SeriesId::next());
+        // A harvest at an unaligned time (as `harvest_now` takes), 5 ms + 300 µs.
+        let t1 = 1_000_000 * ms + 5 * ms + 300_000;
+        let mut snap = Snapshot {
+            time: UNIX_EPOCH + Duration::from_nanos(t1),
+            interval: Duration::from_secs(10),
+            sequence: 1,
+            series: vec![series(a, t1 - 4 * ms - 10), series(b, t1 - 4 * ms - 20)],
+        };
+        let mut enc = Encoder::new(&OtlpConfig::default());
+        // Created in the same millisecond: one start.
+        assert_eq!(starts(&enc.encode(&snap)), [1_000_001 * ms, 1_000_001 * ms]);
+        // `c` is created 100 µs after that harvest, in the same millisecond: rounding down
+        // would put its start before the harvest's time, so it keeps its own, every time.
+        let t2 = t1 + 10 * 1000 * ms;
+        snap.time = UNIX_EPOCH + Duration::from_nanos(t2);
+        snap.series.push(series(c, t1 + 100_000));
+        let want = [1_000_001 * ms, 1_000_001 * ms, t1 + 100_000];
+        assert_eq!(starts(&enc.encode(&snap)), want);
+        snap.time += Duration::from_secs(10);
+        assert_eq!(starts(&enc.encode(&snap)), want);
+        assert_eq!(enc.exact_starts.len(), 1);
+        snap.series.pop();
+        enc.encode(&snap);
+        assert!(enc.exact_starts.is_empty(), "forgotten once gone");
     }
 
     #[test]

@@ -17,6 +17,29 @@ pub enum TimingMode {
     Classic,
     /// Only `_sum` and `_count` (the cheapest: two series per timing).
     Summary,
+    /// A native histogram (one series named as the family, no suffix): the timing's own
+    /// base-2 exponential buckets, lossless for scales -4 to 8. The receiver must accept
+    /// native histograms (Prometheus 2.40 on with `--enable-feature=native-histograms`).
+    Native,
+    /// Both the classic series and the native histogram.
+    Both,
+}
+
+impl TimingMode {
+    /// Whether timings are written as classic `_bucket` series.
+    pub fn classic(self) -> bool {
+        matches!(self, TimingMode::Classic | TimingMode::Both)
+    }
+
+    /// Whether timings are written as native histograms.
+    pub fn native(self) -> bool {
+        matches!(self, TimingMode::Native | TimingMode::Both)
+    }
+
+    /// Whether timings are written as `_sum` and `_count` series.
+    pub fn sum_and_count(self) -> bool {
+        !matches!(self, TimingMode::Native)
+    }
 }
 
 /// Every setting of the exporter; [`Default`] gives the documented defaults.
@@ -30,13 +53,14 @@ pub enum TimingMode {
 /// job = "sampler"
 /// instance = "web-1"                 # default: the host name
 /// external_labels = { region = "eu" }
-/// timings = "classic"                # or "summary"
+/// timings = "classic"                # or "summary", "native", "both"
 /// buckets = { scale = 0, min = 0.0009765625, max = 64.0 }
 /// max_samples_per_send = 2000
 /// max_buffered_samples = 500000
 /// min_backoff = "30ms"
 /// max_backoff = "5s"
 /// metadata = true
+/// staleness_markers = true
 /// ```
 ///
 /// ```
@@ -61,7 +85,8 @@ pub struct RemoteWriteConfig {
     pub instance: String,
     /// More labels for every series (a series' own label of the same name wins).
     pub external_labels: BTreeMap<String, String>,
-    /// How timings are written. Default classic histograms.
+    /// How timings are written: `classic` (the default), `summary` (`_sum` and `_count`
+    /// only), `native` (native histograms) or `both` (classic and native).
     pub timings: TimingMode,
     /// The classic histogram boundaries. Default powers of two from 2^-10 to 2^6.
     pub buckets: Buckets,
@@ -78,6 +103,9 @@ pub struct RemoteWriteConfig {
     pub max_backoff: Duration,
     /// Send type, help and unit of each family with the samples. Default true.
     pub metadata: bool,
+    /// When a series is gone from a harvest, send the stale marker for it once, so queries
+    /// stop returning it at once instead of five minutes later. Default true.
+    pub staleness_markers: bool,
 }
 
 impl Default for RemoteWriteConfig {
@@ -96,6 +124,7 @@ impl Default for RemoteWriteConfig {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             metadata: true,
+            staleness_markers: true,
         }
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! Names and labels are mapped as for the Prometheus exporter (`spec/prometheus.md`), plus
 //! `job`, `instance` and external labels; counters and gauges are one sample each at the
-//! harvest's time; timings are classic `_bucket`/`_sum`/`_count` series. The mapping and the
-//! delivery rules are in `spec/remote-write.md`.
+//! harvest's time; timings are classic `_bucket`/`_sum`/`_count` series, native histograms
+//! (`timings = "native"`, lossless from the timing's own exponential buckets) or both. A
+//! series gone from a harvest gets one stale marker, so queries stop returning it at once.
+//! The mapping and the delivery rules are in `spec/remote-write.md`.
 //!
 //! Delivery runs on the exporter's own worker thread with a blocking HTTP client, so it needs
 //! no async runtime of the application's. Requests that fail with a 5xx, a 429 or a transport
@@ -50,7 +52,7 @@ use prost::Message;
 use sampler_api::{Descriptor, ExportError, Exporter, Sampler, Snapshot, Writer};
 
 pub use config::{RemoteWriteConfig, TimingMode, DEFAULT_URL};
-pub use encode::{samples, Encoder};
+pub use encode::{native_histogram, samples, Encoder};
 pub use retry::{retry_after, Backoff};
 
 /// A request waiting to be sent: compressed body and how many samples it carries.
@@ -192,7 +194,8 @@ impl RemoteWriteExporter {
             extra,
             config.max_samples_per_send,
             config.metadata,
-        );
+        )
+        .staleness_markers(config.staleness_markers);
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)

@@ -449,3 +449,253 @@ fn r13_shutdown_with_a_black_holed_receiver_keeps_its_deadline() {
     assert!(took < Duration::from_millis(3500), "took {took:?}");
     assert!(err.to_string().contains("remote-write"), "{err}");
 }
+
+static NATIVE: Descriptor = Descriptor::timing("rwnative.latency", "s", "latency");
+
+/// What Prometheus 2.42's `histogram_quantile` computes from a native histogram: the bucket
+/// where the rank falls, linear interpolation within it (the zero bucket reaches from 0).
+fn prometheus_quantile(q: f64, d: &sampler_api::Distribution) -> f64 {
+    let rank = q * d.count() as f64;
+    let mut buckets = vec![(0.0, 0.0, d.zero_count())];
+    buckets.extend(d.buckets());
+    let mut count = 0.0;
+    for (lo, hi, c) in buckets {
+        count += c as f64;
+        if c > 0 && count >= rank {
+            let r = rank - (count - c as f64);
+            return lo + (hi - lo) * (r / c as f64);
+        }
+    }
+    f64::NAN
+}
+
+fn one_value(prom: &PrometheusServer, expr: &str) -> f64 {
+    let got = prom.query_until(expr);
+    assert_eq!(got.len(), 1, "{expr}: {got:?}");
+    support::sample_value(&got[0])
+}
+
+#[test]
+fn r13_prometheus_native_histograms_answer_count_sum_and_quantiles_as_sent() {
+    let prom = PrometheusServer::start_with(
+        &[],
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=native-histograms",
+        ],
+    );
+    let registry = Registry::new();
+    let fam = registry.timing_family(&NATIVE, &["case"]);
+    // Interpolated within a bucket; zero values in the zero bucket.
+    let interp = fam.get(&["interp"]);
+    for v in [0.0, 0.1, 0.2, 0.4, 3.0, 0.0021, 17.5] {
+        interp.record(v);
+    }
+    // The median ends exactly at the bucket that closes at 1.0.
+    let exact = fam.get(&["exact \"quoted\" ☃"]);
+    for v in [1.0, 1.0, 3.0, 3.0] {
+        exact.record(v);
+    }
+    let snapshot = Harvester::builder()
+        .registry(registry.clone())
+        .self_metrics(false)
+        .build()
+        .harvest_now();
+    let mut c = sampler_exporter_remote_write::RemoteWriteConfig {
+        url: format!("{}/api/v1/write", prom.url),
+        job: "rwn".into(),
+        instance: "i1".into(),
+        timings: sampler_exporter_remote_write::TimingMode::Both,
+        ..Default::default()
+    };
+    c.buckets = sampler_exporter_prometheus::Buckets::Explicit(vec![0.25, 0.5]);
+    let mut e = RemoteWriteExporter::from_config(c).unwrap();
+    e.export(snapshot.clone()).expect("prometheus accepts them");
+    for (case, quote) in [("interp", "interp"), ("exact", "exact \\\"quoted\\\" ☃")] {
+        let labels = if case == "interp" {
+            vec![("case", "interp")]
+        } else {
+            vec![("case", "exact \"quoted\" ☃")]
+        };
+        let d = match &snapshot.find("rwnative.latency", &labels).unwrap().value {
+            sampler_api::Value::Timing(d) => d.clone(),
+            v => panic!("{v:?}"),
+        };
+        let sel = format!("rwnative_latency_seconds{{case=\"{quote}\",job=\"rwn\"}}");
+        let count = one_value(&prom, &format!("histogram_count({sel})"));
+        assert_eq!(count, d.count() as f64, "{case}");
+        let sum = one_value(&prom, &format!("histogram_sum({sel})"));
+        assert_eq!(sum, d.sum(), "{case}");
+        for q in [0.5, 0.9, 0.99] {
+            let got = one_value(&prom, &format!("histogram_quantile({q}, {sel})"));
+            let want = prometheus_quantile(q, &d);
+            // Bucket bounds are powers of 2^(2^-scale), computed by each side in floating
+            // point: equal to the last bits.
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs(),
+                "{case} q={q}: prometheus {got}, sent buckets give {want}"
+            );
+        }
+        // Classic series of the same timing live next to it (`timings = "both"`).
+        let classic = one_value(
+            &prom,
+            &format!("rwnative_latency_seconds_count{{case=\"{quote}\"}}"),
+        );
+        assert_eq!(classic, d.count() as f64);
+    }
+    let median = one_value(
+        &prom,
+        "histogram_quantile(0.5, rwnative_latency_seconds{case=~\"exact.*\"})",
+    );
+    assert_eq!(median, 1.0, "ends exactly at the bucket bound 1.0");
+    drop((interp, exact));
+}
+
+static STALE: Descriptor = Descriptor::counter("rwstale.requests", "1", "requests");
+
+/// Values a query at `t` (Unix seconds) returns, by the `k` label.
+fn query_at(prom: &PrometheusServer, expr: &str, t: f64) -> BTreeMap<String, f64> {
+    let r = support::get_query(
+        &format!("{}/api/v1/query", prom.url),
+        &[],
+        &[("query", expr), ("time", &format!("{t:.3}"))],
+    );
+    let v: Json = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["k"].as_str().unwrap().to_owned(),
+                support::sample_value(s),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn r13_prometheus_stops_returning_a_series_at_its_stale_marker() {
+    let prom = PrometheusServer::start_with(&[], &["--web.enable-remote-write-receiver"]);
+    let registry = Registry::new();
+    let fam = registry.counter_family(&STALE, &["k"]);
+    fam.get(&["keep"]).add(1);
+    fam.get(&["gone"]).add(2);
+    let h = Harvester::builder()
+        .registry(registry.clone())
+        .self_metrics(false)
+        .build();
+    let url = format!("{}/api/v1/write", prom.url);
+    let exporter = |job: &str, markers: bool| {
+        RemoteWriteExporter::from_config(sampler_exporter_remote_write::RemoteWriteConfig {
+            url: url.clone(),
+            job: job.into(),
+            staleness_markers: markers,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (mut with, mut without) = (exporter("on", true), exporter("off", false));
+    let t0 = std::time::SystemTime::now() - Duration::from_secs(3);
+    let at = |s: Arc<sampler_api::Snapshot>, t: std::time::SystemTime| {
+        let mut s = (*s).clone();
+        s.time = t;
+        Arc::new(s)
+    };
+    let first = at(h.harvest_now(), t0);
+    with.export(first.clone()).unwrap();
+    without.export(first).unwrap();
+    // The series goes away (removed; a process gone is the same to the exporter).
+    assert!(fam.remove(&["gone"]));
+    let second = at(h.harvest_now(), t0 + Duration::from_secs(1));
+    with.export(second.clone()).unwrap();
+    without.export(second).unwrap();
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = secs(t0) + 0.5;
+    let after = secs(t0) + 1.5;
+    for job in ["on", "off"] {
+        let expr = format!("rwstale_requests_total{{job=\"{job}\"}}");
+        poll(Duration::from_secs(20), "both series before", || {
+            (query_at(&prom, &expr, before).len() == 2).then_some(())
+        });
+    }
+    let on = query_at(&prom, "rwstale_requests_total{job=\"on\"}", after);
+    assert_eq!(
+        on,
+        BTreeMap::from([("keep".to_owned(), 1.0)]),
+        "gone at once"
+    );
+    // Without the marker Prometheus goes on returning the last value for 5 minutes.
+    let off = query_at(&prom, "rwstale_requests_total{job=\"off\"}", after);
+    assert_eq!(
+        off,
+        BTreeMap::from([("gone".to_owned(), 2.0), ("keep".to_owned(), 1.0)])
+    );
+}
+
+/// VictoriaMetrics (1.79, the packaged one) answers a native histogram with 204 and keeps
+/// nothing of it; with `timings = "both"` the classic series of the same timing arrive.
+#[test]
+fn r13_victoria_metrics_drops_native_histograms_and_keeps_the_classic_series_of_both() {
+    let vm = graphite_support::Victoria::start();
+    let url = format!("http://127.0.0.1:{}", vm.http);
+    let registry = Registry::new();
+    let fam = registry.timing_family(&NATIVE, &["case"]);
+    let t = fam.get(&["vm"]);
+    for v in [0.1, 0.2, 3.0] {
+        t.record(v);
+    }
+    let snapshot = Harvester::builder()
+        .registry(registry.clone())
+        .self_metrics(false)
+        .build()
+        .harvest_now();
+    let mode = |timings| sampler_exporter_remote_write::RemoteWriteConfig {
+        url: format!("{url}/api/v1/write"),
+        timings,
+        buckets: sampler_exporter_prometheus::Buckets::Explicit(vec![0.25]),
+        ..Default::default()
+    };
+    use sampler_exporter_remote_write::TimingMode;
+    let mut native = RemoteWriteExporter::from_config(mode(TimingMode::Native)).unwrap();
+    native
+        .export(snapshot.clone())
+        .expect("accepted with a 2xx");
+    assert_eq!(stats(&native)["samples_sent"], 1.0);
+    let mut both = RemoteWriteExporter::from_config(mode(TimingMode::Both)).unwrap();
+    both.export(snapshot).expect("accepted with a 2xx");
+    let query = |q: &str| -> Vec<Json> {
+        support::get(&format!("{url}/internal/force_flush"), &[]);
+        let body = support::get_query(&format!("{url}/api/v1/query"), &[], &[("query", q)]).body;
+        let v: Json = serde_json::from_slice(&body).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    // _bucket{le="0.25"}, _bucket{le="+Inf"}, _sum, _count: the float samples only.
+    let classic = poll(Duration::from_secs(20), "classic series in vm", || {
+        let r = query("{__name__=~\"rwnative_latency_seconds.*\"}");
+        (r.len() >= 4).then_some(r)
+    });
+    let names: std::collections::BTreeSet<String> = classic
+        .iter()
+        .map(|r| r["metric"]["__name__"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [
+            "rwnative_latency_seconds_bucket",
+            "rwnative_latency_seconds_count",
+            "rwnative_latency_seconds_sum"
+        ]
+    );
+    let count = classic
+        .iter()
+        .find(|r| r["metric"]["__name__"] == "rwnative_latency_seconds_count")
+        .unwrap();
+    assert_eq!(support::sample_value(count), 3.0);
+    drop(t);
+}

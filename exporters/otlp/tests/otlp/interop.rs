@@ -167,7 +167,9 @@ fn confirm(snapshot: &Snapshot, requests: &[Json], want: &Expect<'_>) {
             "{ctx}"
         );
         assert_eq!(u64_field(point, "timeUnixNano"), time, "{ctx}");
-        let start = want.start_override.unwrap_or(unix_nanos(s.start_time));
+        // The series' own start rounded down to the millisecond (`spec/otlp.md`).
+        let own = unix_nanos(s.start_time);
+        let start = want.start_override.unwrap_or(own - own % 1_000_000);
         match &s.value {
             Value::Counter(raw) => {
                 assert_eq!(kind, "sum", "{ctx}");

@@ -5,6 +5,7 @@
 //!   absent, or never answering.
 
 mod faults;
+mod grpc;
 mod interop;
 mod support;
 
