@@ -298,29 +298,6 @@ fn r17_the_ui_kind_is_checked_and_serves_the_page() {
         "[[exporter]]\nkind = \"ui\"\npoints = 0\n\
          [[exporter]]\nkind = \"ui\"\nname = \"second\"\nlisten = \"nowhere\"\n\
          [[exporter]]\nkind = \"ui\"\nname = \"third\"\nmax_series = 0\nlisten = \"127.0.0.1:0\"\n",
-#[test]
-fn r13_remote_write_and_otlp_new_keys_are_accepted_and_bad_values_said_with_where() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(
-        dir.path(),
-        "rw.toml",
-        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"native\"\nstaleness_markers = false\n\
-         [[exporter]]\nkind = \"remote-write\"\nname = \"both\"\ntimings = \"both\"\n",
-    );
-    let done = run_to_end(&["check", &good]);
-    assert!(done.status.success(), "{}", done.stderr);
-    assert!(done.stdout.contains("timings: Native"), "{}", done.stdout);
-    assert!(
-        done.stdout.contains("staleness_markers: false"),
-        "{}",
-        done.stdout
-    );
-    assert!(done.stdout.contains("timings: Both"), "{}", done.stdout);
-    let bad = write(
-        dir.path(),
-        "bad.toml",
-        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"nativ\"\n\
-         [[exporter]]\nkind = \"remote-write\"\nname = \"b\"\nstaleness_markers = \"yes\"\n",
     );
     let done = run_to_end(&["check", &bad]);
     assert_eq!(done.status.code(), Some(1));
@@ -383,6 +360,35 @@ fn r13_remote_write_and_otlp_new_keys_are_accepted_and_bad_values_said_with_wher
     }
     bg.signal(libc::SIGTERM);
     assert_eq!(bg.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
+
+#[test]
+fn r13_remote_write_and_otlp_new_keys_are_accepted_and_bad_values_said_with_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "rw.toml",
+        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"native\"\nstaleness_markers = false\n\
+         [[exporter]]\nkind = \"remote-write\"\nname = \"both\"\ntimings = \"both\"\n",
+    );
+    let done = run_to_end(&["check", &good]);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(done.stdout.contains("timings: Native"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains("staleness_markers: false"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("timings: Both"), "{}", done.stdout);
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[exporter]]\nkind = \"remote-write\"\ntimings = \"nativ\"\n\
+         [[exporter]]\nkind = \"remote-write\"\nname = \"b\"\nstaleness_markers = \"yes\"\n",
+    );
+    let done = run_to_end(&["check", &bad]);
+    assert_eq!(done.status.code(), Some(1));
+    let e = &done.stderr;
     assert!(
         e.contains(
             "unknown variant `nativ`, expected one of `classic`, `summary`, `native`, `both`"
