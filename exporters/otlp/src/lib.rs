@@ -74,7 +74,7 @@ pub use config::{
     default_buckets, Compression, HistogramMode, OtlpConfig, Protocol, RetryConfig, Temporality,
     DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, DEFAULT_MAX_REQUEST_SIZE,
 };
-pub use sender::{parse_retry_after, retryable_status, Event};
+pub use sender::{retryable_status, Event};
 
 /// The OpenTelemetry protobuf messages this exporter sends (`opentelemetry-proto`'s prost
 /// types), for those who decode or build requests themselves.

@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 
 use crate::config::{Compression, OtlpConfig, RetryConfig};
+use sampler_push_support::retry_after;
 
 /// Something the operator should hear about, once per change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,26 +278,6 @@ pub fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
-/// The delay a `Retry-After` header asks for: delay-seconds or an HTTP date (a date in the
-/// past means now); `None` when it is neither.
-///
-/// ```
-/// use sampler_exporter_otlp::parse_retry_after;
-/// use std::time::{Duration, UNIX_EPOCH};
-/// let now = UNIX_EPOCH + Duration::from_secs(784_111_770);
-/// assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-/// assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(7)));
-/// assert_eq!(parse_retry_after("soon", now), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// Posts queued requests, one at a time and in order, on its own thread.
 pub(crate) struct Sender {
     shared: Arc<Shared>,
@@ -495,7 +476,7 @@ impl Sender {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                .and_then(|v| retry_after(v, SystemTime::now()));
             Attempt::Retryable(error, after)
         } else {
             Attempt::Permanent(error)

@@ -40,7 +40,6 @@
 mod config;
 mod encode;
 pub mod proto;
-mod retry;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -50,10 +49,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use sampler_api::{Descriptor, ExportError, Exporter, Sampler, Snapshot, Writer};
+use sampler_push_support::{retry_after, Backoff, Jitter};
 
 pub use config::{RemoteWriteConfig, TimingMode, DEFAULT_URL};
 pub use encode::{native_histogram, samples, Encoder};
-pub use retry::{retry_after, Backoff};
+
+/// The longest `Retry-After` honoured: a receiver asking for more is tried again after this.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A request waiting to be sent: compressed body and how many samples it carries.
 struct Pending {
@@ -204,7 +206,7 @@ impl RemoteWriteExporter {
                 .build(),
         );
         Ok(RemoteWriteExporter {
-            backoff: Backoff::new(config.min_backoff, config.max_backoff),
+            backoff: Backoff::new(config.min_backoff, config.max_backoff).jitter(Jitter::Full),
             config,
             encoder,
             agent,
@@ -273,7 +275,8 @@ impl RemoteWriteExporter {
                     .headers()
                     .get("Retry-After")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+                    .and_then(|v| retry_after(v, std::time::SystemTime::now()))
+                    .map(|wait| wait.min(MAX_RETRY_AFTER));
                 let body = resp
                     .body_mut()
                     .with_config()
@@ -285,7 +288,7 @@ impl RemoteWriteExporter {
                     body.trim().chars().take(200).collect::<String>()
                 );
                 if status == 429 || status >= 500 {
-                    let wait = after.unwrap_or_else(|| self.backoff.next_wait());
+                    let wait = after.unwrap_or_else(|| self.backoff.failed());
                     Outcome::Retry { why, wait }
                 } else {
                     Outcome::Rejected(why)
@@ -293,7 +296,7 @@ impl RemoteWriteExporter {
             }
             Err(e) => Outcome::Retry {
                 why: format!("failed to send to remote write receiver {url}: {e}"),
-                wait: self.backoff.next_wait(),
+                wait: self.backoff.failed(),
             },
         }
     }
@@ -324,7 +327,7 @@ impl RemoteWriteExporter {
                         self.stats.requests.fetch_add(1, Relaxed);
                         self.stats.bytes.fetch_add(p.body.len() as u64, Relaxed);
                     }
-                    self.backoff.reset();
+                    self.backoff.succeeded();
                     self.next_try = None;
                     self.last_error = None;
                 }
