@@ -198,6 +198,22 @@ fn r17_the_live_page_is_mounted_at_the_root() {
     assert_eq!(get(&format!("{base}/ui/data.json"), &[]).status, 404);
 }
 
+/// The page's history costs nothing until someone asks for the page: snapshots published
+/// before are not kept, those after are.
+#[test]
+fn r17_the_live_page_keeps_history_only_once_viewed() {
+    let e = local().build().unwrap();
+    let base = format!("http://{}", e.local_addr());
+    e.publish(&snapshot_with(1.0));
+    let data = get(&format!("{base}/ui/data.json"), &[]);
+    let data: serde_json::Value = serde_json::from_slice(&data.body).unwrap();
+    assert_eq!(data["series"], serde_json::json!([]), "{data}");
+    e.publish(&snapshot_with(2.0));
+    let data = get(&format!("{base}/ui/data.json"), &[]);
+    let data: serde_json::Value = serde_json::from_slice(&data.body).unwrap();
+    assert_eq!(data["series"][0]["points"][0][1], 2.0, "{data}");
+}
+
 #[test]
 fn bad_settings_and_busy_ports_are_reported_with_the_address() {
     let first = local().build().unwrap();

@@ -685,6 +685,8 @@ impl PrometheusExporterBuilder {
             )
             .link("Metrics", c.path.clone())
             .link("Health", "/-/healthy")
+            // Most endpoints are only ever scraped: the history is kept once someone looks.
+            .once_viewed()
         });
         let shared = Arc::new(Shared {
             index_html: server::index_html(&c.path, local_addr),

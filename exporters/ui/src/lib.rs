@@ -50,6 +50,7 @@ mod history;
 #[cfg(feature = "server")]
 mod server;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -175,6 +176,10 @@ struct Inner {
     /// The data of the latest harvest, made on its first request (sequence, JSON).
     json: Mutex<(u64, Bytes)>,
     links: Vec<(String, String)>,
+    /// Whether harvests are kept only once the page was asked for (see
+    /// [`Ui::once_viewed`]), and whether it was.
+    once_viewed: bool,
+    viewed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,6 +194,8 @@ impl Ui {
                 history: Mutex::new(History::new(points, max_series)),
                 json: Mutex::new((u64::MAX, Bytes::new())),
                 links: Vec::new(),
+                once_viewed: false,
+                viewed: AtomicBool::new(false),
             }),
         }
     }
@@ -202,8 +209,39 @@ impl Ui {
         self
     }
 
-    /// Adds a harvest to the history (an older or repeated one is ignored).
+    /// Keeps harvests only from the first time the page (`/`) or its data is asked for: a
+    /// server that offers the page beside other work (the Prometheus exporter) pays for the
+    /// history only once someone looks. Call it before cloning the `Ui`.
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Harvester, Registry};
+    /// use sampler_exporter_ui::Ui;
+    ///
+    /// static DEPTH: Descriptor = Descriptor::gauge("queue.depth", "1", "jobs waiting");
+    /// let registry = Registry::new();
+    /// let depth = registry.gauge(&DEPTH);
+    /// depth.set(3.0);
+    /// let harvester = Harvester::builder().registry(registry).self_metrics(false).build();
+    /// let ui = Ui::new(60, 100).once_viewed();
+    /// ui.record(&harvester.harvest_now());
+    /// assert_eq!(ui.series(), 0); // nobody looked yet
+    /// ui.respond("/");
+    /// ui.record(&harvester.harvest_now());
+    /// assert_eq!(ui.series(), 1);
+    /// ```
+    pub fn once_viewed(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.once_viewed = true;
+        }
+        self
+    }
+
+    /// Adds a harvest to the history (an older or repeated one is ignored; with
+    /// [`once_viewed`](Self::once_viewed), so is any before the page was first asked for).
     pub fn record(&self, snapshot: &Snapshot) {
+        if self.inner.once_viewed && !self.inner.viewed.load(Ordering::Relaxed) {
+            return;
+        }
         lock(&self.inner.history).record(snapshot);
     }
 
@@ -215,6 +253,9 @@ impl Ui {
 
     /// The answer for `path`, or `None` when it is not one of the page's.
     pub fn respond(&self, path: &str) -> Option<Asset> {
+        if matches!(path, "/" | "/index.html" | "/ui/data.json") {
+            self.inner.viewed.store(true, Ordering::Relaxed);
+        }
         let (content_type, body) = match path {
             "/" | "/index.html" => (
                 "text/html; charset=utf-8",
