@@ -372,14 +372,7 @@ fn run_with(
     let handle = signals.handle();
     // A failed output ends the wait below as a signal would.
     output.on_failure(move || handle.close());
-    // An exporter that starts failing, or recovers, is one line each; never one per attempt.
-    // The console's failure is not among them: it ends the run, with its own line.
-    sampler_api::set_event_hook(|event| {
-        if !matches!(event, sampler_api::Event::ExporterFailing { exporter, .. } if exporter == "console")
-        {
-            say(format_args!("{event}"))
-        }
-    });
+    say_events(output.clone());
     let (builder, _registrations) = plan.into_builder();
     let harvester = builder.interval(interval).harvest_at_start(true).start();
     // `forever` yields only the signals registered above, and ends when the handle closes.
@@ -394,6 +387,24 @@ fn run_with(
     }
     done.context("failed to write the last harvest")?;
     Ok(())
+}
+
+/// Prints every event on stderr, one line each (an exporter that starts failing, or recovers;
+/// never one line per attempt), except the console's own failure: that ends the run and is
+/// said once by it.
+#[cfg(unix)]
+fn say_events(console: Arc<OutputFailure>) {
+    sampler_api::set_event_hook(move |event| {
+        let the_console_failing = match (event, console.get()) {
+            (sampler_api::Event::ExporterFailing { error, .. }, Some((failure, _))) => {
+                error.contains(&failure)
+            }
+            _ => false,
+        };
+        if !the_console_failing {
+            say(format_args!("{event}"))
+        }
+    });
 }
 
 /// Checks a config file: prints the resolved pipeline, or every problem.
@@ -512,17 +523,7 @@ pub fn run_config(
     let handle = signals.handle();
     // A console whose output fails ends the run, as in a run from flags, with its own line.
     output.on_failure(move || handle.close());
-    sampler_api::set_event_hook(|event| {
-        let own_line = match (event, config_console_failure().get()) {
-            (sampler_api::Event::ExporterFailing { error, .. }, Some((failure, _))) => {
-                error.contains(&failure)
-            }
-            _ => false,
-        };
-        if !own_line {
-            say(format_args!("{event}"))
-        }
-    });
+    say_events(output.clone());
     let mut running = pipeline.start()?;
     // SIGUSR1 and SIGUSR2 are caught and ignored, as in a run from flags.
     for signal in signals.forever() {

@@ -28,31 +28,42 @@ fn wait_for(
     }
 }
 
+/// Runs `sampler ARGS` into a pipe, reads its first line and closes the pipe, as `head -1`
+/// does; checks that it ends quietly, killed by SIGPIPE, within 2 s. Returns the first line.
+fn ends_quietly_when_its_reader_closes(args: &[&str]) -> String {
+    let mut child = sampler()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "{args:?}: no output");
+    // `head -1` exits: the read end closes.
+    drop(out);
+    let closed = Instant::now();
+    let status = wait_for(&mut child, Duration::from_secs(5));
+    let took = closed.elapsed();
+    let stderr = drain(child.stderr.take().unwrap());
+    eprintln!("{args:?}: ended {took:?} after its reader closed: {status:?}");
+    let status = status.expect("the run ends once its reader is gone");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "{args:?}: {status:?}: {stderr}"
+    );
+    assert_eq!(stderr, "", "{args:?}: quietly");
+    assert!(took < Duration::from_secs(2), "{args:?}: {took:?}");
+    first
+}
+
 #[test]
 fn r10_run_piped_into_head_ends_quietly_when_head_exits() {
     for format in ["table", "json"] {
-        let mut child = sampler()
-            .args(["run", "--interval", "100ms", "--format", format])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        assert!(!first.is_empty());
-        // `head -1` exits: the read end closes.
-        drop(out);
-        let closed = Instant::now();
-        let status = wait_for(&mut child, Duration::from_secs(5));
-        let took = closed.elapsed();
-        let stderr = drain(child.stderr.take().unwrap());
-        eprintln!("{format}: ended {took:?} after its reader closed: {status:?}");
-        let status = status.expect("the run ends once its reader is gone");
-        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{format}: {status:?}");
-        assert_eq!(stderr, "", "{format}: quietly");
-        assert!(took < Duration::from_secs(2), "{format}: {took:?}");
+        ends_quietly_when_its_reader_closes(&["run", "--interval", "100ms", "--format", format]);
     }
 }
 
@@ -106,27 +117,8 @@ fn two_consoles(dir: &std::path::Path, file_output: &str) -> std::path::PathBuf 
 fn a_config_run_piped_into_head_ends_quietly_when_head_exits() {
     let dir = tempfile::tempdir().unwrap();
     let config = two_consoles(dir.path(), dir.path().join("out.txt").to_str().unwrap());
-    let mut child = sampler()
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    assert!(first.starts_with('{'), "{first:?}");
-    drop(out);
-    let closed = Instant::now();
-    let status = wait_for(&mut child, Duration::from_secs(5));
-    let took = closed.elapsed();
-    let stderr = drain(child.stderr.take().unwrap());
-    eprintln!("ended {took:?} after its reader closed: {status:?}");
-    let status = status.expect("the run ends once its reader is gone");
-    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {stderr}");
-    assert_eq!(stderr, "", "quietly");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    let first = ends_quietly_when_its_reader_closes(&["run", "--config", config.to_str().unwrap()]);
+    assert!(first.starts_with('{'), "the json console's line: {first:?}");
 }
 
 #[test]
