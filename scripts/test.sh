@@ -2,7 +2,9 @@
 # The project's test command: installs the real peers the interop tests talk to (see
 # scripts/install-peers.sh), then runs every test of the workspace, then the slot-lifetime
 # stress test once more under valgrind's memcheck (bounded: SAMPLER_STRESS_SECS, default 30 s of
-# load; any invalid read or write fails the run). Extra arguments go to `cargo test`.
+# load; any invalid read or write fails the run), and the counting allocator's tests (the
+# global allocator of that binary, under threads recording and harvesting) the same way. Extra
+# arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +21,10 @@ echo "valgrind: slot-lifetime stress test (${SAMPLER_STRESS_SECS:-30} s)" >&2
 # --fair-sched: threads take turns fairly (without it the recorders can starve the harvests).
 SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --fair-sched=yes --error-exitcode=1 --leak-check=no \
   "$api_tests" stress::stress_slot_lifetimes --exact --nocapture
+
+# The counting allocator's tests, the allocator installed as the binary's global one.
+alloc_tests="$(cargo test -p sampler-adapter-alloc --test counting --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+[ -x "$alloc_tests" ] || { echo "test.sh: the sampler-adapter-alloc test binary was not found" >&2; exit 1; }
+echo "valgrind: counting allocator tests" >&2
+valgrind --fair-sched=yes --error-exitcode=1 --leak-check=no "$alloc_tests"
