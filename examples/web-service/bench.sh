@@ -2,8 +2,12 @@
 # Overhead of the HTTP layer and of the counting allocator, with axum-prometheus beside them,
 # in one run: wrk against the web service's fast route (/api/hello) served
 #   none             bare (web-service-system-alloc --layer none)
-#   layer            under sampler-adapter-http's layer (web-service-system-alloc)
-#   layer+alloc      the layer and the counting allocator, per-request memory on (web-service)
+#   layer            under sampler-adapter-http's layer alone (web-service-system-alloc
+#                    --no-watchdog)
+#   +watchdog        the layer and the slow-request watchdog following every request
+#                    (web-service-system-alloc)
+#   +alloc           the layer, the watchdog and the counting allocator, per-request memory
+#                    on (web-service)
 #   axum-prometheus  under axum-prometheus's layer (web-service-system-alloc --layer axum-prometheus)
 # ROUNDS rounds (default 5) of DURATION seconds (default 5) per variant, the variants taking
 # turns within each round so that a change in the machine's load falls on all of them.
@@ -33,13 +37,14 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-variants=(none layer layer+alloc axum-prometheus)
+variants=(none layer +watchdog +alloc axum-prometheus)
 command_of() {
   case "$1" in
-    none) echo "$bin/web-service-system-alloc --layer none" ;;
-    layer) echo "$bin/web-service-system-alloc --layer sampler" ;;
-    layer+alloc) echo "$bin/web-service --layer sampler" ;;
-    axum-prometheus) echo "$bin/web-service-system-alloc --layer axum-prometheus" ;;
+    none) echo "$bin/web-service-system-alloc --layer none --no-watchdog" ;;
+    layer) echo "$bin/web-service-system-alloc --layer sampler --no-watchdog" ;;
+    +watchdog) echo "$bin/web-service-system-alloc --layer sampler" ;;
+    +alloc) echo "$bin/web-service --layer sampler" ;;
+    axum-prometheus) echo "$bin/web-service-system-alloc --layer axum-prometheus --no-watchdog" ;;
   esac
 }
 

@@ -2,20 +2,23 @@
 //! watchdog, per-request accounting): told when a request arrives, each time its future or
 //! body is polled (on the polling thread), and when it ends.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a [`RequestHook`] learns of a request as it arrives.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RequestStart<'a> {
-    /// The request's route group.
-    pub group: &'a str,
+    /// The request's route group (shared: a hook keeps it with a reference count, not a copy).
+    pub group: &'a Arc<str>,
     /// The request's method.
     pub method: &'a http::Method,
     /// The request's URI.
     pub uri: &'a http::Uri,
     /// The request's headers.
     pub headers: &'a http::HeaderMap,
+    /// When the request arrived (the layer's clock reading, the start of its `took`).
+    pub arrived: Instant,
 }
 
 /// How a request ended, as counted in `http.server.requests`.
@@ -35,20 +38,21 @@ pub enum Outcome {
 ///
 /// ```
 /// use sampler_adapter_http::{InFlight, Outcome, RequestHook, RequestStart};
+/// use std::sync::Arc;
 /// use std::time::Duration;
 ///
 /// #[derive(Debug)]
 /// struct Log;
 /// struct Watch(String);
 /// impl RequestHook for Log {
-///     fn start(&self, request: &RequestStart<'_>) -> Option<Box<dyn InFlight>> {
-///         Some(Box::new(Watch(request.uri.path().to_string())))
+///     fn start(&self, request: &RequestStart<'_>) -> Option<Arc<dyn InFlight>> {
+///         Some(Arc::new(Watch(request.uri.path().to_string())))
 ///     }
 /// }
 /// impl InFlight for Watch {
 ///     fn enter(&self) {}
 ///     fn exit(&self) {}
-///     fn end(self: Box<Self>, outcome: Outcome, took: Duration) {
+///     fn end(self: Arc<Self>, outcome: Outcome, took: Duration) {
 ///         println!("{} ended: {outcome:?} after {took:?}", self.0);
 ///     }
 /// }
@@ -56,7 +60,10 @@ pub enum Outcome {
 pub trait RequestHook: Send + Sync + std::fmt::Debug + 'static {
     /// A request arrives (called in the service's `call`, on the calling thread); the value
     /// returned follows it until it ends. `None`: this request is not followed.
-    fn start(&self, request: &RequestStart<'_>) -> Option<Box<dyn InFlight>>;
+    ///
+    /// It runs on every request's path: keep it cheap (no formatting, no copies of what
+    /// `request` lends that a reference count can keep instead).
+    fn start(&self, request: &RequestStart<'_>) -> Option<Arc<dyn InFlight>>;
 }
 
 /// One request followed by a [`RequestHook`].
@@ -67,7 +74,7 @@ pub trait InFlight: Send + Sync {
     fn exit(&self);
     /// The request ended (its response body ended or was dropped, or no response came),
     /// `took` after it arrived.
-    fn end(self: Box<Self>, outcome: Outcome, took: Duration);
+    fn end(self: Arc<Self>, outcome: Outcome, took: Duration);
 }
 
 /// Calls [`InFlight::enter`] now and [`InFlight::exit`] when dropped, so a poll that panics

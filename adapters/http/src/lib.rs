@@ -180,7 +180,7 @@ impl HttpMetrics {
     /// #[derive(Debug)]
     /// struct Nothing;
     /// impl RequestHook for Nothing {
-    ///     fn start(&self, _: &RequestStart<'_>) -> Option<Box<dyn InFlight>> {
+    ///     fn start(&self, _: &RequestStart<'_>) -> Option<std::sync::Arc<dyn InFlight>> {
     ///         None
     ///     }
     /// }

@@ -47,9 +47,12 @@ pub(crate) fn queue_time(
     headers: &http::HeaderMap,
     now: impl FnOnce() -> SystemTime,
 ) -> Option<Duration> {
+    // Header names made once: looking one up by `&str` parses the name on every request.
+    static REQUEST_START: http::HeaderName = http::HeaderName::from_static("x-request-start");
+    static QUEUE_START: http::HeaderName = http::HeaderName::from_static("x-queue-start");
     let value = headers
-        .get("x-request-start")
-        .or_else(|| headers.get("x-queue-start"))?;
+        .get(&REQUEST_START)
+        .or_else(|| headers.get(&QUEUE_START))?;
     let start = parse_request_start(value.to_str().ok()?)?;
     now().duration_since(UNIX_EPOCH).ok()?.checked_sub(start)
 }

@@ -55,6 +55,7 @@ where
                 method: request.method(),
                 uri: request.uri(),
                 headers: request.headers(),
+                arrived: guard.start,
             });
         }
         let inner = {

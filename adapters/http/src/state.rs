@@ -139,7 +139,7 @@ struct Busy {
 }
 
 pub(crate) struct GroupState {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     requests: Box<[OnceLock<sampler_api::Counter>]>,
     /// Bytes allocated and peak live bytes per request, when memory is counted.
     memory: Option<(Timing, Timing)>,
@@ -181,7 +181,7 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+        let names: Vec<&str> = self.groups.iter().map(|g| &*g.name).collect();
         f.debug_struct("Shared")
             .field("groups", &names)
             .field("capacity", &self.capacity)
@@ -214,7 +214,7 @@ impl Shared {
         };
         let groups = names
             .into_iter()
-            .map(|name| Arc::new(GroupState::new(name, &families, 0)))
+            .map(|name| Arc::new(GroupState::new(name.into(), &families, 0)))
             .collect();
         Arc::new(Shared {
             groups,
@@ -245,7 +245,7 @@ impl Shared {
             return Some(state.clone());
         }
         // A rule's group of the same name is that group (one set of series per name).
-        if let Some(state) = self.groups.iter().find(|g| g.name == template) {
+        if let Some(state) = self.groups.iter().find(|g| &*g.name == template) {
             return Some(state.clone());
         }
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
@@ -256,7 +256,7 @@ impl Shared {
             return None;
         }
         let since = self.last_harvest.load(Ordering::Relaxed);
-        let state = Arc::new(GroupState::new(template.to_owned(), &self.families, since));
+        let state = Arc::new(GroupState::new(template.into(), &self.families, since));
         routes.insert(template.to_owned(), state.clone());
         Some(state)
     }
@@ -304,12 +304,12 @@ impl Shared {
 pub(crate) struct RequestGuard {
     shared: Arc<Shared>,
     pub(crate) state: Arc<GroupState>,
-    start: Instant,
+    pub(crate) start: Instant,
     method: usize,
     pub(crate) status: Option<u16>,
     pub(crate) response_bytes: u64,
     /// The request hook's follower, if a hook is set.
-    pub(crate) watch: Option<Box<dyn InFlight>>,
+    pub(crate) watch: Option<Arc<dyn InFlight>>,
     /// The request's memory account, when memory is counted: its polls (and its response
     /// body's) run inside a scope of it.
     pub(crate) memory: Option<Arc<Account>>,
@@ -323,8 +323,8 @@ impl RequestGuard {
 }
 
 impl GroupState {
-    fn new(name: String, families: &Families, since: u64) -> GroupState {
-        let v = [name.as_str()];
+    fn new(name: Arc<str>, families: &Families, since: u64) -> GroupState {
+        let v = [&*name];
         GroupState {
             requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
             memory: families
@@ -350,9 +350,10 @@ impl GroupState {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let end = Instant::now();
+        let took = end.saturating_duration_since(self.start);
         let state = &self.state;
         state.active.dec();
-        state.duration.record_duration(end - self.start);
+        state.duration.record_duration(took);
         state.response_bytes.add(self.response_bytes);
         if let (Some(account), Some((allocated, peak))) = (&self.memory, &state.memory) {
             allocated.record(account.allocated() as f64);
@@ -365,20 +366,16 @@ impl Drop for RequestGuard {
                 Some(status) => Outcome::Status(status),
                 None => Outcome::Cancelled,
             };
-            watch.end(outcome, end - self.start);
+            watch.end(outcome, took);
         }
         state.requests[self.method * CLASSES.len() + class]
             .get_or_init(|| {
-                let values = [
-                    state.name.as_str(),
-                    method_label(self.method),
-                    CLASSES[class],
-                ];
+                let values = [&*state.name, method_label(self.method), CLASSES[class]];
                 self.shared.requests.get(&values)
             })
             .inc();
-        let start = self.shared.nanos(self.start);
         let end = self.shared.nanos(end);
+        let start = end.saturating_sub(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
         let clamped = start.max(busy.since);
         busy.in_flight -= 1;
@@ -408,7 +405,7 @@ impl Sampler for BusySampler {
             } else {
                 busy_nanos as f64 / interval as f64
             };
-            let labels = [("group", state.name.as_str())];
+            let labels = [("group", &*state.name)];
             out.gauge(&BUSY, &labels, average);
             if let Some(capacity) = shared.capacity {
                 out.gauge(&UTILIZATION, &labels, average / capacity);

@@ -163,7 +163,7 @@ impl sampler_adapter_http::RequestHook for Recorder {
     fn start(
         &self,
         request: &sampler_adapter_http::RequestStart<'_>,
-    ) -> Option<Box<dyn sampler_adapter_http::InFlight>> {
+    ) -> Option<std::sync::Arc<dyn sampler_adapter_http::InFlight>> {
         let name = format!(
             "{} {} {}",
             request.group,
@@ -171,7 +171,7 @@ impl sampler_adapter_http::RequestHook for Recorder {
             request.uri.path()
         );
         self.0.lock().unwrap().push(format!("start {name}"));
-        Some(Box::new(Followed(name, self.0.clone())))
+        Some(std::sync::Arc::new(Followed(name, self.0.clone())))
     }
 }
 
@@ -182,7 +182,7 @@ impl sampler_adapter_http::InFlight for Followed {
     fn exit(&self) {
         self.1.lock().unwrap().push("exit".into());
     }
-    fn end(self: Box<Self>, outcome: sampler_adapter_http::Outcome, _took: Duration) {
+    fn end(self: std::sync::Arc<Self>, outcome: sampler_adapter_http::Outcome, _took: Duration) {
         self.1
             .lock()
             .unwrap()

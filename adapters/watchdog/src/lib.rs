@@ -60,7 +60,6 @@ mod spans;
 mod unwind;
 mod watch;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -193,7 +192,7 @@ impl WatchdogBuilder {
             capture_wait: self.capture_wait,
             slow: self.registry.counter_family(&SLOW, &["group"]),
             on_event: self.on_event,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(watch::InFlightTable::default()),
             next_key: AtomicU64::new(1),
             tx: Mutex::new(tx),
         });

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tracing::field::{Field, Visit};
@@ -14,13 +15,27 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::watch::Entry;
 
 thread_local! {
-    /// The request being polled on this thread, set around each poll by the request hook.
-    static CURRENT: RefCell<Option<Arc<Entry>>> = const { RefCell::new(None) };
+    /// The request being polled on this thread, set around each poll by the request hook
+    /// while a [`SpanLayer`] is in use (nothing else reads it).
+    static CURRENT: RefCell<Option<Weak<Entry>>> = const { RefCell::new(None) };
 }
 
-/// Marks `entry` as the request polled on this thread (`None`: no request).
-pub(crate) fn set_current(entry: Option<Arc<Entry>>) {
-    CURRENT.with(|c| *c.borrow_mut() = entry);
+/// Whether a [`SpanLayer`] has been added to a subscriber: until then no span is tied to a
+/// request, and the request hook leaves [`CURRENT`] alone.
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// Marks `entry` as the request polled on this thread.
+pub(crate) fn set_current(entry: &Weak<Entry>) {
+    if IN_USE.load(Ordering::Relaxed) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(entry.clone()));
+    }
+}
+
+/// Marks no request as polled on this thread.
+pub(crate) fn clear_current() {
+    if IN_USE.load(Ordering::Relaxed) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
 }
 
 /// A span's name and fields as `name{key=value …}`, kept in its extensions.
@@ -42,6 +57,10 @@ impl<S> tracing_subscriber::Layer<S> for SpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        IN_USE.store(true, Ordering::Relaxed);
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut text = String::from(attrs.metadata().name());
@@ -51,7 +70,7 @@ where
             let _ = write!(text, "{{{}}}", fields.0.trim_start());
         }
         let mut extensions = span.extensions_mut();
-        let owner = CURRENT.with(|c| c.borrow().clone());
+        let owner = CURRENT.with(|c| c.borrow().as_ref().and_then(Weak::upgrade));
         if let Some(entry) = owner {
             entry.open_span(id.into_u64(), text.clone());
             extensions.insert(Owner(Arc::downgrade(&entry)));

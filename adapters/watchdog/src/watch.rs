@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sampler_adapter_http::{InFlight, Outcome, RequestHook, RequestStart};
@@ -19,15 +19,42 @@ use crate::unwind::{self, StackUnwinder};
 /// A callback told of every event.
 pub(crate) type OnEvent = Box<dyn Fn(&Event) + Send + Sync>;
 
-/// One request in flight.
+/// The requests in flight by key. Keys come from a counter: foldhash spreads them for the
+/// table at a few instructions a key (the default SipHash costs a hundred on every request).
+pub(crate) type InFlightTable = HashMap<u64, Arc<Entry>, foldhash::fast::FixedState>;
+
+/// A request's id: its `X-Request-Id`, else a random number shown in hex (formatted only
+/// when a report needs it).
+#[derive(Debug)]
+enum RequestId {
+    Header(Box<str>),
+    Fresh(u64),
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Header(id) => f.write_str(id),
+            RequestId::Fresh(n) => write!(f, "{n:016x}"),
+        }
+    }
+}
+
+/// One request in flight: what the hook gives the layer to follow it, and what the watchdog
+/// thread reports. Made with one allocation per request and no formatting: what a report
+/// needs is kept by reference count (group, URI) or made when the report is.
 #[derive(Debug)]
 pub(crate) struct Entry {
+    /// This entry, for the thread-local mark of the request being polled.
+    me: Weak<Entry>,
+    shared: Arc<Shared>,
     key: u64,
-    request_id: String,
-    group: String,
-    method: String,
-    path: String,
-    arrived: SystemTime,
+    request_id: RequestId,
+    group: Arc<str>,
+    method: http::Method,
+    uri: http::Uri,
+    /// When the request arrived by the wall clock, worked out at its first report.
+    arrived: OnceLock<SystemTime>,
     started: Instant,
     /// `(poll number << 32) | thread id` while a poll runs, 0 between polls. Two equal
     /// non-zero reads around a capture mean one poll ran on that thread throughout.
@@ -69,14 +96,23 @@ impl Entry {
             .collect()
     }
 
+    /// When the request arrived by the wall clock: now less its time in flight, worked out
+    /// once so that every report of it says the same.
+    fn arrived(&self) -> SystemTime {
+        *self.arrived.get_or_init(|| {
+            let now = SystemTime::now();
+            now.checked_sub(self.started.elapsed()).unwrap_or(now)
+        })
+    }
+
     fn event(&self, kind: EventKind, elapsed: Duration, stack: Stack, spans: Vec<String>) -> Event {
         Event {
             kind,
-            request_id: self.request_id.clone(),
-            group: self.group.clone(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            arrived: self.arrived,
+            request_id: self.request_id.to_string(),
+            group: self.group.to_string(),
+            method: self.method.to_string(),
+            path: self.uri.path().to_string(),
+            arrived: self.arrived(),
             elapsed,
             spans,
             stack,
@@ -103,7 +139,7 @@ pub(crate) struct Shared {
     pub(crate) capture_wait: Duration,
     pub(crate) slow: CounterFamily,
     pub(crate) on_event: Option<OnEvent>,
-    pub(crate) in_flight: Mutex<HashMap<u64, Arc<Entry>>>,
+    pub(crate) in_flight: Mutex<InFlightTable>,
     pub(crate) next_key: AtomicU64,
     pub(crate) tx: Mutex<std::sync::mpsc::Sender<Message>>,
 }
@@ -121,33 +157,33 @@ impl std::fmt::Debug for Shared {
 #[derive(Debug)]
 pub(crate) struct Hook(pub(crate) Arc<Shared>);
 
-struct Watch {
-    shared: Arc<Shared>,
-    entry: Arc<Entry>,
-}
-
 /// `X-Request-Id` when it is a short printable token, else a fresh id.
-fn request_id(headers: &http::HeaderMap) -> String {
+fn request_id(headers: &http::HeaderMap) -> RequestId {
+    static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)))
+        .map_or_else(
+            || RequestId::Fresh(fastrand::u64(..)),
+            |v| RequestId::Header(v.into()),
+        )
 }
 
 impl RequestHook for Hook {
-    fn start(&self, request: &RequestStart<'_>) -> Option<Box<dyn InFlight>> {
+    fn start(&self, request: &RequestStart<'_>) -> Option<Arc<dyn InFlight>> {
         let key = self.0.next_key.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(Entry {
+        let entry = Arc::new_cyclic(|me| Entry {
+            me: me.clone(),
+            shared: self.0.clone(),
             key,
             request_id: request_id(request.headers),
-            group: request.group.to_string(),
-            method: request.method.to_string(),
-            path: request.uri.path().to_string(),
-            arrived: SystemTime::now(),
-            started: Instant::now(),
+            group: request.group.clone(),
+            method: request.method.clone(),
+            uri: request.uri.clone(),
+            arrived: OnceLock::new(),
+            started: request.arrived,
             polling: AtomicU64::new(0),
             polls: AtomicU32::new(0),
             enclosing: spans::enclosing(),
@@ -161,55 +197,40 @@ impl RequestHook for Hook {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, entry.clone());
-        Some(Box::new(Watch {
-            shared: self.0.clone(),
-            entry,
-        }))
+        Some(entry)
     }
 }
 
-impl InFlight for Watch {
+impl InFlight for Entry {
     fn enter(&self) {
         let tid = capture::prepare_thread();
-        let poll = self
-            .entry
-            .polls
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
-        self.entry.polling.store(
+        let poll = self.polls.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        self.polling.store(
             (u64::from(poll) << 32) | u64::from(tid as u32),
             Ordering::SeqCst,
         );
-        spans::set_current(Some(self.entry.clone()));
+        spans::set_current(&self.me);
     }
 
     fn exit(&self) {
-        spans::set_current(None);
-        self.entry.polling.store(0, Ordering::SeqCst);
+        spans::clear_current();
+        self.polling.store(0, Ordering::SeqCst);
     }
 
-    fn end(self: Box<Self>, outcome: Outcome, took: Duration) {
+    fn end(self: Arc<Self>, outcome: Outcome, took: Duration) {
+        let shared = &self.shared;
         let reported = {
-            let mut in_flight = self
-                .shared
+            let mut in_flight = shared
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            in_flight.remove(&self.entry.key);
-            *self
-                .entry
-                .ended
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some((outcome, took));
-            self.entry.reported.load(Ordering::Acquire)
+            in_flight.remove(&self.key);
+            *self.ended.lock().unwrap_or_else(PoisonError::into_inner) = Some((outcome, took));
+            self.reported.load(Ordering::Acquire)
         };
         if reported {
-            let tx = self
-                .shared
-                .tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let _ = tx.send(Message::Ended(self.entry.clone(), outcome, took));
+            let tx = shared.tx.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = tx.send(Message::Ended(self.clone(), outcome, took));
         }
     }
 }
@@ -267,7 +288,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Message>, tick: Duration) {
                     *entry.ended.lock().unwrap_or_else(PoisonError::into_inner)
                 }
             };
-            shared.slow.get(&[entry.group.as_str()]).inc();
+            shared.slow.get(&[&*entry.group]).inc();
             publish(
                 &shared,
                 &entry.event(EventKind::Slow, elapsed, stack, spans),
@@ -314,11 +335,12 @@ fn where_is(shared: &Shared, entry: &Entry, unwinder: &mut Option<StackUnwinder>
 
 fn file_name(entry: &Entry) -> String {
     let ms = entry
-        .arrived
+        .arrived()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let id: String = entry
         .request_id
+        .to_string()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

@@ -64,6 +64,9 @@ pub struct Options {
     /// the temporary directory).
     #[arg(long)]
     pub slow_dir: Option<std::path::PathBuf>,
+    /// Run the layer without the slow-request watchdog (to measure what each costs).
+    #[arg(long)]
+    pub no_watchdog: bool,
 }
 
 /// The largest report, in KiB: a bigger `{kib}` is refused with 400.
@@ -184,22 +187,28 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .slow_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("web-service-slow"));
-    let watchdog = Watchdog::builder(registry)
-        .threshold(options.slow_after)
-        .dir(&slow_dir)
-        .stderr(true)
-        .start()?;
-    eprintln!(
-        "reporting requests slower than {} in {}",
-        humantime::format_duration(options.slow_after),
-        slow_dir.display()
-    );
+    let watchdog = if options.no_watchdog {
+        None
+    } else {
+        let watchdog = Watchdog::builder(registry)
+            .threshold(options.slow_after)
+            .dir(&slow_dir)
+            .stderr(true)
+            .start()?;
+        eprintln!(
+            "reporting requests slower than {} in {}",
+            humantime::format_duration(options.slow_after),
+            slow_dir.display()
+        );
+        Some(watchdog)
+    };
 
     // The measuring layer, followed by the watchdog. `metrics` must live as long as the
     // service.
-    let metrics = HttpMetrics::new(registry, groups())
-        .capacity(64.0)
-        .hook(watchdog.hook());
+    let mut metrics = HttpMetrics::new(registry, groups()).capacity(64.0);
+    if let Some(watchdog) = &watchdog {
+        metrics = metrics.hook(watchdog.hook());
+    }
     let app = match options.layer {
         Layer::Sampler => routes().layer(metrics.layer()),
         Layer::None => routes(),
