@@ -14,6 +14,13 @@ use crate::state::Shared;
 /// records into the same instruments.
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer {
+    pub(crate) context: Arc<LayerContext>,
+}
+
+/// What every service of one layer shares, behind one reference count (axum clones the
+/// service for each request).
+#[derive(Debug)]
+pub(crate) struct LayerContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) groups: Arc<Groups>,
     pub(crate) hook: Option<Arc<dyn RequestHook>>,
@@ -25,9 +32,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HttpMetricsService {
             inner,
-            shared: self.shared.clone(),
-            groups: self.groups.clone(),
-            hook: self.hook.clone(),
+            context: self.context.clone(),
         }
     }
 }

@@ -60,6 +60,7 @@
 mod body;
 mod future;
 mod groups;
+mod headers;
 mod hook;
 mod layer;
 mod queue;
@@ -196,9 +197,11 @@ impl HttpMetrics {
     /// The layer recording into these instruments (clone it freely).
     pub fn layer(&self) -> HttpMetricsLayer {
         HttpMetricsLayer {
-            shared: self.shared.clone(),
-            groups: self.groups.clone(),
-            hook: self.hook.clone(),
+            context: Arc::new(layer::LayerContext {
+                shared: self.shared.clone(),
+                groups: self.groups.clone(),
+                hook: self.hook.clone(),
+            }),
         }
     }
 }

@@ -41,18 +41,12 @@ pub fn parse_request_start(value: &str) -> Option<Duration> {
 }
 
 /// Time the request waited before reaching this service: `now()` (read only when a header
-/// is there) minus the header's time,
+/// is there) minus the time in `value` (`X-Request-Start`, else `X-Queue-Start`),
 /// `None` when the header is absent, malformed or in the future (clock skew).
 pub(crate) fn queue_time(
-    headers: &http::HeaderMap,
+    value: Option<&http::HeaderValue>,
     now: impl FnOnce() -> SystemTime,
 ) -> Option<Duration> {
-    // Header names made once: looking one up by `&str` parses the name on every request.
-    static REQUEST_START: http::HeaderName = http::HeaderName::from_static("x-request-start");
-    static QUEUE_START: http::HeaderName = http::HeaderName::from_static("x-queue-start");
-    let value = headers
-        .get(&REQUEST_START)
-        .or_else(|| headers.get(&QUEUE_START))?;
-    let start = parse_request_start(value.to_str().ok()?)?;
+    let start = parse_request_start(value?.to_str().ok()?)?;
     now().duration_since(UNIX_EPOCH).ok()?.checked_sub(start)
 }

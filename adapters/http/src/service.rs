@@ -8,18 +8,17 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::groups::Groups;
-use crate::hook::{PollScope, RequestHook, RequestStart};
+use crate::headers::Read;
+use crate::hook::{PollScope, RequestStart};
+use crate::layer::LayerContext;
 use crate::queue::queue_time;
-use crate::state::{method_index, GroupState, Shared};
+use crate::state::{method_index, GroupState};
 
 /// Measures each request passing through to `S` (see the crate documentation for what).
 #[derive(Clone, Debug)]
 pub struct HttpMetricsService<S> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) groups: Arc<Groups>,
-    pub(crate) hook: Option<Arc<dyn RequestHook>>,
+    pub(crate) context: Arc<LayerContext>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetricsService<S>
@@ -36,20 +35,19 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let state = self.group_of(&request);
-        let mut guard = self.shared.start(state, method_index(request.method()));
+        let mut guard = self
+            .context
+            .shared
+            .start(state, method_index(request.method()));
         let state = &guard.state;
-        if let Some(waited) = queue_time(request.headers(), SystemTime::now) {
+        let read = Read::of(request.headers());
+        if let Some(waited) = queue_time(read.request_start, SystemTime::now) {
             state.queue.record_duration(waited);
         }
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(bytes) = declared {
+        if let Some(bytes) = read.content_length() {
             state.request_bytes.add(bytes);
         }
-        if let Some(hook) = &self.hook {
+        if let Some(hook) = &self.context.hook {
             guard.watch = hook.start(&RequestStart {
                 group: &state.name,
                 method: request.method(),
@@ -72,19 +70,20 @@ impl<S> HttpMetricsService<S> {
     /// The group a request counts in: a prefix rule's, else its matched route's (when
     /// grouping by route), else the default or `unmatched` group.
     fn group_of<B>(&self, request: &Request<B>) -> Arc<GroupState> {
-        if let Some(index) = self.groups.rule_of(request.uri().path()) {
-            return self.shared.groups[index].clone();
+        let LayerContext { shared, groups, .. } = &*self.context;
+        if let Some(index) = groups.rule_of(request.uri().path()) {
+            return shared.groups[index].clone();
         }
         #[cfg(feature = "axum")]
-        if self.groups.by_matched_route() {
+        if groups.by_matched_route() {
             if let Some(state) = request
                 .extensions()
                 .get::<axum::extract::MatchedPath>()
-                .and_then(|matched| self.shared.route_group(matched.as_str()))
+                .and_then(|matched| shared.route_group(matched.as_str()))
             {
                 return state;
             }
         }
-        self.shared.groups[self.groups.fallback()].clone()
+        shared.groups[groups.fallback()].clone()
     }
 }

@@ -140,7 +140,11 @@ struct Busy {
 
 pub(crate) struct GroupState {
     pub(crate) name: Arc<str>,
+    /// The family of `requests`' counters (made on first use).
+    family: CounterFamily,
     requests: Box<[OnceLock<sampler_api::Counter>]>,
+    /// The layer's time origin (busy times are nanoseconds from it).
+    origin: Instant,
     /// Bytes allocated and peak live bytes per request, when memory is counted.
     memory: Option<(Timing, Timing)>,
     active: Gauge,
@@ -199,6 +203,7 @@ impl Shared {
         memory: bool,
     ) -> Arc<Shared> {
         let requests = registry.counter_family(&REQUESTS, &["group", "method", "status_class"]);
+        let origin = Instant::now();
         let families = Families {
             active: registry.gauge_family(&ACTIVE, &["group"]),
             duration: registry.timing_family(&DURATION, &["group"]),
@@ -214,14 +219,22 @@ impl Shared {
         };
         let groups = names
             .into_iter()
-            .map(|name| Arc::new(GroupState::new(name.into(), &families, 0)))
+            .map(|name| {
+                Arc::new(GroupState::new(
+                    name.into(),
+                    &families,
+                    &requests,
+                    origin,
+                    0,
+                ))
+            })
             .collect();
         Arc::new(Shared {
             groups,
             routes: RwLock::new(HashMap::new()),
             families,
             requests,
-            origin: Instant::now(),
+            origin,
             capacity: capacity.filter(|c| c.is_finite() && *c > 0.0),
             last_harvest: AtomicU64::new(0),
         })
@@ -256,7 +269,13 @@ impl Shared {
             return None;
         }
         let since = self.last_harvest.load(Ordering::Relaxed);
-        let state = Arc::new(GroupState::new(template.into(), &self.families, since));
+        let state = Arc::new(GroupState::new(
+            template.into(),
+            &self.families,
+            &self.requests,
+            self.origin,
+            since,
+        ));
         routes.insert(template.to_owned(), state.clone());
         Some(state)
     }
@@ -268,11 +287,11 @@ impl Shared {
     }
 
     fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+        nanos_since(self.origin, at)
     }
 
     /// Starts counting one request of the group `state`; the guard ends it when dropped.
-    pub(crate) fn start(self: &Arc<Self>, state: Arc<GroupState>, method: usize) -> RequestGuard {
+    pub(crate) fn start(&self, state: Arc<GroupState>, method: usize) -> RequestGuard {
         let start = Instant::now();
         state.active.inc();
         let at = self.nanos(start);
@@ -282,7 +301,6 @@ impl Shared {
             busy.clamped_sum += u128::from(at.max(busy.since));
         }
         RequestGuard {
-            shared: self.clone(),
             state,
             start,
             method,
@@ -302,7 +320,6 @@ impl Shared {
 /// Lives from the request's arrival until its response body ends or is dropped (or the
 /// response future is dropped), so a cancelled request cannot leave the in-flight count high.
 pub(crate) struct RequestGuard {
-    shared: Arc<Shared>,
     pub(crate) state: Arc<GroupState>,
     pub(crate) start: Instant,
     method: usize,
@@ -322,10 +339,23 @@ impl RequestGuard {
     }
 }
 
+/// Nanoseconds from `origin` to `at` (0 before it).
+fn nanos_since(origin: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl GroupState {
-    fn new(name: Arc<str>, families: &Families, since: u64) -> GroupState {
+    fn new(
+        name: Arc<str>,
+        families: &Families,
+        requests: &CounterFamily,
+        origin: Instant,
+        since: u64,
+    ) -> GroupState {
         let v = [&*name];
         GroupState {
+            family: requests.clone(),
+            origin,
             requests: (0..CELLS).map(|_| OnceLock::new()).collect(),
             memory: families
                 .memory
@@ -371,10 +401,10 @@ impl Drop for RequestGuard {
         state.requests[self.method * CLASSES.len() + class]
             .get_or_init(|| {
                 let values = [&*state.name, method_label(self.method), CLASSES[class]];
-                self.shared.requests.get(&values)
+                state.family.get(&values)
             })
             .inc();
-        let end = self.shared.nanos(end);
+        let end = nanos_since(state.origin, end);
         let start = end.saturating_sub(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
         let clamped = start.max(busy.since);
