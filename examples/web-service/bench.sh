@@ -56,7 +56,7 @@ start() {
   $(command_of "$1") --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --workers "$workers" 2>"$log" &
   server_pid=$!
   for _ in $(seq 1 200); do
-    url="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$log")"
+    url="$(sed -n 's/^listening on \(http:[^ ]*\) .*/\1/p' "$log")"
     [ -n "$url" ] && return 0
     kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.05

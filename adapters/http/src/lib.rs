@@ -51,6 +51,29 @@
 //! // axum:  Router::new().route("/api/users", get(users)).layer(layer)
 //! // tower: ServiceBuilder::new().layer(layer).service(service)
 //! # let _ = layer;
+//! ```
+//!
+//! With prefix rules only, wrapping the whole router costs less per request than
+//! `Router::layer`, which boxes the layer around every route and clones that box for each
+//! request (`examples/web-service` does this; grouping by matched route needs
+//! `Router::layer`, since the route is known only inside the router):
+//!
+//! ```
+//! use axum::{body::Body, response::Response, routing::get, Router};
+//! use sampler_adapter_http::{Groups, HttpMetrics};
+//! use tower::ServiceBuilder;
+//!
+//! let registry = sampler_api::Registry::new();
+//! let metrics = HttpMetrics::new(&registry, Groups::new().prefix("/api", "api"));
+//! let router: Router = Router::new().route("/api/hello", get(|| async { "hello" }));
+//! let service = ServiceBuilder::new()
+//!     .map_response(|response: Response<sampler_adapter_http::ResponseBody<Body>>| {
+//!         response.map(Body::new)
+//!     })
+//!     .layer(metrics.layer())
+//!     .service(router);
+//! // axum::serve(listener, axum::ServiceExt::into_make_service(service))
+//! # let _ = service;
 //! // Keep `metrics` alive as long as the service: it holds the `busy` sampler's registration.
 //! ```
 

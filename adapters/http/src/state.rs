@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::hook::{InFlight, Outcome};
 use http::Method;
@@ -303,6 +303,7 @@ impl Shared {
         RequestGuard {
             state,
             start,
+            at,
             method,
             status: None,
             response_bytes: 0,
@@ -322,6 +323,8 @@ impl Shared {
 pub(crate) struct RequestGuard {
     pub(crate) state: Arc<GroupState>,
     pub(crate) start: Instant,
+    /// `start` in nanoseconds from the layer's origin (what the busy time adds up).
+    at: u64,
     method: usize,
     pub(crate) status: Option<u16>,
     pub(crate) response_bytes: u64,
@@ -379,9 +382,9 @@ impl GroupState {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let end = Instant::now();
-        let took = end.saturating_duration_since(self.start);
         let state = &self.state;
+        let end = nanos_since(state.origin, Instant::now()).max(self.at);
+        let took = Duration::from_nanos(end - self.at);
         state.active.dec();
         state.duration.record_duration(took);
         state.response_bytes.add(self.response_bytes);
@@ -404,10 +407,8 @@ impl Drop for RequestGuard {
                 state.family.get(&values)
             })
             .inc();
-        let end = nanos_since(state.origin, end);
-        let start = end.saturating_sub(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         let mut busy = state.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let clamped = start.max(busy.since);
+        let clamped = self.at.max(busy.since);
         busy.in_flight -= 1;
         busy.clamped_sum -= u128::from(clamped);
         busy.completed += u128::from(end.saturating_sub(clamped));

@@ -13,18 +13,23 @@
 //! same routes bare or under `axum-prometheus`'s layer, for the overhead benchmark
 //! (`examples/web-service/bench.sh`).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::body::Body;
+use axum::extract::{Path, Request};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use axum::ServiceExt as _;
 use clap::{Parser, ValueEnum};
 use sampler_adapter_http::{Groups, HttpMetrics};
 use sampler_adapter_watchdog::Watchdog;
 use sampler_api::{Harvester, Registry};
 use sampler_exporter_prometheus::{Buckets, PrometheusExporter};
+use tower::{Service, ServiceBuilder};
 
 /// What measures the service's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -209,16 +214,13 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(watchdog) = &watchdog {
         metrics = metrics.hook(watchdog.hook());
     }
-    let app = match options.layer {
-        Layer::Sampler => routes().layer(metrics.layer()),
-        Layer::None => routes(),
-        Layer::AxumPrometheus => {
-            let (layer, handle) = axum_prometheus::PrometheusMetricLayer::pair();
-            routes()
-                .route("/metrics", get(move || async move { handle.render() }))
-                .layer(layer)
-        }
-    };
+    // The layer goes around the whole router: the groups come from path prefixes, so it
+    // needs no matched route, and axum then neither boxes nor clones it per route and request
+    // (`Router::layer` does; it is the way when grouping by matched route).
+    let measured = ServiceBuilder::new()
+        .map_response(|response: Response<_>| response.map(Body::new))
+        .layer(metrics.layer())
+        .service(routes());
 
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&options.listen)
@@ -226,20 +228,43 @@ pub fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("failed to listen on {}: {e}", options.listen))?;
         let addr: SocketAddr = listener.local_addr()?;
         eprintln!("listening on http://{addr} (layer: {:?})", options.layer);
-        let serve = axum::serve(listener, app);
-        match options.seconds {
-            Some(seconds) => {
-                tokio::select! {
-                    served = serve => served?,
-                    () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
-                }
+        match options.layer {
+            Layer::Sampler => serve(listener, measured, options.seconds).await,
+            Layer::None => serve(listener, routes(), options.seconds).await,
+            Layer::AxumPrometheus => {
+                let (layer, handle) = axum_prometheus::PrometheusMetricLayer::pair();
+                let app = routes()
+                    .route("/metrics", get(move || async move { handle.render() }))
+                    .layer(layer);
+                serve(listener, app, options.seconds).await
             }
-            None => serve.await?,
         }
-        Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     drop(metrics);
     drop(watchdog);
     harvester.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Serves `service` on `listener`, for `seconds` when given, else until it fails.
+async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    seconds: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let serve = axum::serve(listener, service.into_make_service());
+    match seconds {
+        Some(seconds) => {
+            tokio::select! {
+                served = serve => served?,
+                () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            }
+        }
+        None => serve.await?,
+    }
     Ok(())
 }
