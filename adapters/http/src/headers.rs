@@ -4,8 +4,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 
 static REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 static QUEUE_START: HeaderName = HeaderName::from_static("x-queue-start");
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Up to this many headers a walk comparing names costs less than the three hashed lookups
+/// Up to this many headers a walk comparing names costs less than the four hashed lookups
 /// (each hashes its name; a comparison with a header of another kind is one branch).
 const WALK_UP_TO: usize = 12;
 
@@ -16,6 +17,8 @@ pub(crate) struct Read<'a> {
     pub(crate) request_start: Option<&'a HeaderValue>,
     /// `Content-Length`.
     pub(crate) content_length: Option<&'a HeaderValue>,
+    /// `X-Request-Id`, for a request hook.
+    pub(crate) request_id: Option<&'a HeaderValue>,
 }
 
 impl<'a> Read<'a> {
@@ -26,6 +29,7 @@ impl<'a> Read<'a> {
                     .get(&REQUEST_START)
                     .or_else(|| headers.get(&QUEUE_START)),
                 content_length: headers.get(CONTENT_LENGTH),
+                request_id: headers.get(&REQUEST_ID),
             };
         }
         let mut read = Read::default();
@@ -37,6 +41,8 @@ impl<'a> Read<'a> {
                 read.request_start.get_or_insert(value);
             } else if *name == QUEUE_START {
                 queue_start.get_or_insert(value);
+            } else if *name == REQUEST_ID {
+                read.request_id.get_or_insert(value);
             }
         }
         read.request_start = read.request_start.or(queue_start);
@@ -57,12 +63,12 @@ mod tests {
     #[test]
     fn the_walk_and_the_lookups_agree() {
         for extra in [0, 3, WALK_UP_TO - 2, WALK_UP_TO, WALK_UP_TO + 5] {
-            for (start, queue, length) in [
-                (true, true, true),
-                (false, true, false),
-                (true, false, true),
-                (false, false, true),
-                (false, false, false),
+            for (start, queue, length, id) in [
+                (true, true, true, true),
+                (false, true, false, true),
+                (true, false, true, false),
+                (false, false, true, true),
+                (false, false, false, false),
             ] {
                 let mut headers = HeaderMap::new();
                 for i in 0..extra {
@@ -81,6 +87,9 @@ mod tests {
                 if length {
                     headers.insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
                 }
+                if id {
+                    headers.insert(&REQUEST_ID, HeaderValue::from_static("req-7"));
+                }
                 let read = Read::of(&headers);
                 let want_start = headers
                     .get(&REQUEST_START)
@@ -88,6 +97,7 @@ mod tests {
                 assert_eq!(read.request_start, want_start, "{headers:?}");
                 assert_eq!(read.content_length, headers.get(CONTENT_LENGTH));
                 assert_eq!(read.content_length(), length.then_some(42));
+                assert_eq!(read.request_id, headers.get(&REQUEST_ID));
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct RequestStart<'a> {
     pub uri: &'a http::Uri,
     /// The request's headers.
     pub headers: &'a http::HeaderMap,
+    /// Its `X-Request-Id` header, if it has one (found with the headers the layer reads).
+    pub request_id: Option<&'a http::HeaderValue>,
     /// When the request arrived (the layer's clock reading, the start of its `took`).
     pub arrived: Instant,
 }

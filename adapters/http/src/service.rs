@@ -53,6 +53,7 @@ where
                 method: request.method(),
                 uri: request.uri(),
                 headers: request.headers(),
+                request_id: read.request_id,
                 arrived: guard.start,
             });
         }

@@ -158,10 +158,8 @@ impl std::fmt::Debug for Shared {
 pub(crate) struct Hook(pub(crate) Arc<Shared>);
 
 /// `X-Request-Id` when it is a short printable token, else a fresh id.
-fn request_id(headers: &http::HeaderMap) -> RequestId {
-    static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-    headers
-        .get(&X_REQUEST_ID)
+fn request_id(header: Option<&http::HeaderValue>) -> RequestId {
+    header
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
@@ -178,7 +176,7 @@ impl RequestHook for Hook {
             me: me.clone(),
             shared: self.0.clone(),
             key,
-            request_id: request_id(request.headers),
+            request_id: request_id(request.request_id),
             group: request.group.clone(),
             method: request.method.clone(),
             uri: request.uri.clone(),
