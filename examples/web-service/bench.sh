@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # Overhead of the HTTP layer and of the counting allocator, with axum-prometheus beside them,
-# in one run: wrk against the web service's fast route (/api/hello) served
-#   none             bare (web-service-system-alloc --layer none)
-#   layer            under sampler-adapter-http's layer alone (web-service-system-alloc
-#                    --no-watchdog)
-#   +watchdog        the layer and the slow-request watchdog following every request
-#                    (web-service-system-alloc)
-#   +alloc           the layer, the watchdog and the counting allocator, per-request memory
-#                    on (web-service)
-#   axum-prometheus  under axum-prometheus's layer (web-service-system-alloc --layer axum-prometheus)
+# in one run: wrk against the web service's fast route (/api/hello) served each way listed in
+# variants.sh (none, layer, +watchdog, +alloc, axum-prometheus).
 # ROUNDS rounds (default 5) of DURATION seconds (default 5) per variant, the variants taking
 # turns within each round so that a change in the machine's load falls on all of them.
 # Prints each run's requests per second and the server's CPU time per request (user + system,
@@ -37,16 +30,8 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-variants=(none layer +watchdog +alloc axum-prometheus)
-command_of() {
-  case "$1" in
-    none) echo "$bin/web-service-system-alloc --layer none --no-watchdog" ;;
-    layer) echo "$bin/web-service-system-alloc --layer sampler --no-watchdog" ;;
-    +watchdog) echo "$bin/web-service-system-alloc --layer sampler" ;;
-    +alloc) echo "$bin/web-service --layer sampler" ;;
-    axum-prometheus) echo "$bin/web-service-system-alloc --layer axum-prometheus --no-watchdog" ;;
-  esac
-}
+# shellcheck source=examples/web-service/variants.sh
+source "$root/examples/web-service/variants.sh"
 
 # Starts a variant on free ports; sets server_pid and url (waits for its "listening on" line).
 start() {

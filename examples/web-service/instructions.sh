@@ -6,7 +6,7 @@
 # hyper's connection dispatcher (everything done for the requests on their connections: the
 # parse, the service, the layer, the response; not the kernel's work) divided by the
 # requests wrk saw answered.
-# Variants as in bench.sh: none, layer, +watchdog, +alloc, axum-prometheus.
+# The variants are those of variants.sh.
 # Usage: bash examples/web-service/instructions.sh   (needs valgrind and wrk:
 #        bash scripts/install-peers.sh)
 set -euo pipefail
@@ -23,19 +23,12 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-command_of() {
-  case "$1" in
-    none) echo "$bin/web-service-system-alloc --layer none --no-watchdog" ;;
-    layer) echo "$bin/web-service-system-alloc --layer sampler --no-watchdog" ;;
-    +watchdog) echo "$bin/web-service-system-alloc --layer sampler" ;;
-    +alloc) echo "$bin/web-service --layer sampler" ;;
-    axum-prometheus) echo "$bin/web-service-system-alloc --layer axum-prometheus --no-watchdog" ;;
-  esac
-}
+# shellcheck source=examples/web-service/variants.sh
+source "$root/examples/web-service/variants.sh"
 
 base=""
 printf '%-16s %10s %14s %9s\n' variant requests "instr/request" "vs none"
-for v in none layer +watchdog +alloc axum-prometheus; do
+for v in "${variants[@]}"; do
   log="$work/server-$v.log"
   # shellcheck disable=SC2046
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
