@@ -10,14 +10,17 @@
 //! places holds a key is mispredicted on most lookups: a where-line sits in the first of two
 //! places its key chooses unless that was taken first (so the branch to the second is
 //! rarely taken), and there are twice as many where-lines as content lines. A content line
-//! goes in either of two sets of four lines chosen by its hash, whichever has room: with one
-//! set each, a cache twice the size of a family often has a set that five of its series map
-//! to, and those five keep pushing each other out.
+//! goes in the emptier of two sets of four lines chosen by its hash: with one set each, even
+//! a cache twice the size of a family often has a set that five of its series map to, and
+//! those five keep pushing each other out; with two, a cache a quarter larger than the family
+//! holds all of it.
 //!
 //! A cache starts with 256 content lines and grows (up to 32,768) when it keeps missing series
-//! it had already found in a family table, at once to twice the series of the largest family
-//! it missed in: a thread that looks up 10,000 label sets in no order then finds each in
-//! its own cache, writing no memory another thread reads. Series being created never grow it.
+//! it had already found in a family table, at once to the power of two at or above 1.25 times
+//! the series of the largest family it missed in: a thread that looks up 10,000 label sets in
+//! no order then finds each in its own cache (16,384 lines), writing no memory another thread
+//! reads. Series being created never grow it. Every thread that looks up a large family keeps
+//! such a cache, so it is kept no larger than that.
 //!
 //! Each content line holds a slot, and the thread's lease table names that slot for as long
 //! as the line holds it (`lifecycle`): a removed series' slot is not freed while a line of any
@@ -84,7 +87,7 @@ struct Cache {
     /// Lookups since the cache was made (or grew) that found their series in the table but not
     /// here: the cache is too small for what this thread looks up.
     misses: usize,
-    /// Lines this thread's largest family would need (twice its series).
+    /// Lines this thread's largest family would need (1.25 times its series).
     want: usize,
     /// Which way of a full set the next line replaces.
     clock: usize,
@@ -318,8 +321,9 @@ impl FamilyInner {
 
     /// Looks `values` up in the table and fills a cache line (returned with the slot); the
     /// line's lease is written while the table's lock is held (see `lifecycle`). Without a
-    /// usable cache, pins. A cache that keeps missing series it had seen grows, to twice the
-    /// largest family it missed in (at most `MAX_LINES`).
+    /// usable cache, pins. A cache that keeps missing series it had seen grows, to 1.25
+    /// times the largest family it missed in (rounded up to a power of two, at most
+    /// `MAX_LINES`).
     #[cold]
     #[inline(never)]
     fn lookup_slow(&self, values: &[&str], hash: u64, epoch: u32) -> (Option<usize>, Found) {
@@ -364,7 +368,7 @@ impl FamilyInner {
                     });
                 if !created {
                     c.misses += 1;
-                    c.want = c.want.max(live.saturating_mul(2));
+                    c.want = c.want.max(live.saturating_add(live / 4));
                 }
                 let line = CacheLine {
                     family: self.id,
@@ -403,6 +407,7 @@ impl FamilyInner {
 mod tests {
     use std::cell::Cell;
 
+    use super::{CACHE, MIN_LINES};
     use crate::{Descriptor, FamilyOptions, Registry};
 
     thread_local! {
@@ -412,14 +417,11 @@ mod tests {
 
     static BY_ROUTE: Descriptor = Descriptor::counter("test.requests", "1", "requests");
 
-    /// 100 three-label sets looked up in random order by one thread: after a first pass, every
-    /// lookup finds its set in the thread's cache, for every family (each family hashes with
-    /// its own random seed, so each is another placement). With one 4-way set per content
-    /// line, most families of 100 series had a set that five of them map to, which then went
-    /// to the family table on about one lookup in a hundred, for good.
-    #[test]
-    fn r9_a_hundred_sets_in_random_order_stay_in_the_cache() {
-        let sets: Vec<[String; 3]> = (0..100)
+    /// `sets` three-label sets of one family looked up by a new thread, each once, then twice
+    /// `lookups` times in random order: how many of the second round went to the family table,
+    /// and how many content lines the thread's cache has.
+    fn steady_state(sets: usize, lookups: usize) -> (u64, usize) {
+        let owned: Vec<[String; 3]> = (0..sets)
             .map(|k| {
                 [
                     ["GET", "POST", "PUT", "DELETE"][k % 4].to_owned(),
@@ -428,46 +430,68 @@ mod tests {
                 ]
             })
             .collect();
-        let values: Vec<[&str; 3]> = sets
+        let values: Vec<[&str; 3]> = owned
             .iter()
             .map(|[a, b, c]| [a.as_str(), b.as_str(), c.as_str()])
             .collect();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let order: Vec<usize> = (0..20_000)
+        let order: Vec<usize> = (0..lookups)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                (state % 100) as usize
+                (state % sets as u64) as usize
             })
             .collect();
+        // A thread of its own: a cache that has seen nothing else.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let registry = Registry::new();
+                let f = registry.counter_family_with(
+                    &BY_ROUTE,
+                    &["method", "route", "status"],
+                    FamilyOptions::default().limit(2 * sets),
+                );
+                values.iter().for_each(|v| f.inc(v));
+                order.iter().for_each(|&k| f.inc(&values[k]));
+                let first = SLOW.with(Cell::get);
+                order.iter().for_each(|&k| f.inc(&values[k]));
+                let slow = SLOW.with(Cell::get) - first;
+                let total: u64 = values.iter().map(|v| f.get(v).value()).sum();
+                assert_eq!(total, (sets + 2 * lookups) as u64);
+                (slow, CACHE.with(|c| c.borrow().lines.len()))
+            })
+            .join()
+            .expect("lookup thread")
+        })
+    }
+
+    /// 100 three-label sets looked up in random order by one thread: after a first pass, every
+    /// lookup finds its set in the thread's cache, for every family (each family hashes with
+    /// its own random seed, so each is another placement). With one 4-way set per content
+    /// line, most families of 100 series had a set that five of them map to, which then went
+    /// to the family table on about one lookup in a hundred, for good.
+    #[test]
+    fn r9_a_hundred_sets_in_random_order_stay_in_the_cache() {
         for family in 0..20 {
-            // A thread of its own per family: a cache that has seen nothing else.
-            let slow = std::thread::scope(|s| {
-                s.spawn(|| {
-                    let registry = Registry::new();
-                    let f = registry.counter_family_with(
-                        &BY_ROUTE,
-                        &["method", "route", "status"],
-                        FamilyOptions::default().limit(200),
-                    );
-                    values.iter().for_each(|v| f.inc(v));
-                    order.iter().for_each(|&k| f.inc(&values[k]));
-                    let first = SLOW.with(Cell::get);
-                    order.iter().for_each(|&k| f.inc(&values[k]));
-                    let total: u64 = values.iter().map(|v| f.get(v).value()).sum();
-                    assert_eq!(total, 100 + 2 * order.len() as u64, "family {family}");
-                    SLOW.with(Cell::get) - first
-                })
-                .join()
-                .expect("lookup thread")
-            });
+            let (slow, lines) = steady_state(100, 20_000);
             assert_eq!(
-                slow,
-                0,
-                "family {family}: {slow} of {} lookups in random order went to the family table",
-                order.len()
+                slow, 0,
+                "family {family}: {slow} of 20000 lookups in random order went to the family table"
             );
+            assert_eq!(lines, MIN_LINES, "a family of 100 never grows the cache");
         }
+    }
+
+    /// 10,000 sets: the cache grows once, to 16,384 lines (1.25 times the family, rounded up),
+    /// and then holds every set.
+    #[test]
+    fn r9_ten_thousand_sets_stay_in_a_cache_a_quarter_larger() {
+        let (slow, lines) = steady_state(10_000, 100_000);
+        assert_eq!(lines, 16_384);
+        assert_eq!(
+            slow, 0,
+            "{slow} of 100000 lookups in random order went to the family table"
+        );
     }
 }
