@@ -17,8 +17,8 @@ use sampler_benches::measured_labels::{MeasuredLookupLabels, MeasuredLookupSet};
 use sampler_benches::report::{HANDLE_FLOOR, PLAIN_FLOOR, TIMING_FLOOR};
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
-    criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, run_threads, timing_values,
-    wait_for_idle_cpus, LOOKUP_KEYS, LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
+    criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, timing_values,
+    wait_for_idle_cpus, with_runner, LOOKUP_KEYS, LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
 };
 
 static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
@@ -52,12 +52,15 @@ fn bench_reset<F, R>(
         eprintln!("{id}: the machine stayed busy; measuring anyway");
     }
     let (retried0, unclean0) = parallel_stats();
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let took = run_threads(threads, iters, &work);
-            reset();
-            took
-        })
+    // The same threads run every sample of this benchmark, as a service keeps its workers.
+    with_runner(threads, &work, |runner| {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let took = runner.run(iters);
+                reset();
+                took
+            })
+        });
     });
     let (retried1, unclean1) = parallel_stats();
     note_parallel(g_name, id, retried1 - retried0, unclean1 - unclean0);

@@ -38,8 +38,8 @@ pub mod series;
 
 pub use alloc::{net_allocated, CountingAlloc};
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 /// The label keys of the two-label series families (harvest and memory measurements).
@@ -149,15 +149,15 @@ pub fn timing_values() -> Vec<f64> {
 /// slowest thread took: with each thread doing `iters` operations, that is the wall time of
 /// the parallel run, and divided by `iters` it is the time per operation per thread.
 ///
-/// One thread runs on the calling thread; more are scoped threads released by a barrier, each
-/// timing its own loop (thread start-up is not counted).
+/// This starts the threads for this one run; a benchmark that runs many times keeps them with
+/// [`with_runner`] (whose [`Runner::run`] this is).
 ///
 /// A run only means something if its threads really ran at the same time, each on a core of
 /// its own. On Linux each thread reads its run-queue wait time (`/proc/thread-self/schedstat`)
 /// around its loop: a run longer than a millisecond in which a thread waited for a core for
 /// more than 2 % of its time, or whose threads overlapped for less than 95 % of the slowest
-/// one's time, is run again after a short pause, up to [`MAX_ATTEMPTS`] times. [`parallel_stats`] counts the
-/// retries and the runs that never came out clean.
+/// one's time, is run again after a short pause, up to [`MAX_ATTEMPTS`] times.
+/// [`parallel_stats`] counts the retries and the runs that never came out clean.
 ///
 /// ```
 /// let took = sampler_benches::run_threads(1, 10, |n| {
@@ -169,21 +169,171 @@ pub fn run_threads<F>(threads: usize, iters: u64, work: F) -> Duration
 where
     F: Fn(u64) + Sync,
 {
-    let mut last = Duration::ZERO;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let run = run_once(threads.max(1), iters, &work);
-        last = run.took;
-        if run.clean() {
-            return last;
+    with_runner(threads, work, |runner| runner.run(iters))
+}
+
+/// Starts `threads` threads that live until `body` returns, and gives `body` a [`Runner`]
+/// that has them all run `work(iters)` at once, as often as asked.
+///
+/// Services keep their worker threads; so does a benchmark through this: what a thread builds
+/// up on its first operations (thread-local caches, per-thread cells) is paid once per
+/// benchmark, in criterion's warm-up, not again in every sample. One thread is the calling
+/// thread itself; more are scoped threads, each released by a barrier for every run and timing
+/// its own loop (waking them is not counted).
+///
+/// ```
+/// use sampler_benches::with_runner;
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+///
+/// let hits = AtomicU64::new(0);
+/// let threads_seen = std::sync::Mutex::new(std::collections::HashSet::new());
+/// with_runner(2, |n| {
+///     threads_seen.lock().unwrap().insert(std::thread::current().id());
+///     for _ in 0..n {
+///         hits.fetch_add(1, Relaxed);
+///     }
+/// }, |runner| {
+///     for _ in 0..3 {
+///         runner.run(1000);
+///     }
+/// });
+/// assert_eq!(hits.load(Relaxed), 6000);
+/// // The same two threads ran all three runs.
+/// assert_eq!(threads_seen.lock().unwrap().len(), 2);
+/// ```
+pub fn with_runner<F, B, R>(threads: usize, work: F, body: B) -> R
+where
+    F: Fn(u64) + Sync,
+    B: FnOnce(&mut Runner<'_>) -> R,
+{
+    let threads = threads.max(1);
+    if threads == 1 {
+        return body(&mut Runner {
+            local: Some(&work),
+            crew: None,
+        });
+    }
+    let crew = Crew {
+        threads,
+        start: Barrier::new(threads + 1),
+        done: Barrier::new(threads + 1),
+        order: Mutex::new(None),
+        parts: Mutex::new(Vec::with_capacity(threads)),
+        panicked: AtomicBool::new(false),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| crew.serve(&work));
         }
-        if attempt < MAX_ATTEMPTS {
-            RETRIED.fetch_add(1, Relaxed);
-            // Give whatever took the core a moment to finish before trying again.
-            std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+        // Sends the threads home however `body` ends (a panic too), so that the scope can join.
+        let _home = GoHome(&crew);
+        body(&mut Runner {
+            local: None,
+            crew: Some(&crew),
+        })
+    })
+}
+
+/// Runs of one benchmark on the threads of [`with_runner`].
+pub struct Runner<'a> {
+    /// The work, when it runs on the calling thread (one thread).
+    local: Option<&'a (dyn Fn(u64) + Sync)>,
+    crew: Option<&'a Crew>,
+}
+
+impl std::fmt::Debug for Runner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("threads", &self.crew.map_or(1, |c| c.threads))
+            .finish()
+    }
+}
+
+impl Runner<'_> {
+    /// Has every thread run `work(iters)` at once (again, up to [`MAX_ATTEMPTS`] times, while
+    /// the run is not clean: see [`run_threads`]) and returns the slowest thread's time.
+    pub fn run(&mut self, iters: u64) -> Duration {
+        let mut last = Duration::ZERO;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let run = self.run_once(iters);
+            last = run.took;
+            if run.clean() {
+                return last;
+            }
+            if attempt < MAX_ATTEMPTS {
+                RETRIED.fetch_add(1, Relaxed);
+                // Give whatever took the core a moment to finish before trying again.
+                std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+            }
+        }
+        UNCLEAN.fetch_add(1, Relaxed);
+        last
+    }
+
+    fn run_once(&mut self, iters: u64) -> Run {
+        let parts = match (self.local, self.crew) {
+            (Some(work), _) => vec![part(iters, work)],
+            (None, Some(crew)) => crew.run(iters),
+            (None, None) => Vec::new(),
+        };
+        let took = parts.iter().map(|p| p.took).max().unwrap_or_default();
+        Run { took, parts }
+    }
+}
+
+/// What the coordinating thread and the threads of [`with_runner`] share.
+struct Crew {
+    threads: usize,
+    /// Every thread and the coordinator meet here before a run (and before going home)...
+    start: Barrier,
+    /// ... and here after it, when every thread's part is in `parts`.
+    done: Barrier,
+    /// `Some(iters)`: run; `None`: go home.
+    order: Mutex<Option<u64>>,
+    parts: Mutex<Vec<Part>>,
+    panicked: AtomicBool,
+}
+
+impl Crew {
+    /// A thread's life: run whenever told, until told to go home.
+    fn serve<F: Fn(u64)>(&self, work: &F) {
+        loop {
+            self.start.wait();
+            let order = *self.order.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(iters) = order else { return };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part(iters, work))) {
+                Ok(p) => self.parts.lock().unwrap_or_else(|e| e.into_inner()).push(p),
+                Err(_) => self.panicked.store(true, Relaxed),
+            }
+            self.done.wait();
         }
     }
-    UNCLEAN.fetch_add(1, Relaxed);
-    last
+
+    fn run(&self, iters: u64) -> Vec<Part> {
+        *self.order.lock().unwrap_or_else(|e| e.into_inner()) = Some(iters);
+        self.start.wait();
+        self.done.wait();
+        assert!(
+            !self.panicked.load(Relaxed),
+            "a benchmark thread panicked in its work"
+        );
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(
+            parts.len(),
+            self.threads,
+            "a benchmark thread did not report its run"
+        );
+        parts.drain(..).collect()
+    }
+}
+
+struct GoHome<'a>(&'a Crew);
+
+impl Drop for GoHome<'_> {
+    fn drop(&mut self) {
+        *self.0.order.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.0.start.wait();
+    }
 }
 
 /// How many times [`run_threads`] tries to get a run whose threads all had a core.
@@ -252,7 +402,7 @@ fn run_queue_wait() -> Option<u64> {
     s.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn part<F: Fn(u64)>(iters: u64, work: &F) -> Part {
+fn part<F: Fn(u64) + ?Sized>(iters: u64, work: &F) -> Part {
     let w0 = run_queue_wait();
     let start = Instant::now();
     work(iters);
@@ -263,30 +413,6 @@ fn part<F: Fn(u64)>(iters: u64, work: &F) -> Part {
         took,
         waited: w0.zip(w1).map(|(a, b)| b.saturating_sub(a)),
     }
-}
-
-fn run_once<F>(threads: usize, iters: u64, work: &F) -> Run
-where
-    F: Fn(u64) + Sync,
-{
-    let parts = if threads == 1 {
-        vec![part(iters, work)]
-    } else {
-        let barrier = Barrier::new(threads);
-        std::thread::scope(|s| {
-            let runs: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        part(iters, work)
-                    })
-                })
-                .collect();
-            runs.into_iter().filter_map(|r| r.join().ok()).collect()
-        })
-    };
-    let took = parts.iter().map(|p| p.took).max().unwrap_or_default();
-    Run { took, parts }
 }
 
 /// Waits until every CPU has been at least 90 % idle over a 200 ms window, for at most
