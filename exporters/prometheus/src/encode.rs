@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
-use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
+use sampler_api::{Descriptor, Distribution, Kind, Labels, Series, Snapshot, Value};
 
 use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
@@ -291,7 +291,8 @@ pub struct Encoder {
     scaled: HashMap<(usize, u64, u64), Arc<BucketSet>>,
     overrides: HashMap<String, usize>,
     hint: [usize; 3],
-    scratch_labels: Vec<u8>,
+    /// Each exposed series' label list as the text formats write it, kept between encodings.
+    labels: LabelTexts,
     scratch_counts: Vec<u64>,
 }
 
@@ -333,7 +334,7 @@ impl Encoder {
             scaled: HashMap::new(),
             overrides,
             hint: [0; 3],
-            scratch_labels: Vec::new(),
+            labels: LabelTexts::default(),
             scratch_counts: Vec::new(),
         })
     }
@@ -494,6 +495,8 @@ impl Encoder {
     fn encode_lines(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>, om: bool) {
         let series = &plan.snapshot.series;
         let created = om && self.created;
+        let mut texts = std::mem::take(&mut self.labels);
+        texts.begin(plan.order.len());
         for f in plan.families.iter().filter(|f| !f.dropped) {
             let name = f.name.as_bytes();
             let counter = f.kind == Kind::Counter;
@@ -526,6 +529,8 @@ impl Encoder {
                 out.push(b'\n');
             }
             let ids = &plan.order[f.range.clone()];
+            // Position `f.range.start + j` in the plan's order: where `texts` keeps the labels.
+            let at = f.range.start;
             match (f.kind, self.timings) {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
@@ -536,12 +541,12 @@ impl Encoder {
                     // A counter counting parts of its unit, or converted to a base unit, is
                     // written as a float.
                     let whole = f.descriptor.divisor() == 1 && f.scale.is_one();
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Counter(v) = s.value {
                             out.extend_from_slice(&total);
                             let l0 = out.len();
-                            write_label_set(out, &s.labels);
+                            braced(out, texts.get(at + j, s));
                             let l1 = out.len();
                             out.push(b' ');
                             if whole {
@@ -570,11 +575,11 @@ impl Encoder {
                     }
                 }
                 (Kind::Gauge, _) => {
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Gauge(v) = s.value {
                             out.extend_from_slice(name);
-                            write_label_set(out, &s.labels);
+                            braced(out, texts.get(at + j, s));
                             out.push(b' ');
                             write_f64(out, f.scale.apply(v));
                             out.push(b'\n');
@@ -583,26 +588,29 @@ impl Encoder {
                 }
                 (Kind::Timing, TimingMode::Histogram) => {
                     let set = self.bucket_set(f);
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.histogram(out, name, &s.labels, d, &set, f.scale, om, c);
+                            let lb = texts.get(at + j, s);
+                            self.histogram(out, name, lb, d, &set, f.scale, om, c);
                         }
                     }
                 }
                 (Kind::Timing, TimingMode::Summary) => {
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.summary(out, name, &s.labels, d, f.scale, om, c);
+                            let lb = texts.get(at + j, s);
+                            self.summary(out, name, lb, d, f.scale, om, c);
                         }
                     }
                 }
                 _ => {}
             }
         }
+        self.labels = texts;
     }
 
     /// A classic histogram's samples. OpenMetrics writes `_sum` and `_count` first and `le`
@@ -612,34 +620,30 @@ impl Encoder {
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
-        labels: &Labels,
+        lb: &[u8],
         d: &Distribution,
         set: &BucketSet,
         scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
-        let mut lb = std::mem::take(&mut self.scratch_labels);
-        lb.clear();
-        write_label_list(&mut lb, labels);
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
         if om {
-            write_sum_count(out, name, &lb, d, scale);
+            write_sum_count(out, name, lb, d, scale);
         }
         let les = if om { &set.om } else { &set.text };
         for (j, le) in les.iter().enumerate() {
-            write_sample_start(out, name, b"_bucket", &lb, b"le", le, om);
+            write_sample_start(out, name, b"_bucket", lb, b"le", le, om);
             write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
             out.push(b'\n');
         }
         if !om {
-            write_sum_count(out, name, &lb, d, scale);
+            write_sum_count(out, name, lb, d, scale);
         }
         if let Some(c) = created {
-            write_created_line(out, name, &lb, c);
+            write_created_line(out, name, lb, c);
         }
-        self.scratch_labels = lb;
         self.scratch_counts = cum;
     }
 
@@ -649,26 +653,22 @@ impl Encoder {
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
-        labels: &Labels,
+        lb: &[u8],
         d: &Distribution,
         scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
-        let mut lb = std::mem::take(&mut self.scratch_labels);
-        lb.clear();
-        write_label_list(&mut lb, labels);
         for q in &self.quantiles {
             let spelled = if om { &q.om } else { &q.text };
-            write_sample_start(out, name, b"", &lb, b"quantile", spelled, false);
+            write_sample_start(out, name, b"", lb, b"quantile", spelled, false);
             write_f64(out, scale.apply(d.quantile(q.q).unwrap_or(f64::NAN)));
             out.push(b'\n');
         }
-        write_sum_count(out, name, &lb, d, scale);
+        write_sum_count(out, name, lb, d, scale);
         if let Some(c) = created {
-            write_created_line(out, name, &lb, c);
+            write_created_line(out, name, lb, c);
         }
-        self.scratch_labels = lb;
     }
 
     /// The classic buckets of a timing as `(upper bound, cumulative count)`, finite bounds only
@@ -820,15 +820,79 @@ fn write_created(out: &mut Vec<u8>, t: SystemTime) {
     out.extend_from_slice(&digits[..len]);
 }
 
-/// `{k="v",…}`, or nothing for an empty set.
-#[inline]
-fn write_label_set(out: &mut Vec<u8>, labels: &Labels) {
-    if labels.is_empty() {
-        return;
+/// The label list of every exposed series as the text formats write it (`k="v",…`: keys
+/// mapped, values escaped), kept between encodings so that a series' labels are rendered once,
+/// not at every scrape. A series is found again by its position in the plan's order and its
+/// `SeriesId`, which names one label set for as long as the process runs
+/// (`spec/sampler-api.md` §2): while the snapshot's series keep their order (they do while no
+/// series or sampler comes or goes), every position finds its text; a position whose series
+/// changed renders the new one.
+#[derive(Debug, Default)]
+struct LabelTexts {
+    /// Per position in the plan's order: the id of the series rendered there (0: none; ids
+    /// start at 1), and where its text is in `text`.
+    at: Vec<(u64, u32, u32)>,
+    text: Vec<u8>,
+    /// Bytes of `text` that some position still names.
+    live: usize,
+}
+
+impl LabelTexts {
+    /// Text no position names may grow to this (or to the named text's size, if larger)
+    /// before it is compacted.
+    const SLACK: usize = 1 << 16;
+
+    /// Readies the texts for a plan of `n` positions, dropping those past its end and
+    /// compacting when most of the text is no longer named.
+    fn begin(&mut self, n: usize) {
+        if self.at.len() > n {
+            for &(id, _, len) in &self.at[n..] {
+                if id != 0 {
+                    self.live -= len as usize;
+                }
+            }
+        }
+        self.at.resize(n, (0, 0, 0));
+        if self.text.len() > 2 * self.live + Self::SLACK {
+            let mut text = Vec::with_capacity(self.live + self.live / 4);
+            for (id, start, len) in &mut self.at {
+                if *id == 0 {
+                    continue;
+                }
+                let from = *start as usize;
+                // Below `u32::MAX` in all: it is at most `live`, which every kept text fits.
+                *start = text.len() as u32;
+                text.extend_from_slice(&self.text[from..from + *len as usize]);
+            }
+            self.text = text;
+        }
     }
-    out.push(b'{');
-    write_label_list(out, labels);
-    out.push(b'}');
+
+    /// The label list of series `s` at position `pos` (`pos < n` of the last `begin`),
+    /// rendered now unless that position holds it already.
+    #[inline]
+    fn get(&mut self, pos: usize, s: &Series) -> &[u8] {
+        let id = s.id.get();
+        let (held, start, len) = self.at[pos];
+        if held == id {
+            return &self.text[start as usize..start as usize + len as usize];
+        }
+        if held != 0 {
+            self.live -= len as usize;
+        }
+        let from = self.text.len();
+        write_label_list(&mut self.text, &s.labels);
+        let len = self.text.len() - from;
+        // A text whose place `u32` cannot hold is written but not kept.
+        self.at[pos] = match u32::try_from(from + len) {
+            Ok(_) => {
+                self.live += len;
+                (id, from as u32, len as u32)
+            }
+            Err(_) => (0, 0, 0),
+        };
+        &self.text[from..]
+    }
 }
 
 /// `k="v",…` without braces; a key `le` or `quantile` (the labels of histogram buckets and
