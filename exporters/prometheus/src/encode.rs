@@ -257,8 +257,10 @@ impl Plan<'_> {
     }
 }
 
-/// Encodes snapshots; keeps the bucket boundaries, quantiles and buffers' size hints between
-/// harvests.
+/// Encodes snapshots; keeps the bucket boundaries, quantiles, buffers' size hints and each
+/// series' label text (`k="v",…`, rendered once per [`SeriesId`](sampler_api::SeriesId) and
+/// reused while the series keeps its place) between harvests. Keep one encoder for the
+/// snapshots of one harvester: its memory is about the label text of one exposition.
 ///
 /// ```
 /// use sampler_api::{Descriptor, Harvester, Registry};
