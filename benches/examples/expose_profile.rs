@@ -23,6 +23,7 @@ fn main() {
             "encode" => ours.encode_last().len(),
             _ => ours.expose().map_or(0, <[u8]>::len),
         };
+        ours.settle();
     }
     let each = started.elapsed() / rounds.max(1) as u32;
     println!("{mode}: {n} series, {rounds} rounds, {total} in all, {each:?} each");
