@@ -351,13 +351,16 @@ impl Encoder {
         let series = &snapshot.series;
         let mut families: Vec<PlannedFamily<'s>> = Vec::new();
         let mut counts: Vec<usize> = Vec::new();
-        let mut fam_of: Vec<u32> = Vec::with_capacity(series.len());
+        // Runs of series of one family, in snapshot order: (family, first series, end).
+        let mut runs: Vec<(u32, usize, usize)> = Vec::new();
         let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
         let mut prev: Option<(&'s Descriptor, u32)> = None;
-        for s in series {
+        let mut i = 0;
+        while i < series.len() {
+            let s = &series[i];
             let d: &'s Descriptor = &s.descriptor;
             if d.kind() != s.value.kind() {
-                fam_of.push(u32::MAX);
+                i += 1;
                 continue;
             }
             let idx = match prev {
@@ -378,8 +381,17 @@ impl Encoder {
                     }),
             };
             prev = Some((d, idx));
-            counts[idx as usize] += 1;
-            fam_of.push(idx);
+            // A family's series usually follow one another, sharing one descriptor.
+            let start = i;
+            i += 1;
+            while i < series.len()
+                && std::ptr::eq(&*series[i].descriptor, d)
+                && series[i].value.kind() == d.kind()
+            {
+                i += 1;
+            }
+            counts[idx as usize] += i - start;
+            runs.push((idx, start, i));
         }
 
         // Names: the first family to claim a name keeps it.
@@ -415,16 +427,16 @@ impl Encoder {
             start += len;
         }
         let mut order = vec![0u32; start];
-        for (i, f) in fam_of.iter().enumerate() {
-            if *f == u32::MAX {
-                continue;
-            }
-            let fam = &mut families[*f as usize];
+        for &(f, first, end) in &runs {
+            let fam = &mut families[f as usize];
             if fam.dropped {
                 continue;
             }
-            order[fam.range.end] = i as u32;
-            fam.range.end += 1;
+            let at = fam.range.end;
+            for (o, i) in order[at..at + (end - first)].iter_mut().zip(first..end) {
+                *o = i as u32;
+            }
+            fam.range.end += end - first;
         }
         Plan {
             snapshot,
