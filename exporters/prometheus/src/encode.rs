@@ -510,7 +510,7 @@ impl Encoder {
         let series = &plan.snapshot.series;
         let created = om && self.created;
         let mut texts = std::mem::take(&mut self.labels);
-        texts.begin(plan.order.len());
+        texts.begin();
         for f in plan.families.iter().filter(|f| !f.dropped) {
             let name = f.name.as_bytes();
             let counter = f.kind == Kind::Counter;
@@ -543,8 +543,7 @@ impl Encoder {
                 out.push(b'\n');
             }
             let ids = &plan.order[f.range.clone()];
-            // Position `f.range.start + j` in the plan's order: where `texts` keeps the labels.
-            let at = f.range.start;
+            let mut kept = texts.family(f.descriptor as *const Descriptor as usize, ids.len());
             match (f.kind, self.timings) {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
@@ -560,7 +559,7 @@ impl Encoder {
                         if let Value::Counter(v) = s.value {
                             out.extend_from_slice(&total);
                             let l0 = out.len();
-                            braced(out, texts.get(at + j, s));
+                            braced(out, kept.get(j, s));
                             let l1 = out.len();
                             out.push(b' ');
                             if whole {
@@ -593,7 +592,7 @@ impl Encoder {
                         let s = &series[i as usize];
                         if let Value::Gauge(v) = s.value {
                             out.extend_from_slice(name);
-                            braced(out, texts.get(at + j, s));
+                            braced(out, kept.get(j, s));
                             out.push(b' ');
                             write_f64(out, f.scale.apply(v));
                             out.push(b'\n');
@@ -606,7 +605,7 @@ impl Encoder {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            let lb = texts.get(at + j, s);
+                            let lb = kept.get(j, s);
                             self.histogram(out, name, lb, d, &set, f.scale, om, c);
                         }
                     }
@@ -616,7 +615,7 @@ impl Encoder {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            let lb = texts.get(at + j, s);
+                            let lb = kept.get(j, s);
                             self.summary(out, name, lb, d, f.scale, om, c);
                         }
                     }
@@ -624,6 +623,7 @@ impl Encoder {
                 _ => {}
             }
         }
+        texts.end();
         self.labels = texts;
     }
 
@@ -836,40 +836,56 @@ fn write_created(out: &mut Vec<u8>, t: SystemTime) {
 
 /// The label list of every exposed series as the text formats write it (`k="v",…`: keys
 /// mapped, values escaped), kept between encodings so that a series' labels are rendered once,
-/// not at every scrape. A series is found again by its position in the plan's order and its
-/// `SeriesId`, which names one label set for as long as the process runs
-/// (`spec/sampler-api.md` §2): while the snapshot's series keep their order (they do while no
-/// series or sampler comes or goes), every position finds its text; a position whose series
-/// changed renders the new one.
+/// not at every scrape. A series is found again by its family, its place among the family's
+/// series and its `SeriesId`, which names one label set for as long as the process runs
+/// (`spec/sampler-api.md` §2): while a family keeps its series in order (it does while none of
+/// its label sets comes or goes), each place finds its text, whatever other families and
+/// samplers do; a place whose series changed renders the new one.
 #[derive(Debug, Default)]
 struct LabelTexts {
-    /// Per position in the plan's order: the id of the series rendered there (0: none; ids
-    /// start at 1), and where its text is in `text`.
-    at: Vec<(u64, u32, u32)>,
+    /// Per family, by the address of its descriptor (a hint only: every place is checked
+    /// by id), the places of its series.
+    families: HashMap<usize, Places>,
     text: Vec<u8>,
-    /// Bytes of `text` that some position still names.
+    /// Bytes of `text` that some place still names.
     live: usize,
+    /// Counts encodings, so that families no longer encoded are forgotten.
+    round: u64,
+}
+
+/// One family's series in the plan's order: the id of the series rendered at each place (0:
+/// none; ids start at 1) and where its text is in `LabelTexts::text`.
+#[derive(Debug, Default)]
+struct Places {
+    at: Vec<(u64, u32, u32)>,
+    /// The encoding that last used these places.
+    round: u64,
+}
+
+/// Forgets `at`'s texts in `live`.
+fn unname(live: &mut usize, at: &[(u64, u32, u32)]) {
+    for &(id, _, len) in at {
+        if id != 0 {
+            *live -= len as usize;
+        }
+    }
 }
 
 impl LabelTexts {
-    /// Text no position names may grow to this (or to the named text's size, if larger)
+    /// Text no place names may grow to this (or to the named text's size, if larger)
     /// before it is compacted.
     const SLACK: usize = 1 << 16;
 
-    /// Readies the texts for a plan of `n` positions, dropping those past its end and
-    /// compacting when most of the text is no longer named.
-    fn begin(&mut self, n: usize) {
-        if self.at.len() > n {
-            for &(id, _, len) in &self.at[n..] {
-                if id != 0 {
-                    self.live -= len as usize;
-                }
-            }
+    /// Readies the texts for an encoding, compacting them when most of the text is no
+    /// longer named.
+    fn begin(&mut self) {
+        self.round += 1;
+        if self.text.len() <= 2 * self.live + Self::SLACK {
+            return;
         }
-        self.at.resize(n, (0, 0, 0));
-        if self.text.len() > 2 * self.live + Self::SLACK {
-            let mut text = Vec::with_capacity(self.live + self.live / 4);
-            for (id, start, len) in &mut self.at {
+        let mut text = Vec::with_capacity(self.live + self.live / 4);
+        for places in self.families.values_mut() {
+            for (id, start, len) in &mut places.at {
                 if *id == 0 {
                     continue;
                 }
@@ -878,29 +894,65 @@ impl LabelTexts {
                 *start = text.len() as u32;
                 text.extend_from_slice(&self.text[from..from + *len as usize]);
             }
-            self.text = text;
+        }
+        self.text = text;
+    }
+
+    /// The places of the family whose descriptor is `key`, `n` of them.
+    fn family(&mut self, key: usize, n: usize) -> FamilyTexts<'_> {
+        let places = self.families.entry(key).or_default();
+        places.round = self.round;
+        if places.at.len() > n {
+            unname(&mut self.live, &places.at[n..]);
+        }
+        places.at.resize(n, (0, 0, 0));
+        FamilyTexts {
+            at: &mut places.at,
+            text: &mut self.text,
+            live: &mut self.live,
         }
     }
 
-    /// The label list of series `s` at position `pos` (`pos < n` of the last `begin`),
-    /// rendered now unless that position holds it already.
+    /// Forgets the families this encoding did not write.
+    fn end(&mut self) {
+        let (round, live) = (self.round, &mut self.live);
+        self.families.retain(|_, places| {
+            let keep = places.round == round;
+            if !keep {
+                unname(live, &places.at);
+            }
+            keep
+        });
+    }
+}
+
+/// One family's kept label texts during an encoding.
+struct FamilyTexts<'a> {
+    at: &'a mut [(u64, u32, u32)],
+    text: &'a mut Vec<u8>,
+    live: &'a mut usize,
+}
+
+impl FamilyTexts<'_> {
+    /// The label list of series `s` at place `j` of its family (`j < n` of
+    /// `LabelTexts::family`), rendered now unless that place holds it already.
     #[inline]
-    fn get(&mut self, pos: usize, s: &Series) -> &[u8] {
+    fn get(&mut self, j: usize, s: &Series) -> &[u8] {
         let id = s.id.get();
-        let (held, start, len) = self.at[pos];
+        let (held, start, len) = self.at[j];
         if held == id {
             return &self.text[start as usize..start as usize + len as usize];
         }
         if held != 0 {
-            self.live -= len as usize;
+            *self.live -= len as usize;
         }
         let from = self.text.len();
-        write_label_list(&mut self.text, &s.labels);
+        write_label_list(self.text, &s.labels);
         let len = self.text.len() - from;
         // A text whose place `u32` cannot hold is written but not kept.
-        self.at[pos] = match u32::try_from(from + len) {
+        self.at[j] = match u32::try_from(from + len) {
             Ok(_) => {
-                self.live += len;
+                *self.live += len;
                 (id, from as u32, len as u32)
             }
             Err(_) => (0, 0, 0),

@@ -826,3 +826,42 @@ fn a_kept_encoder_writes_what_a_new_one_writes_as_series_come_and_go() {
 fn series_unlabelled(d: &Arc<Descriptor>) -> Series {
     series(d, &[], Value::Gauge(1.0))
 }
+
+/// Series coming and going in one family (or in a sampler before it) leave the kept label
+/// texts of the families after it alone: only the new series' labels are rendered.
+#[test]
+fn a_family_keeps_its_label_texts_when_another_changes() {
+    let before = Arc::new(Descriptor::gauge("queue.depth", "1", "jobs"));
+    let after = Arc::new(Descriptor::counter("http.requests", "1", "requests"));
+    let stable: Vec<Series> = (0..100)
+        .map(|k| {
+            let route = format!("/api/{k}");
+            series(&after, &[("route", &route)], Value::Counter(k))
+        })
+        .collect();
+    let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
+    let mut kept_bytes = 0;
+    for round in 0..10usize {
+        let mut v: Vec<Series> = Vec::new();
+        let mut fresh = 0;
+        for k in 0..(round % 4) {
+            let queue = format!("r{round}-{k}");
+            fresh += "queue=\"".len() + queue.len() + "\"".len();
+            v.push(series(&before, &[("queue", &queue)], Value::Gauge(1.0)));
+        }
+        v.extend(stable.iter().cloned());
+        let snap = snapshot(v);
+        let plan = enc.plan(&snap);
+        let mut out = Vec::new();
+        enc.encode(&plan, Format::Text, &mut out);
+        assert_same(
+            &String::from_utf8(out).unwrap(),
+            &ours(&EncoderConfig::default(), &snap, Format::Text),
+        );
+        let grown = enc.labels.text.len() - kept_bytes;
+        if round > 0 {
+            assert_eq!(grown, fresh, "round {round}: label text rendered again");
+        }
+        kept_bytes = enc.labels.text.len();
+    }
+}
