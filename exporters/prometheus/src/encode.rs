@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
-use sampler_api::{Descriptor, Distribution, Kind, Labels, Snapshot, Value};
+use sampler_api::{Descriptor, Distribution, Kind, Labels, Series, Snapshot, Value};
 
 use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
@@ -257,8 +257,10 @@ impl Plan<'_> {
     }
 }
 
-/// Encodes snapshots; keeps the bucket boundaries, quantiles and buffers' size hints between
-/// harvests.
+/// Encodes snapshots; keeps the bucket boundaries, quantiles, buffers' size hints and each
+/// series' label text (`k="v",…`, rendered once per [`SeriesId`](sampler_api::SeriesId) and
+/// reused while the series keeps its place) between harvests. Keep one encoder for the
+/// snapshots of one harvester: its memory is about the label text of one exposition.
 ///
 /// ```
 /// use sampler_api::{Descriptor, Harvester, Registry};
@@ -291,7 +293,8 @@ pub struct Encoder {
     scaled: HashMap<(usize, u64, u64), Arc<BucketSet>>,
     overrides: HashMap<String, usize>,
     hint: [usize; 3],
-    scratch_labels: Vec<u8>,
+    /// Each exposed series' label list as the text formats write it, kept between encodings.
+    labels: LabelTexts,
     scratch_counts: Vec<u64>,
 }
 
@@ -333,7 +336,7 @@ impl Encoder {
             scaled: HashMap::new(),
             overrides,
             hint: [0; 3],
-            scratch_labels: Vec::new(),
+            labels: LabelTexts::default(),
             scratch_counts: Vec::new(),
         })
     }
@@ -348,13 +351,16 @@ impl Encoder {
         let series = &snapshot.series;
         let mut families: Vec<PlannedFamily<'s>> = Vec::new();
         let mut counts: Vec<usize> = Vec::new();
-        let mut fam_of: Vec<u32> = Vec::with_capacity(series.len());
+        // Runs of series of one family, in snapshot order: (family, first series, end).
+        let mut runs: Vec<(u32, usize, usize)> = Vec::new();
         let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
         let mut prev: Option<(&'s Descriptor, u32)> = None;
-        for s in series {
+        let mut i = 0;
+        while i < series.len() {
+            let s = &series[i];
             let d: &'s Descriptor = &s.descriptor;
             if d.kind() != s.value.kind() {
-                fam_of.push(u32::MAX);
+                i += 1;
                 continue;
             }
             let idx = match prev {
@@ -375,8 +381,17 @@ impl Encoder {
                     }),
             };
             prev = Some((d, idx));
-            counts[idx as usize] += 1;
-            fam_of.push(idx);
+            // A family's series usually follow one another, sharing one descriptor.
+            let start = i;
+            i += 1;
+            while i < series.len()
+                && std::ptr::eq(&*series[i].descriptor, d)
+                && series[i].value.kind() == d.kind()
+            {
+                i += 1;
+            }
+            counts[idx as usize] += i - start;
+            runs.push((idx, start, i));
         }
 
         // Names: the first family to claim a name keeps it.
@@ -412,16 +427,16 @@ impl Encoder {
             start += len;
         }
         let mut order = vec![0u32; start];
-        for (i, f) in fam_of.iter().enumerate() {
-            if *f == u32::MAX {
-                continue;
-            }
-            let fam = &mut families[*f as usize];
+        for &(f, first, end) in &runs {
+            let fam = &mut families[f as usize];
             if fam.dropped {
                 continue;
             }
-            order[fam.range.end] = i as u32;
-            fam.range.end += 1;
+            let at = fam.range.end;
+            for (o, i) in order[at..at + (end - first)].iter_mut().zip(first..end) {
+                *o = i as u32;
+            }
+            fam.range.end += end - first;
         }
         Plan {
             snapshot,
@@ -494,6 +509,8 @@ impl Encoder {
     fn encode_lines(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>, om: bool) {
         let series = &plan.snapshot.series;
         let created = om && self.created;
+        let mut texts = std::mem::take(&mut self.labels);
+        texts.begin();
         for f in plan.families.iter().filter(|f| !f.dropped) {
             let name = f.name.as_bytes();
             let counter = f.kind == Kind::Counter;
@@ -526,6 +543,7 @@ impl Encoder {
                 out.push(b'\n');
             }
             let ids = &plan.order[f.range.clone()];
+            let mut kept = texts.family(f.descriptor as *const Descriptor as usize, ids.len());
             match (f.kind, self.timings) {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
@@ -536,12 +554,12 @@ impl Encoder {
                     // A counter counting parts of its unit, or converted to a base unit, is
                     // written as a float.
                     let whole = f.descriptor.divisor() == 1 && f.scale.is_one();
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Counter(v) = s.value {
                             out.extend_from_slice(&total);
                             let l0 = out.len();
-                            write_label_set(out, &s.labels);
+                            braced(out, kept.get(j, s));
                             let l1 = out.len();
                             out.push(b' ');
                             if whole {
@@ -570,11 +588,11 @@ impl Encoder {
                     }
                 }
                 (Kind::Gauge, _) => {
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Gauge(v) = s.value {
                             out.extend_from_slice(name);
-                            write_label_set(out, &s.labels);
+                            braced(out, kept.get(j, s));
                             out.push(b' ');
                             write_f64(out, f.scale.apply(v));
                             out.push(b'\n');
@@ -583,26 +601,30 @@ impl Encoder {
                 }
                 (Kind::Timing, TimingMode::Histogram) => {
                     let set = self.bucket_set(f);
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.histogram(out, name, &s.labels, d, &set, f.scale, om, c);
+                            let lb = kept.get(j, s);
+                            self.histogram(out, name, lb, d, &set, f.scale, om, c);
                         }
                     }
                 }
                 (Kind::Timing, TimingMode::Summary) => {
-                    for &i in ids {
+                    for (j, &i) in ids.iter().enumerate() {
                         let s = &series[i as usize];
                         if let Value::Timing(d) = &s.value {
                             let c = created.then_some(s.start_time);
-                            self.summary(out, name, &s.labels, d, f.scale, om, c);
+                            let lb = kept.get(j, s);
+                            self.summary(out, name, lb, d, f.scale, om, c);
                         }
                     }
                 }
                 _ => {}
             }
         }
+        texts.end();
+        self.labels = texts;
     }
 
     /// A classic histogram's samples. OpenMetrics writes `_sum` and `_count` first and `le`
@@ -612,34 +634,30 @@ impl Encoder {
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
-        labels: &Labels,
+        lb: &[u8],
         d: &Distribution,
         set: &BucketSet,
         scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
-        let mut lb = std::mem::take(&mut self.scratch_labels);
-        lb.clear();
-        write_label_list(&mut lb, labels);
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
         if om {
-            write_sum_count(out, name, &lb, d, scale);
+            write_sum_count(out, name, lb, d, scale);
         }
         let les = if om { &set.om } else { &set.text };
         for (j, le) in les.iter().enumerate() {
-            write_sample_start(out, name, b"_bucket", &lb, b"le", le, om);
+            write_sample_start(out, name, b"_bucket", lb, b"le", le, om);
             write_u64(out, cum.get(j).copied().unwrap_or(d.count()));
             out.push(b'\n');
         }
         if !om {
-            write_sum_count(out, name, &lb, d, scale);
+            write_sum_count(out, name, lb, d, scale);
         }
         if let Some(c) = created {
-            write_created_line(out, name, &lb, c);
+            write_created_line(out, name, lb, c);
         }
-        self.scratch_labels = lb;
         self.scratch_counts = cum;
     }
 
@@ -649,26 +667,22 @@ impl Encoder {
         &mut self,
         out: &mut Vec<u8>,
         name: &[u8],
-        labels: &Labels,
+        lb: &[u8],
         d: &Distribution,
         scale: Scale,
         om: bool,
         created: Option<SystemTime>,
     ) {
-        let mut lb = std::mem::take(&mut self.scratch_labels);
-        lb.clear();
-        write_label_list(&mut lb, labels);
         for q in &self.quantiles {
             let spelled = if om { &q.om } else { &q.text };
-            write_sample_start(out, name, b"", &lb, b"quantile", spelled, false);
+            write_sample_start(out, name, b"", lb, b"quantile", spelled, false);
             write_f64(out, scale.apply(d.quantile(q.q).unwrap_or(f64::NAN)));
             out.push(b'\n');
         }
-        write_sum_count(out, name, &lb, d, scale);
+        write_sum_count(out, name, lb, d, scale);
         if let Some(c) = created {
-            write_created_line(out, name, &lb, c);
+            write_created_line(out, name, lb, c);
         }
-        self.scratch_labels = lb;
     }
 
     /// The classic buckets of a timing as `(upper bound, cumulative count)`, finite bounds only
@@ -820,15 +834,131 @@ fn write_created(out: &mut Vec<u8>, t: SystemTime) {
     out.extend_from_slice(&digits[..len]);
 }
 
-/// `{k="v",…}`, or nothing for an empty set.
-#[inline]
-fn write_label_set(out: &mut Vec<u8>, labels: &Labels) {
-    if labels.is_empty() {
-        return;
+/// The label list of every exposed series as the text formats write it (`k="v",…`: keys
+/// mapped, values escaped), kept between encodings so that a series' labels are rendered once,
+/// not at every scrape. A series is found again by its family, its place among the family's
+/// series and its `SeriesId`, which names one label set for as long as the process runs
+/// (`spec/sampler-api.md` §2): while a family keeps its series in order (it does while none of
+/// its label sets comes or goes), each place finds its text, whatever other families and
+/// samplers do; a place whose series changed renders the new one.
+#[derive(Debug, Default)]
+struct LabelTexts {
+    /// Per family, by the address of its descriptor (a hint only: every place is checked
+    /// by id), the places of its series.
+    families: HashMap<usize, Places>,
+    text: Vec<u8>,
+    /// Bytes of `text` that some place still names.
+    live: usize,
+    /// Counts encodings, so that families no longer encoded are forgotten.
+    round: u64,
+}
+
+/// One family's series in the plan's order: the id of the series rendered at each place (0:
+/// none; ids start at 1) and where its text is in `LabelTexts::text`.
+#[derive(Debug, Default)]
+struct Places {
+    at: Vec<(u64, u32, u32)>,
+    /// The encoding that last used these places.
+    round: u64,
+}
+
+/// Forgets `at`'s texts in `live`.
+fn unname(live: &mut usize, at: &[(u64, u32, u32)]) {
+    for &(id, _, len) in at {
+        if id != 0 {
+            *live -= len as usize;
+        }
     }
-    out.push(b'{');
-    write_label_list(out, labels);
-    out.push(b'}');
+}
+
+impl LabelTexts {
+    /// Text no place names may grow to this (or to the named text's size, if larger)
+    /// before it is compacted.
+    const SLACK: usize = 1 << 16;
+
+    /// Readies the texts for an encoding, compacting them when most of the text is no
+    /// longer named.
+    fn begin(&mut self) {
+        self.round += 1;
+        if self.text.len() <= 2 * self.live + Self::SLACK {
+            return;
+        }
+        let mut text = Vec::with_capacity(self.live + self.live / 4);
+        for places in self.families.values_mut() {
+            for (id, start, len) in &mut places.at {
+                if *id == 0 {
+                    continue;
+                }
+                let from = *start as usize;
+                // Below `u32::MAX` in all: it is at most `live`, which every kept text fits.
+                *start = text.len() as u32;
+                text.extend_from_slice(&self.text[from..from + *len as usize]);
+            }
+        }
+        self.text = text;
+    }
+
+    /// The places of the family whose descriptor is `key`, `n` of them.
+    fn family(&mut self, key: usize, n: usize) -> FamilyTexts<'_> {
+        let places = self.families.entry(key).or_default();
+        places.round = self.round;
+        if places.at.len() > n {
+            unname(&mut self.live, &places.at[n..]);
+        }
+        places.at.resize(n, (0, 0, 0));
+        FamilyTexts {
+            at: &mut places.at,
+            text: &mut self.text,
+            live: &mut self.live,
+        }
+    }
+
+    /// Forgets the families this encoding did not write.
+    fn end(&mut self) {
+        let (round, live) = (self.round, &mut self.live);
+        self.families.retain(|_, places| {
+            let keep = places.round == round;
+            if !keep {
+                unname(live, &places.at);
+            }
+            keep
+        });
+    }
+}
+
+/// One family's kept label texts during an encoding.
+struct FamilyTexts<'a> {
+    at: &'a mut [(u64, u32, u32)],
+    text: &'a mut Vec<u8>,
+    live: &'a mut usize,
+}
+
+impl FamilyTexts<'_> {
+    /// The label list of series `s` at place `j` of its family (`j < n` of
+    /// `LabelTexts::family`), rendered now unless that place holds it already.
+    #[inline]
+    fn get(&mut self, j: usize, s: &Series) -> &[u8] {
+        let id = s.id.get();
+        let (held, start, len) = self.at[j];
+        if held == id {
+            return &self.text[start as usize..start as usize + len as usize];
+        }
+        if held != 0 {
+            *self.live -= len as usize;
+        }
+        let from = self.text.len();
+        write_label_list(self.text, &s.labels);
+        let len = self.text.len() - from;
+        // A text whose place `u32` cannot hold is written but not kept.
+        self.at[j] = match u32::try_from(from + len) {
+            Ok(_) => {
+                *self.live += len;
+                (id, from as u32, len as u32)
+            }
+            Err(_) => (0, 0, 0),
+        };
+        &self.text[from..]
+    }
 }
 
 /// `k="v",…` without braces; a key `le` or `quantile` (the labels of histogram buckets and

@@ -497,13 +497,17 @@ impl Exporter for PrometheusExporter {
                         waiting.push(w);
                     }
                     let Some(shared) = weak.upgrade() else { break };
-                    if let Some(s) = handle.harvest() {
-                        shared.publish(&s);
+                    let snapshot = handle.harvest();
+                    if let Some(s) = &snapshot {
+                        shared.publish(s);
                     }
                     drop(shared);
                     for w in waiting {
                         let _ = w.send(());
                     }
+                    // The scrapes are answered before the snapshot goes: dropping every
+                    // series of a large harvest is no part of what they wait for.
+                    drop(snapshot);
                 }
             });
         match spawned {

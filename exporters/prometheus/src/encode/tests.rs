@@ -747,3 +747,121 @@ fn without_protobuf_native_histograms_are_refused() {
         "native histograms need the protobuf feature of sampler-exporter-prometheus"
     );
 }
+
+/// One encoder kept across snapshots whose series come, go, change place and change labels
+/// (and whose label texts outgrow the compaction slack) writes, in every text format, what a
+/// new encoder writes for the same snapshot.
+#[test]
+fn a_kept_encoder_writes_what_a_new_one_writes_as_series_come_and_go() {
+    let req = Arc::new(Descriptor::counter("http.requests", "1", "requests"));
+    let temp = Arc::new(Descriptor::gauge("room.temperature", "Cel", ""));
+    let lat = Arc::new(Descriptor::timing("http.duration", "s", "latency"));
+    let long = "x".repeat(2_000);
+    // (id, label value) per series; each round keeps some, drops some, adds some in the middle.
+    let mut live: Vec<(SeriesId, String)> = Vec::new();
+    let mut kept = Encoder::new(EncoderConfig::default()).unwrap();
+    let mut summaries = Encoder::new(EncoderConfig {
+        timings: TimingMode::Summary,
+        ..Default::default()
+    })
+    .unwrap();
+    for round in 0..60usize {
+        live.retain(|(id, _)| id.get() % 3 != round as u64 % 3);
+        let at = live.len() / 2;
+        for k in 0..(round % 5 + 1) {
+            let value = format!("/r{round}/{k}/{long}\"\\\n");
+            live.insert(at.min(live.len()), (SeriesId::next(), value));
+        }
+        let mut series = Vec::new();
+        for (n, (id, route)) in live.iter().enumerate() {
+            let labels = Labels::from_pairs(&[("route", route), ("le", "x")]).unwrap();
+            let (descriptor, value) = match n % 3 {
+                0 => (&req, Value::Counter(n as u64)),
+                1 => (&temp, Value::Gauge(n as f64 / 4.0)),
+                _ => (&lat, dist(3, &[0.001 * n as f64, 0.5])),
+            };
+            series.push(Series {
+                id: *id,
+                descriptor: descriptor.clone(),
+                labels,
+                start_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250 + n as u64),
+                value,
+            });
+        }
+        // A series without labels at the front, on odd rounds only.
+        if round % 2 == 1 {
+            series.insert(0, series_unlabelled(&temp));
+        }
+        let snap = snapshot(series);
+        for (enc, config) in [
+            (&mut kept, EncoderConfig::default()),
+            (
+                &mut summaries,
+                EncoderConfig {
+                    timings: TimingMode::Summary,
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let plan = enc.plan(&snap);
+            for format in [Format::Text, Format::OpenMetrics] {
+                let mut out = Vec::new();
+                enc.encode(&plan, format, &mut out);
+                assert_same(
+                    &String::from_utf8(out).unwrap(),
+                    &ours(&config, &snap, format),
+                );
+            }
+        }
+        let texts = &kept.labels;
+        assert!(
+            texts.text.len() <= 2 * texts.live + LabelTexts::SLACK + 3 * (long.len() + 64) * 5,
+            "round {round}: {} bytes of label text kept for {} named",
+            texts.text.len(),
+            texts.live
+        );
+    }
+}
+
+fn series_unlabelled(d: &Arc<Descriptor>) -> Series {
+    series(d, &[], Value::Gauge(1.0))
+}
+
+/// Series coming and going in one family (or in a sampler before it) leave the kept label
+/// texts of the families after it alone: only the new series' labels are rendered.
+#[test]
+fn a_family_keeps_its_label_texts_when_another_changes() {
+    let before = Arc::new(Descriptor::gauge("queue.depth", "1", "jobs"));
+    let after = Arc::new(Descriptor::counter("http.requests", "1", "requests"));
+    let stable: Vec<Series> = (0..100)
+        .map(|k| {
+            let route = format!("/api/{k}");
+            series(&after, &[("route", &route)], Value::Counter(k))
+        })
+        .collect();
+    let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
+    let mut kept_bytes = 0;
+    for round in 0..10usize {
+        let mut v: Vec<Series> = Vec::new();
+        let mut fresh = 0;
+        for k in 0..(round % 4) {
+            let queue = format!("r{round}-{k}");
+            fresh += "queue=\"".len() + queue.len() + "\"".len();
+            v.push(series(&before, &[("queue", &queue)], Value::Gauge(1.0)));
+        }
+        v.extend(stable.iter().cloned());
+        let snap = snapshot(v);
+        let plan = enc.plan(&snap);
+        let mut out = Vec::new();
+        enc.encode(&plan, Format::Text, &mut out);
+        assert_same(
+            &String::from_utf8(out).unwrap(),
+            &ours(&EncoderConfig::default(), &snap, Format::Text),
+        );
+        let grown = enc.labels.text.len() - kept_bytes;
+        if round > 0 {
+            assert_eq!(grown, fresh, "round {round}: label text rendered again");
+        }
+        kept_bytes = enc.labels.text.len();
+    }
+}
