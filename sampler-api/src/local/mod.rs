@@ -132,7 +132,11 @@ mod tests {
             let first = alloc(Kind::Counter);
             counter_add(first, 1);
             let (c_len, h_len) = slab::LOCAL.with(|l| (l.counters_len.get(), l.hists_len.get()));
-            let (mut counters, mut timings) = (vec![first], vec![alloc(Kind::Timing)]);
+            // At least one slot after `first`: a slab taken from the pool keeps the flat arrays
+            // it was made with, so `first` itself may already lie past them, and its record
+            // must not be counted in the slot checked below.
+            let (mut counters, mut timings) =
+                (vec![first, alloc(Kind::Counter)], vec![alloc(Kind::Timing)]);
             while *counters.last().unwrap() < c_len {
                 counters.push(alloc(Kind::Counter));
             }
