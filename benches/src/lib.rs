@@ -182,7 +182,7 @@ where
 /// its own loop (waking them is not counted).
 ///
 /// ```
-/// use sampler_benches::with_runner;
+/// use sampler_benches::{with_runner, MAX_ATTEMPTS};
 /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 ///
 /// let hits = AtomicU64::new(0);
@@ -197,7 +197,11 @@ where
 ///         runner.run(1000);
 ///     }
 /// });
-/// assert_eq!(hits.load(Relaxed), 6000);
+/// // Three runs of 2 × 1000; a run that was not clean (a thread waited for a core) is made
+/// // again, so on a busy machine there may be more.
+/// let hits = hits.load(Relaxed);
+/// assert_eq!(hits % 2000, 0);
+/// assert!((6000..=6000 * MAX_ATTEMPTS as u64).contains(&hits), "{hits}");
 /// // The same two threads ran all three runs.
 /// assert_eq!(threads_seen.lock().unwrap().len(), 2);
 /// ```
