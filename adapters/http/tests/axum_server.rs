@@ -1,7 +1,6 @@
 //! The layer in a real axum server on loopback, driven by a real HTTP client (ureq).
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,18 +16,8 @@ use http_body::Frame;
 use sampler_adapter_http::{Groups, HttpMetrics};
 use sampler_api::{Harvester, Registry, Snapshot, Value};
 
-struct Server {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
+mod support;
+use support::{serve, Server};
 
 /// A body of `left` bytes in 64 KiB chunks, made as fast as the client reads.
 struct Endless {
@@ -86,25 +75,7 @@ fn start(metrics: &HttpMetrics) -> Server {
             get(|| async { Body::new(Endless { left: 1 << 30 }) }),
         )
         .layer(metrics.layer());
-    serve(app)
-}
-
-/// Serves `app` on 127.0.0.1 (a free port) from a two-thread runtime.
-fn serve(app: Router) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    runtime.spawn(async move { axum::serve(listener, app).await });
-    Server {
-        addr,
-        runtime: Some(runtime),
-    }
+    serve(app, 2)
 }
 
 fn agent() -> ureq::Agent {
@@ -445,7 +416,7 @@ fn r16_groups_by_matched_route_template() {
         .route("/admin/keys", get(|| async { "keys" }))
         .route("/health", get(|| async { "up" }))
         .layer(metrics.layer());
-    let server = serve(app);
+    let server = serve(app, 2);
     let base = format!("http://{}", server.addr);
     let agent = agent();
     for id in 1..=3 {

@@ -2,7 +2,6 @@
 //! real axum server on loopback (a multi-thread runtime), a real HTTP client (ureq).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,9 @@ use axum::Router;
 use sampler_adapter_alloc::CountingAllocator;
 use sampler_adapter_http::{Groups, HttpMetrics};
 use sampler_api::{Distribution, Harvester, Registry, Snapshot, Value};
+
+mod support;
+use support::{serve, Server};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator::system();
@@ -46,38 +48,12 @@ async fn hungry() -> String {
     format!("{} {sum}", threads.len())
 }
 
-struct Server {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 fn start(metrics: &HttpMetrics) -> Server {
     let app = Router::new()
         .route("/fast", get(|| async { "ok" }))
         .route("/reports/hungry", get(hungry))
         .layer(metrics.layer());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    runtime.spawn(async move { axum::serve(listener, app).await });
-    Server {
-        addr,
-        runtime: Some(runtime),
-    }
+    serve(app, 4)
 }
 
 fn agent() -> ureq::Agent {
