@@ -43,10 +43,18 @@ for v in "${variants[@]}"; do
     sleep 0.05
   done
   [ -n "$url" ] || { echo "instructions.sh: $v did not start within 30 s" >&2; exit 1; }
-  requests="$(wrk -t1 -c4 -d"$((seconds / 2))s" "$url/api/hello" | awk '/requests in/ {print $1}')"
+  requests="$(wrk -t1 -c4 -d"$((seconds / 2))s" "$url/api/hello" | awk '/requests in/ {print $1}' || true)"
   wait "$pid"
   instructions="$(callgrind_annotate --inclusive=yes "$work/cg.out" \
     | awk '/hyper::proto::h1::dispatch::Dispatcher<.*>::poll_catch/ && !found {gsub(",", "", $1); print $1; found = 1}')"
+  [ -n "$requests" ] && [ "$requests" -gt 0 ] || {
+    echo "instructions.sh: $v: wrk got no answer from $url (server log: $(tail -n 3 "$log"))" >&2
+    exit 1
+  }
+  [ -n "$instructions" ] || {
+    echo "instructions.sh: $v: callgrind's profile has no hyper::proto::h1::dispatch::Dispatcher::poll_catch (built without symbols, or hyper renamed it)" >&2
+    exit 1
+  }
   per="$((instructions / requests))"
   [ -n "$base" ] || base="$per"
   printf '%-16s %10d %14d %+8.1f%%\n' "$v" "$requests" "$per" \
