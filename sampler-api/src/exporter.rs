@@ -26,7 +26,7 @@ use crate::snapshot::Snapshot;
 /// impl Exporter for CountSeries {
 ///     fn name(&self) -> &str { "count" }
 ///     fn export(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ExportError> {
-///         self.0 += snapshot.series.len();
+///         self.0 += snapshot.len();
 ///         Ok(())
 ///     }
 /// }

@@ -2,7 +2,8 @@
 //!
 //! A label set is two shared pieces: the keys (one `Arc` per family, shared by all its series)
 //! and the values packed into one allocation. Cloning a `Labels` costs two reference-count
-//! increments and never copies strings.
+//! increments and never copies strings. A [`LabelsRef`] reads the same layout in place, in a
+//! snapshot or in a `Labels`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -69,16 +70,25 @@ impl Labels {
         }))
     }
 
-    pub(crate) fn from_packed(keys: LabelKeys, values: PackedValues) -> Self {
-        if keys.is_empty() {
-            return Labels::empty();
+    /// A borrowed view of these labels: what a snapshot's series give (see [`LabelsRef`]).
+    pub fn view(&self) -> LabelsRef<'_> {
+        match &self.0 {
+            Some(inner) => LabelsRef {
+                keys: Some(&inner.keys),
+                values: inner.values.bytes(),
+            },
+            None => LabelsRef::EMPTY,
         }
-        Labels(Some(Inner { keys, values }))
+    }
+
+    /// The keys and the packed values, when there are labels.
+    pub(crate) fn parts(&self) -> Option<(&LabelKeys, &[u8])> {
+        self.0.as_ref().map(|i| (&i.keys, i.values.bytes()))
     }
 
     /// How many labels there are.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |i| i.keys.len())
+        self.view().len()
     }
 
     /// Whether there are none.
@@ -89,35 +99,154 @@ impl Labels {
     /// The keys, in order. Label sets of one family share them, so an exporter may cache what
     /// it renders from them by the slice's address.
     pub fn keys(&self) -> &[Cow<'static, str>] {
-        self.0.as_ref().map_or(&[], |i| &i.keys[..])
+        self.view().keys()
     }
 
     /// The value for `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.view().get(key)
     }
 
     /// The `(key, value)` pairs in their defined order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        let (keys, values): (&[Cow<'static, str>], Option<&PackedValues>) = match &self.0 {
-            Some(inner) => (&inner.keys, Some(&inner.values)),
-            None => (&[], None),
-        };
-        keys.iter()
-            .enumerate()
-            .map(move |(i, k)| (k.as_ref(), values.map_or("", |v| v.get(i))))
+        self.view().iter()
     }
 }
 
 impl PartialEq for Labels {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.view() == other.view()
     }
 }
 
 impl Eq for Labels {}
 
 impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.view().hash(state)
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl<'a> From<&'a Labels> for LabelsRef<'a> {
+    fn from(labels: &'a Labels) -> Self {
+        labels.view()
+    }
+}
+
+/// A borrowed label set: what [`SeriesRef::labels`](crate::SeriesRef::labels) gives, read
+/// in place in the snapshot (no reference count, no copy). [`to_owned`](Self::to_owned) makes
+/// a [`Labels`] to keep.
+///
+/// It compares and hashes as the [`Labels`] with the same pairs does.
+///
+/// ```
+/// use sampler_api::Labels;
+/// let labels = Labels::from_pairs(&[("method", "GET"), ("route", "/a")])?;
+/// let view = labels.view();
+/// assert_eq!(view.get("method"), Some("GET"));
+/// assert_eq!(view.keys()[1], "route");
+/// assert_eq!(view.to_owned(), labels);
+/// assert!(view == labels);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct LabelsRef<'a> {
+    keys: Option<&'a LabelKeys>,
+    /// Bytes laid out as [`PackedValues`] lays them out (a copy of one, whole).
+    values: &'a [u8],
+}
+
+impl<'a> LabelsRef<'a> {
+    /// The empty label set.
+    pub const EMPTY: LabelsRef<'static> = LabelsRef {
+        keys: None,
+        values: &[],
+    };
+
+    /// A view of `keys` and the bytes of a [`PackedValues`] made for them (whole: see
+    /// `packed_get`'s safety argument).
+    pub(crate) fn from_parts(keys: Option<&'a LabelKeys>, values: &'a [u8]) -> Self {
+        LabelsRef { keys, values }
+    }
+
+    /// How many labels there are.
+    pub fn len(&self) -> usize {
+        self.keys.map_or(0, |k| k.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The keys, in order. Label sets of one family share them (one allocation for all its
+    /// series, in every snapshot), so an exporter may cache what it renders from them by the
+    /// slice's address.
+    pub fn keys(&self) -> &'a [Cow<'static, str>] {
+        self.keys.map_or(&[], |k| &k[..])
+    }
+
+    /// The value for `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The value of the `i`th key (`""` past the last).
+    pub fn value(&self, i: usize) -> &'a str {
+        if i >= self.len() {
+            return "";
+        }
+        packed_get(self.values, i)
+    }
+
+    /// The `(key, value)` pairs in their defined order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
+        let this = *self;
+        this.keys()
+            .iter()
+            .enumerate()
+            .map(move |(i, k)| (k.as_ref(), packed_get(this.values, i)))
+    }
+
+    /// An owned copy (the keys shared, the values copied into one allocation).
+    pub fn to_owned(&self) -> Labels {
+        match self.keys {
+            Some(keys) if !keys.is_empty() => Labels(Some(Inner {
+                keys: keys.clone(),
+                values: PackedValues(Arc::from(self.values)),
+            })),
+            _ => Labels::empty(),
+        }
+    }
+}
+
+impl PartialEq for LabelsRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for LabelsRef<'_> {}
+
+impl PartialEq<Labels> for LabelsRef<'_> {
+    fn eq(&self, other: &Labels) -> bool {
+        *self == other.view()
+    }
+}
+
+impl PartialEq<LabelsRef<'_>> for Labels {
+    fn eq(&self, other: &LabelsRef<'_>) -> bool {
+        self.view() == *other
+    }
+}
+
+impl Hash for LabelsRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_usize(self.len());
         for (k, v) in self.iter() {
@@ -127,10 +256,35 @@ impl Hash for Labels {
     }
 }
 
-impl fmt::Debug for Labels {
+impl fmt::Debug for LabelsRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
+}
+
+/// Value `i` of bytes laid out by [`PackedValues::new`]; `""` when `i` is not below the
+/// number of values packed.
+fn packed_get(buf: &[u8], i: usize) -> &str {
+    let word = |w: usize| -> usize {
+        let b = &buf[w * 4..w * 4 + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    };
+    if buf.len() < 4 {
+        return "";
+    }
+    let n = word(0);
+    if i >= n {
+        return "";
+    }
+    let head = 4 + n * 4;
+    let start = if i == 0 { 0 } else { word(i) };
+    let end = word(i + 1);
+    let bytes = &buf[head + start..head + end];
+    // SAFETY: every buffer this reads is the whole of one `PackedValues` (its own, or a copy
+    // of it whole, in a `Snapshot` or a `Labels`: nothing else builds a `LabelsRef` or a
+    // `PackedValues`); `new` copied these bytes whole from one `&str`, and the end offsets it
+    // wrote mark exactly where each value starts and stops, so they are valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// Values packed into one allocation: a little-endian `u32` count `n`, `n` `u32` end offsets,
@@ -160,24 +314,14 @@ impl PackedValues {
         PackedValues(Arc::from(buf))
     }
 
-    fn word(&self, i: usize) -> usize {
-        let b = &self.0[i * 4..i * 4 + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    /// Value `i`; `""` when `i` is not below the number of values packed.
+    pub(crate) fn get(&self, i: usize) -> &str {
+        packed_get(&self.0, i)
     }
 
-    /// Value `i`; `i` must be below the number of values packed.
-    pub(crate) fn get(&self, i: usize) -> &str {
-        let n = self.word(0);
-        if i >= n {
-            return "";
-        }
-        let head = 4 + n * 4;
-        let start = if i == 0 { 0 } else { self.word(i) };
-        let end = self.word(i + 1);
-        let bytes = &self.0[head + start..head + end];
-        // SAFETY: `new` copied these bytes whole from one `&str`, and the end offsets it wrote
-        // mark exactly where each value starts and stops, so they are valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+    /// The whole buffer, for copying into a snapshot.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// Whether these packed values equal `values`, without allocating.
@@ -285,6 +429,12 @@ mod tests {
         ] {
             let l = Labels::with_keys(keys.clone(), &vals);
             let got: Vec<&str> = l.iter().map(|(_, v)| v).collect();
+            let view = l.view();
+            assert_eq!(
+                (0..4).map(|i| view.value(i)).collect::<Vec<_>>(),
+                [vals[0], vals[1], vals[2], ""]
+            );
+            assert_eq!(view.to_owned(), l);
             assert_eq!(got, vals);
             let p = PackedValues::new(&vals);
             assert!(p.matches(&vals));

@@ -57,7 +57,7 @@
 //! impl Exporter for Print {
 //!     fn name(&self) -> &str { "print" }
 //!     fn export(&mut self, s: Arc<Snapshot>) -> Result<(), ExportError> {
-//!         println!("{} series", s.series.len());
+//!         println!("{} series", s.len());
 //!         Ok(())
 //!     }
 //! }
@@ -113,10 +113,10 @@ pub use instruments::{
     Counter, CounterFamily, FamilyOptions, Gauge, GaugeFamily, Timing, TimingFamily, TimingGuard,
     DEFAULT_LIMIT, DEFAULT_SCALE,
 };
-pub use labels::{LabelKeys, Labels};
+pub use labels::{LabelKeys, Labels, LabelsRef};
 pub use registry::{Registration, Registry, StaticSampler};
 pub use sampler::{FnSampler, Sampler, Writer};
-pub use snapshot::{Series, SeriesId, Snapshot, Value};
+pub use snapshot::{Series, SeriesId, SeriesIter, SeriesRef, Snapshot, Value};
 
 #[doc(hidden)]
 pub use inventory;

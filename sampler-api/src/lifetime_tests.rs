@@ -371,7 +371,7 @@ fn s3_overflow_records_never_land_in_another_series() {
     y.inc();
     let snap = h.harvest_now();
     assert_eq!(
-        snap.find("life.a", &[("k", "x")]).unwrap().value,
+        snap.find("life.a", &[("k", "x")]).unwrap().value(),
         Value::Counter(1),
         "x holds increments made to label sets past the limit"
     );

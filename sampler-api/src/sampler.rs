@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::Distribution;
+use crate::labels::LabelKeys;
 use crate::labels::Labels;
-use crate::snapshot::{Series, SeriesId, Value};
+use crate::snapshot::{SeriesBuf, SeriesId, Value};
 
 /// A source of readings, polled once per harvest.
 ///
@@ -156,7 +157,7 @@ impl SamplerState {
 /// ```
 pub struct Writer<'a> {
     state: &'a mut SamplerState,
-    out: &'a mut Vec<Series>,
+    out: &'a mut SeriesBuf,
     now: SystemTime,
     interval: Duration,
     rejected: u64,
@@ -171,7 +172,7 @@ impl std::fmt::Debug for Writer<'_> {
 impl<'a> Writer<'a> {
     pub(crate) fn new(
         state: &'a mut SamplerState,
-        out: &'a mut Vec<Series>,
+        out: &'a mut SeriesBuf,
         now: SystemTime,
         interval: Duration,
     ) -> Self {
@@ -232,12 +233,36 @@ impl<'a> Writer<'a> {
     /// Appends a series that already carries its identity (the instruments, which keep their
     /// own ids and start times, use this; it does no lookup). Crate-private: a sampler outside
     /// this crate could forge an id or a start time and break the rules of `SeriesId`.
-    pub(crate) fn series(&mut self, series: Series) {
-        if series.descriptor.kind() != series.value.kind() {
+    /// Makes room for `rows` series of one family (`descriptor`, `keys`) whose label values
+    /// take `bytes` bytes, written next with [`row`](Self::row).
+    pub(crate) fn reserve(
+        &mut self,
+        descriptor: &Arc<Descriptor>,
+        keys: Option<&LabelKeys>,
+        rows: usize,
+        bytes: usize,
+    ) {
+        self.out.reserve(descriptor, keys, rows, bytes);
+    }
+
+    /// One series of a family: `values` are the bytes of its `PackedValues` (empty when there
+    /// are no keys). A value of another kind than the descriptor's is rejected.
+    #[inline]
+    pub(crate) fn row(
+        &mut self,
+        id: SeriesId,
+        descriptor: &Arc<Descriptor>,
+        keys: Option<&LabelKeys>,
+        values: &[u8],
+        start_nanos: u64,
+        value: Value,
+    ) {
+        if descriptor.kind() != value.kind() {
             self.rejected += 1;
             return;
         }
-        self.out.push(series);
+        self.out
+            .push(id, descriptor, keys, values, start_nanos, value);
     }
 
     fn reading(
@@ -296,13 +321,16 @@ impl<'a> Writer<'a> {
             }
         };
         known.seen = epoch;
-        self.out.push(Series {
-            id: known.id,
-            descriptor: known.descriptor.clone(),
-            labels: known.labels.clone(),
-            start_time: known.start,
-            value,
-        });
+        let (keys, values) = match known.labels.parts() {
+            Some((k, v)) => (Some(k), v),
+            None => (None, &[][..]),
+        };
+        let start = known
+            .start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.out
+            .push(known.id, &known.descriptor, keys, values, start, value);
     }
 }
 
@@ -315,25 +343,31 @@ mod tests {
     #[test]
     fn identity_kept_and_dropped() {
         let mut state = SamplerState::default();
-        let mut out = Vec::new();
         let now = SystemTime::now();
+        let mut out = SeriesBuf::default();
+        let id0 = |out: &SeriesBuf| {
+            crate::Snapshot::new(now, Duration::ZERO, 1, out.clone())
+                .get(0)
+                .expect("a series")
+                .id()
+        };
         state.begin();
         let mut w = Writer::new(&mut state, &mut out, now, Duration::ZERO);
         w.counter(&C, &[("a", "1")], 5);
         w.counter(&C, &[("a", "1")], 6); // duplicate in one harvest
         assert_eq!(w.rejected(), 1);
         state.end();
-        let first = out[0].id;
+        let first = id0(&out);
         out.clear();
         state.begin();
         Writer::new(&mut state, &mut out, now, Duration::ZERO).counter(&C, &[("a", "1")], 7);
         state.end();
-        assert_eq!(out[0].id, first);
+        assert_eq!(id0(&out), first);
         out.clear();
         state.begin();
         state.end(); // not written: forgotten
         state.begin();
         Writer::new(&mut state, &mut out, now, Duration::ZERO).counter(&C, &[("a", "1")], 1);
-        assert_ne!(out[0].id, first);
+        assert_ne!(id0(&out), first);
     }
 }

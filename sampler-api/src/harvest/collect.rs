@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::local::lock;
 use crate::registry::{Held, Registered, Registry};
 use crate::sampler::SamplerState;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SeriesBuf, Snapshot};
 
 use super::delivery::{Link, Msg};
 use super::sampling::{run_hook, Poll, Sampling};
@@ -29,8 +29,6 @@ pub(super) struct State {
     pub(super) durations: HashMap<String, f64>,
     pub(super) harvests: u64,
     pub(super) skipped: u64,
-    /// Series in the last snapshot.
-    pub(super) last_len: usize,
 }
 
 pub(super) struct Core {
@@ -71,8 +69,8 @@ impl Core {
                 weak: false,
             })
         }));
-        // Sized like the last snapshot, so a large harvest does not grow its vector step by step.
-        let mut series = Vec::with_capacity(state.last_len);
+        // Each family sizes its own block: see `Writer::reserve`.
+        let mut series = SeriesBuf::default();
         state.durations.clear();
 
         // Stop hooks for samplers that went away.
@@ -137,15 +135,14 @@ impl Core {
                 user_series,
             );
         }
-        guard.last_len = series.len();
         drop(guard);
 
-        let snapshot = Arc::new(Snapshot {
+        let snapshot = Arc::new(Snapshot::new(
             time,
-            interval: self.interval,
-            sequence: self.sequence.fetch_add(1, Relaxed) + 1,
+            self.interval,
+            self.sequence.fetch_add(1, Relaxed) + 1,
             series,
-        });
+        ));
         if publish {
             for l in lock(&self.links).iter() {
                 l.send(Msg::Snapshot(snapshot.clone()));

@@ -90,7 +90,7 @@ impl HarvestHandle {
 /// let mut harvester = Harvester::builder().registry(registry).build();
 /// jobs.add(2);
 /// let snapshot = harvester.harvest_now(); // also queued to every exporter
-/// assert_eq!(snapshot.find("jobs.done", &[]).unwrap().value, Value::Counter(2));
+/// assert_eq!(snapshot.find("jobs.done", &[]).unwrap().value(), Value::Counter(2));
 /// harvester.start(); // harvests every 10 s from now on
 /// harvester.shutdown(Duration::from_secs(1))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -127,7 +127,7 @@ impl Harvester {
     ///     .self_metrics(false)
     ///     .build()
     ///     .harvest_now();
-    /// assert!(snapshot.series.is_empty());
+    /// assert!(snapshot.is_empty());
     /// ```
     pub fn builder() -> HarvesterBuilder {
         HarvesterBuilder {

@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::local::lock;
 use crate::registry::Held;
 use crate::sampler::{Sampler, SamplerState, Writer};
-use crate::snapshot::Series;
+use crate::snapshot::SeriesBuf;
 
 /// What one harvest polls with.
 pub(super) struct Poll {
@@ -32,14 +32,14 @@ pub(super) struct Job {
     pub(super) claim: Arc<std::sync::atomic::AtomicU8>,
     pub(super) sampler: Held,
     pub(super) state: SamplerState,
-    pub(super) out: Vec<Series>,
+    pub(super) out: SeriesBuf,
     pub(super) time: SystemTime,
     pub(super) interval: Duration,
 }
 
 pub(super) struct Done {
     pub(super) state: SamplerState,
-    pub(super) out: Vec<Series>,
+    pub(super) out: SeriesBuf,
     pub(super) rejected: u64,
     pub(super) panicked: bool,
     pub(super) took: Duration,
@@ -55,7 +55,7 @@ pub(super) struct Sampling {
     /// Samplers whose call has not returned; their abandoned thread removes them.
     pub(super) hung: Arc<Mutex<std::collections::HashSet<u64>>>,
     /// A reused buffer for one sampler's output.
-    pub(super) spare: Vec<Series>,
+    pub(super) spare: SeriesBuf,
 }
 
 impl Sampling {
@@ -82,7 +82,7 @@ impl Sampling {
         inline: bool,
         sampler: Held,
         st: &mut SamplerState,
-        series: &mut Vec<Series>,
+        series: &mut SeriesBuf,
         poll: &Poll,
         errors: &mut HashMap<(String, &'static str), u64>,
         durations: &mut HashMap<String, f64>,
@@ -98,7 +98,7 @@ impl Sampling {
             claim: claim.clone(),
             sampler,
             state: std::mem::take(st),
-            out: Vec::new(),
+            out: SeriesBuf::default(),
             time: poll.time,
             interval: poll.interval,
         };

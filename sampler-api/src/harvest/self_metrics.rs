@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::descriptor::Descriptor;
 use crate::sampler::Writer;
-use crate::snapshot::Series;
+use crate::snapshot::SeriesBuf;
 
 use super::collect::State;
 use super::delivery::Link;
@@ -64,7 +64,7 @@ static EXPORTER_DURATION: Descriptor = Descriptor::gauge(
 pub(super) fn write(
     state: &mut State,
     links: &[Arc<Link>],
-    series: &mut Vec<Series>,
+    series: &mut SeriesBuf,
     time: SystemTime,
     interval: Duration,
     polled: Duration,

@@ -12,8 +12,8 @@ static OK: Descriptor = Descriptor::gauge("test.ok", "1", "");
 static HITS: Descriptor = Descriptor::counter("test.hits", "1", "");
 
 fn counter_of(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    match s.find(name, labels)?.value {
-        Value::Counter(c) => Some(c),
+    match s.find(name, labels)?.value() {
+        Value::Counter(c) => Some(*c),
         _ => None,
     }
 }
@@ -155,7 +155,7 @@ fn a_blocked_exporter_delays_neither_harvests_nor_recording_and_drops_are_counte
         .find("sampler.exporter.queue_depth", &[("exporter", "stuck")])
         .unwrap();
     assert_eq!(
-        depth.value,
+        depth.value(),
         Value::Gauge(2.0),
         "the stuck queue stays at its bound"
     );
@@ -201,7 +201,11 @@ fn dropping_a_handle_removes_its_series() {
     drop(hits);
     drop(reg);
     let s = h.harvest_now();
-    assert!(s.series.is_empty(), "left behind: {:?}", s.series);
+    assert!(
+        s.is_empty(),
+        "left behind: {:?}",
+        s.series().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -218,11 +222,11 @@ fn a_series_a_sampler_stops_writing_disappears_and_returns_as_new() {
         .registry(registry)
         .self_metrics(false)
         .build();
-    let first = h.harvest_now().find("test.hits", &[]).unwrap().clone();
+    let first = h.harvest_now().find("test.hits", &[]).unwrap().to_owned();
     on.store(0, Ordering::SeqCst);
     assert!(h.harvest_now().find("test.hits", &[]).is_none());
     on.store(1, Ordering::SeqCst);
-    let again = h.harvest_now().find("test.hits", &[]).unwrap().clone();
+    let again = h.harvest_now().find("test.hits", &[]).unwrap().to_owned();
     assert_ne!(first.id, again.id);
     assert!(again.start_time >= first.start_time);
 }
@@ -479,7 +483,7 @@ fn a_static_sampler_is_reported_under_its_registration_name() {
             .is_some(),
         "durations: {:?}",
         s.named("sampler.sampler.duration")
-            .map(|x| x.labels.clone())
+            .map(|x| x.labels().clone())
             .collect::<Vec<_>>()
     );
 }
@@ -497,7 +501,7 @@ fn samplers_of_one_name_report_their_summed_duration() {
     let s = h.harvest_now();
     let took = s
         .find("sampler.sampler.duration", &[("sampler", "twin")])
-        .map(|x| x.value.clone());
+        .map(|x| x.value().clone());
     match took {
         Some(Value::Gauge(secs)) => assert!(secs >= 0.040, "twin took {secs} s"),
         other => panic!("sampler.sampler.duration{{sampler=twin}}: {other:?}"),
@@ -544,7 +548,7 @@ fn a_failing_exporter_is_reported_once_when_it_fails_and_once_when_it_recovers()
         let s = h.harvest_now();
         match s
             .find(name, &[("exporter", "flaky-events")])
-            .map(|x| &x.value)
+            .map(|x| x.value())
         {
             Some(Value::Counter(n)) => *n,
             _ => 0,

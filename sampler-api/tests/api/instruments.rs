@@ -29,16 +29,16 @@ fn increments_from_four_threads_sum_exactly() {
     let h = Harvester::builder().registry(registry).build();
     let snap = h.harvest_now();
     assert_eq!(
-        snap.find("inst.counter", &[]).unwrap().value,
+        snap.find("inst.counter", &[]).unwrap().value(),
         Value::Counter(1_000_000)
     );
     let even = 125_000 * (1 + 2 + 3 + 4);
     assert_eq!(
-        snap.find("inst.family", &[("k", "even")]).unwrap().value,
+        snap.find("inst.family", &[("k", "even")]).unwrap().value(),
         Value::Counter(even)
     );
     assert_eq!(
-        snap.find("inst.family", &[("k", "odd")]).unwrap().value,
+        snap.find("inst.family", &[("k", "odd")]).unwrap().value(),
         Value::Counter(even)
     );
 }
@@ -55,11 +55,11 @@ fn a_family_past_its_limit_stays_bounded_and_counts_the_overflow() {
     let series: Vec<_> = snap.named("inst.family").collect();
     assert_eq!(series.len(), 11, "10 label sets plus the overflow series");
     let overflow = snap.find("inst.family", &[("overflow", "true")]).unwrap();
-    assert_eq!(overflow.value, Value::Counter(990));
+    assert_eq!(overflow.value(), Value::Counter(990));
     let total: u64 = series
         .iter()
-        .map(|s| match s.value {
-            Value::Counter(c) => c,
+        .map(|s| match s.value() {
+            Value::Counter(c) => *c,
             _ => 0,
         })
         .sum();
@@ -67,7 +67,7 @@ fn a_family_past_its_limit_stays_bounded_and_counts_the_overflow() {
     let counted = snap
         .find("sampler.family.overflow", &[("metric", "inst.family")])
         .unwrap();
-    assert_eq!(counted.value, Value::Counter(990));
+    assert_eq!(counted.value(), Value::Counter(990));
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn idle_label_sets_expire_unless_held() {
     fam.add(&["idle"], 7);
     let snap = h.harvest_now();
     assert_eq!(
-        snap.find("inst.family", &[("k", "idle")]).unwrap().value,
+        snap.find("inst.family", &[("k", "idle")]).unwrap().value(),
         Value::Counter(7)
     );
 }
@@ -179,7 +179,7 @@ fn a_reused_string_buffer_never_misleads_the_lookup_cache() {
         .harvest_now();
     let get = |v: &str| {
         snap.find("inst.family", &[("user", v)])
-            .map(|s| s.value.clone())
+            .map(|s| s.value().clone())
     };
     assert_eq!(get("anna"), Some(Value::Counter(2)));
     assert_eq!(get("bert"), Some(Value::Counter(1)));
@@ -199,10 +199,12 @@ fn a_fractional_counter_keeps_its_divisor_through_the_registry() {
         .build()
         .harvest_now();
     let series = s.find("test.cpu.time", &[]).unwrap();
-    assert_eq!(series.descriptor.divisor(), 1_000_000);
-    assert_eq!(series.value, sampler_api::Value::Counter(2_500_000));
-    match series.value {
-        sampler_api::Value::Counter(raw) => assert_eq!(series.descriptor.counter_value(raw), 2.5),
+    assert_eq!(series.descriptor().divisor(), 1_000_000);
+    assert_eq!(series.value(), sampler_api::Value::Counter(2_500_000));
+    match series.value() {
+        sampler_api::Value::Counter(raw) => {
+            assert_eq!(series.descriptor().counter_value(*raw), 2.5)
+        }
         _ => unreachable!(),
     }
 }

@@ -22,8 +22,8 @@ fn events_naming(metric: &str) -> Vec<Event> {
 }
 
 fn counter(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    match s.find(name, labels)?.value {
-        Value::Counter(n) => Some(n),
+    match s.find(name, labels)?.value() {
+        Value::Counter(n) => Some(*n),
         _ => None,
     }
 }
@@ -44,7 +44,7 @@ fn r9_a_family_with_a_duplicate_label_key_is_never_exported_and_said_once() {
         exported.len(),
         exported
             .iter()
-            .map(|s| s.labels.clone())
+            .map(|s| s.labels().clone())
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -168,10 +168,10 @@ fn r9_a_lookup_with_the_wrong_number_of_values_records_in_no_series() {
     assert_eq!(s.named("test.r9.count_timing").count(), 0);
     for q in s.named("test.r9.count_other") {
         assert_eq!(
-            q.value,
+            q.value(),
             Value::Counter(0),
             "{:?} got a stray record",
-            q.labels
+            q.labels()
         );
     }
     assert_eq!(s.named("test.r9.count_other").count(), quiet.len());

@@ -91,11 +91,11 @@ struct Families {
 /// Checks one snapshot; returns the problems found.
 fn check(snap: &Snapshot, counts: &Counts) -> Vec<String> {
     let mut bad = Vec::new();
-    for s in &snap.series {
+    for s in snap.series() {
         counts.series_checked.fetch_add(1, Relaxed);
-        let name = s.descriptor.name();
-        let k = s.labels.get("k").unwrap_or("");
-        match (name, &s.value) {
+        let name = s.descriptor().name();
+        let k = s.labels().get("k").unwrap_or("");
+        match (name, &s.value()) {
             ("stress.churn", Value::Counter(v)) => {
                 counts.churn_series_seen.fetch_add(1, Relaxed);
                 let i: usize = k[1..].parse().unwrap();
@@ -315,7 +315,7 @@ fn stress_slot_lifetimes() {
         let want = stable_tally[i].load(Relaxed);
         assert_eq!(
             snap.find("stress.stable", &[("k", l)])
-                .map(|s| s.value.clone()),
+                .map(|s| s.value().clone()),
             Some(Value::Counter(want)),
             "stable series {l}"
         );

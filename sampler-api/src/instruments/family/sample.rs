@@ -2,7 +2,6 @@
 //! idle ones and reports the overflow count and lookups with the wrong number of values.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, UNIX_EPOCH};
 
 use super::expiry::Expiry;
 use super::FamilyInner;
@@ -11,7 +10,7 @@ use crate::labels::Labels;
 use crate::lifecycle::{board, free_slot};
 use crate::local::{self, Reader};
 use crate::sampler::{Sampler, Writer};
-use crate::snapshot::{Series, Value};
+use crate::snapshot::Value;
 
 impl FamilyInner {
     fn read_value(
@@ -53,19 +52,29 @@ impl Sampler for FamilyInner {
         let mut expired = Vec::new();
         {
             let t = self.read();
+            let keys = Some(&self.keys).filter(|k| !k.is_empty());
+            out.reserve(
+                &self.descriptor,
+                keys,
+                t.live,
+                t.live * (4 + 8 * self.keys.len()),
+            );
             for (e, entry) in t.iter() {
                 let Some(values) = entry.values.as_ref() else {
                     if t.overflow != Some(e) {
                         continue;
                     }
                     let value = self.read_value(&reader, entry.slot, timing.as_ref());
-                    out.series(Series {
-                        id: entry.id,
-                        descriptor: self.descriptor.clone(),
-                        labels: Labels::with_keys(self.overflow_keys.clone(), &["true"]),
-                        start_time: UNIX_EPOCH + Duration::from_nanos(entry.start_nanos),
+                    let overflow = Labels::with_keys(self.overflow_keys.clone(), &["true"]);
+                    let (keys, values) = overflow.parts().expect("one label");
+                    out.row(
+                        entry.id,
+                        &self.descriptor,
+                        Some(keys),
+                        values,
+                        entry.start_nanos,
                         value,
-                    });
+                    );
                     continue;
                 };
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
@@ -75,13 +84,14 @@ impl Sampler for FamilyInner {
                         continue;
                     }
                 }
-                out.series(Series {
-                    id: entry.id,
-                    descriptor: self.descriptor.clone(),
-                    labels: Labels::from_packed(self.keys.clone(), values.clone()),
-                    start_time: UNIX_EPOCH + Duration::from_nanos(entry.start_nanos),
+                out.row(
+                    entry.id,
+                    &self.descriptor,
+                    keys,
+                    if keys.is_some() { values.bytes() } else { &[] },
+                    entry.start_nanos,
                     value,
-                });
+                );
             }
         }
         drop(timing);
