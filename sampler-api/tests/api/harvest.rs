@@ -483,7 +483,7 @@ fn a_static_sampler_is_reported_under_its_registration_name() {
             .is_some(),
         "durations: {:?}",
         s.named("sampler.sampler.duration")
-            .map(|x| x.labels().clone())
+            .map(|x| x.labels())
             .collect::<Vec<_>>()
     );
 }

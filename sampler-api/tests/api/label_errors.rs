@@ -44,7 +44,7 @@ fn r9_a_family_with_a_duplicate_label_key_is_never_exported_and_said_once() {
         exported.len(),
         exported
             .iter()
-            .map(|s| s.labels().clone())
+            .map(|s| s.labels())
             .collect::<Vec<_>>()
     );
     assert_eq!(
