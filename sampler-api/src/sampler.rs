@@ -10,7 +10,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::Distribution;
 use crate::labels::LabelKeys;
 use crate::labels::Labels;
-use crate::snapshot::{SeriesBuf, SeriesId, Value};
+use crate::snapshot::{BlockRows, SeriesBuf, SeriesId, Value};
 
 /// A source of readings, polled once per harvest.
 ///
@@ -233,16 +233,16 @@ impl<'a> Writer<'a> {
     /// Appends a series that already carries its identity (the instruments, which keep their
     /// own ids and start times, use this; it does no lookup). Crate-private: a sampler outside
     /// this crate could forge an id or a start time and break the rules of `SeriesId`.
-    /// Makes room for `rows` series of one family (`descriptor`, `keys`) whose label values
-    /// take `bytes` bytes, written next with [`row`](Self::row).
-    pub(crate) fn reserve(
+    /// A writer of up to `rows` series of one family (`descriptor`, `keys`) whose label values
+    /// take `bytes` bytes; the caller writes only values of the descriptor's kind.
+    pub(crate) fn rows(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
         rows: usize,
         bytes: usize,
-    ) {
-        self.out.reserve(descriptor, keys, rows, bytes);
+    ) -> BlockRows<'_> {
+        self.out.rows(descriptor, keys, rows, bytes)
     }
 
     /// One series of a family: `values` are the bytes of its `PackedValues` (empty when there

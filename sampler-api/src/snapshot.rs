@@ -373,6 +373,84 @@ struct Row {
     labels_len: u32,
 }
 
+/// Writes series of one metric and key set into the last block of a [`SeriesBuf`]: what a
+/// family's harvest does for each of its series, with no check of the descriptor per series.
+pub(crate) struct BlockRows<'a> {
+    buf: &'a mut SeriesBuf,
+}
+
+impl BlockRows<'_> {
+    /// Appends one series: `values` are the bytes of the `PackedValues` made for the block's
+    /// keys (empty when there are none). The value must be of the descriptor's kind.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, id: SeriesId, values: &[u8], start_nanos: u64, value: Value) {
+        let buf = &mut *self.buf;
+        let mut b = buf.blocks.last_mut().expect("`rows` made the block");
+        if u32::try_from(b.values.len() + values.len()).is_err() {
+            // Over 4 GiB of label values in one block: the rest go in another.
+            let (descriptor, keys) = (b.descriptor.clone(), b.keys.clone());
+            let first = buf.len;
+            buf.blocks.push(Block {
+                descriptor,
+                keys,
+                values: Vec::new(),
+                rows: Vec::new(),
+                first,
+            });
+            b = buf.blocks.last_mut().expect("just pushed");
+        }
+        let at = b.values.len() as u32;
+        extend_short(&mut b.values, values);
+        b.rows.push(Row {
+            id,
+            start_nanos,
+            value,
+            labels: at,
+            labels_len: values.len() as u32,
+        });
+        buf.len += 1;
+    }
+}
+
+/// `v.extend_from_slice(bytes)`, by words for the short strings label values are (a call to
+/// `memcpy` per series cost more than the copy).
+#[inline(always)]
+fn extend_short(v: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 64 {
+        v.extend_from_slice(bytes);
+        return;
+    }
+    v.reserve(n);
+    let at = v.len();
+    let src = bytes.as_ptr();
+    // SAFETY: `reserve` made room for `n` more bytes after `at`, so every write below (at most
+    // `n` bytes from `at`, the last word ending exactly at `at + n`) lies within the
+    // allocation, and every read lies within `bytes`; the two do not overlap (`v` owns its
+    // buffer). `set_len` then covers exactly the bytes written.
+    unsafe {
+        let dst = v.as_mut_ptr().add(at);
+        if n >= 8 {
+            let mut i = 0;
+            while i + 8 < n {
+                dst.add(i)
+                    .cast::<u64>()
+                    .write_unaligned(src.add(i).cast::<u64>().read_unaligned());
+                i += 8;
+            }
+            // The last word overlaps the one before it when `n` is not a multiple of 8.
+            dst.add(n - 8)
+                .cast::<u64>()
+                .write_unaligned(src.add(n - 8).cast::<u64>().read_unaligned());
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *src.add(i);
+            }
+        }
+        v.set_len(at + n);
+    }
+}
+
 /// The series a harvest writes, grouped into blocks as they come.
 #[derive(Clone, Default)]
 pub(crate) struct SeriesBuf {
@@ -422,18 +500,19 @@ impl SeriesBuf {
         self.blocks.last_mut().expect("a block")
     }
 
-    /// Makes the next series' block one of `descriptor` with `keys`, sized for `rows` series
-    /// and `bytes` of label values (what a family knows before it writes its series).
-    pub(crate) fn reserve(
+    /// A writer of series of `descriptor` with `keys` into one block, with room for `rows`
+    /// series and `bytes` of label values (what a family knows before it writes its series).
+    pub(crate) fn rows(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
         rows: usize,
         bytes: usize,
-    ) {
+    ) -> BlockRows<'_> {
         let b = self.block(descriptor, keys, 0, rows);
         b.rows.reserve(rows);
         b.values.reserve(bytes);
+        BlockRows { buf: self }
     }
 
     /// Appends one series: `values` are the bytes of the `PackedValues` made for `keys` (empty

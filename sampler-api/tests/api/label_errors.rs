@@ -42,10 +42,7 @@ fn r9_a_family_with_a_duplicate_label_key_is_never_exported_and_said_once() {
         exported.is_empty(),
         "a family with the label key route twice exported {} series: {:?}",
         exported.len(),
-        exported
-            .iter()
-            .map(|s| s.labels())
-            .collect::<Vec<_>>()
+        exported.iter().map(|s| s.labels()).collect::<Vec<_>>()
     );
     assert_eq!(
         counter(

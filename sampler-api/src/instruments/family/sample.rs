@@ -53,28 +53,10 @@ impl Sampler for FamilyInner {
         {
             let t = self.read();
             let keys = Some(&self.keys).filter(|k| !k.is_empty());
-            out.reserve(
-                &self.descriptor,
-                keys,
-                t.live,
-                t.live * (4 + 8 * self.keys.len()),
-            );
+            let bytes = if keys.is_some() { t.label_bytes } else { 0 };
+            let mut rows = out.rows(&self.descriptor, keys, t.live, bytes);
             for (e, entry) in t.iter() {
                 let Some(values) = entry.values.as_ref() else {
-                    if t.overflow != Some(e) {
-                        continue;
-                    }
-                    let value = self.read_value(&reader, entry.slot, timing.as_ref());
-                    let overflow = Labels::with_keys(self.overflow_keys.clone(), &["true"]);
-                    let (keys, values) = overflow.parts().expect("one label");
-                    out.row(
-                        entry.id,
-                        &self.descriptor,
-                        Some(keys),
-                        values,
-                        entry.start_nanos,
-                        value,
-                    );
                     continue;
                 };
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
@@ -84,11 +66,20 @@ impl Sampler for FamilyInner {
                         continue;
                     }
                 }
+                let values = if keys.is_some() { values.bytes() } else { &[] };
+                rows.push(entry.id, values, entry.start_nanos, value);
+            }
+            // The overflow series after the label sets (spec/sampler-api.md, "Order").
+            if let Some(e) = t.overflow {
+                let entry = t.entry(e);
+                let value = self.read_value(&reader, entry.slot, timing.as_ref());
+                let overflow = Labels::with_keys(self.overflow_keys.clone(), &["true"]);
+                let (keys, values) = overflow.parts().expect("one label");
                 out.row(
                     entry.id,
                     &self.descriptor,
-                    keys,
-                    if keys.is_some() { values.bytes() } else { &[] },
+                    Some(keys),
+                    values,
                     entry.start_nanos,
                     value,
                 );

@@ -32,6 +32,8 @@ pub(super) struct Table {
     free: Vec<u32>,
     /// Label sets present (the overflow series aside).
     pub(super) live: usize,
+    /// Bytes of their packed values, all together (what a harvest copies).
+    pub(super) label_bytes: usize,
     /// The overflow series' entry, once it has a slot of its own.
     pub(super) overflow: Option<u32>,
 }
@@ -88,6 +90,7 @@ impl Table {
             entry.values.as_ref().map_or(0, &rehash)
         });
         self.live += 1;
+        self.label_bytes += self.entry(e).values.as_ref().map_or(0, |p| p.bytes().len());
     }
 
     /// Takes entry `e` (indexed under `hash`) out: no lookup finds it from now on, and its
@@ -97,8 +100,9 @@ impl Table {
             found.remove();
         }
         let entry = self.entry_mut(e);
-        entry.values = None;
+        let bytes = entry.values.take().map_or(0, |p| p.bytes().len());
         let slot = entry.slot;
+        self.label_bytes -= bytes;
         self.free.push(e);
         self.live -= 1;
         slot
