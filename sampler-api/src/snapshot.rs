@@ -702,6 +702,34 @@ mod tests {
         }
     }
 
+    /// `extend_short` writes what `extend_from_slice` writes, at every length around its word
+    /// and cut-off sizes, onto vectors with and without spare room (`scripts/test.sh` runs
+    /// this under memcheck too: an out-of-bounds word would show there).
+    #[test]
+    fn the_word_copy_equals_extend_from_slice() {
+        let src: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        for before in [0usize, 1, 7, 8, 13] {
+            for n in 0..=130 {
+                for offset in [0usize, 1, 5] {
+                    let bytes = &src[offset..offset + n];
+                    let mut want: Vec<u8> = src[..before].to_vec();
+                    want.extend_from_slice(bytes);
+                    let mut tight: Vec<u8> = src[..before].to_vec();
+                    tight.shrink_to_fit();
+                    extend_short(&mut tight, bytes);
+                    assert_eq!(tight, want, "{before} bytes, then {n} from {offset}");
+                    let mut roomy: Vec<u8> = Vec::with_capacity(512);
+                    roomy.extend_from_slice(&src[..before]);
+                    extend_short(&mut roomy, bytes);
+                    assert_eq!(
+                        roomy, want,
+                        "{before} bytes, then {n} from {offset}, with room"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_value_of_the_wrong_kind_is_not_a_series() {
         let d = Arc::new(Descriptor::gauge("g", "1", ""));
