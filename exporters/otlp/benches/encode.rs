@@ -42,7 +42,7 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 use prost::Message;
-use sampler_api::{Descriptor, FamilyOptions, Harvester, Registry, Snapshot};
+use sampler_api::{Descriptor, FamilyOptions, Harvester, Registry, Series, Snapshot};
 use sampler_exporter_otlp::mapping::Encoder;
 use sampler_exporter_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use sampler_exporter_otlp::OtlpConfig;
@@ -92,7 +92,7 @@ fn ours() -> (Registry, Vec<Box<dyn std::any::Any>>, Arc<Snapshot>) {
         .self_metrics(false)
         .build()
         .harvest_now();
-    assert_eq!(snap.series.len(), COUNTERS + GAUGES + TIMINGS);
+    assert_eq!(snap.len(), COUNTERS + GAUGES + TIMINGS);
     (
         r,
         vec![Box::new(counters), Box::new(gauges), Box::new(timings)],
@@ -238,17 +238,22 @@ fn encode(c: &mut Criterion) {
     let their_gz = sink.0.load(Relaxed);
     // The SDK gives every point of a metric one start time; sampler gives each series its own
     // (when it was created). The same snapshot with one start time shows what that costs.
-    let mut same_start = (*snap).clone();
-    for s in &mut same_start.series {
-        s.start_time = snap.time;
-    }
+    let same_start = Snapshot::from_series(
+        snap.time,
+        snap.interval,
+        snap.sequence,
+        snap.series().map(|s| Series {
+            start_time: snap.time,
+            ..s.to_owned()
+        }),
+    );
     let our_gz_same: usize = Encoder::new(&config)
         .encode(&same_start)
         .requests
         .iter()
         .map(|r| gzip(&r.0).len())
         .sum();
-    let n = snap.series.len();
+    let n = snap.len();
     println!(
         "bytes for {n} series with one start time for all: ours {our_gz_same} gzip ({:.1} B/series)",
         our_gz_same as f64 / n as f64

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use sampler_api::{Descriptor, Distribution, Kind, Labels, SeriesId, Snapshot, Value};
+use sampler_api::{Descriptor, Distribution, Kind, LabelsRef, SeriesId, Snapshot, Value};
 
 use crate::config::{HistogramMode, OtlpConfig, Temporality};
 
@@ -44,9 +44,20 @@ pub fn attribute(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// Labels become string attributes, in the label set's order.
-pub fn attributes(labels: &Labels) -> Vec<KeyValue> {
-    labels.iter().map(|(k, v)| attribute(k, v)).collect()
+/// Labels become string attributes, in the label set's order. Takes a snapshot's
+/// [`LabelsRef`] (from [`SeriesRef::labels`](sampler_api::SeriesRef::labels)) or a `&Labels`.
+///
+/// ```
+/// use sampler_api::Labels;
+/// use sampler_exporter_otlp::mapping::{attribute, attributes};
+/// let labels = Labels::from_pairs(&[("route", "/a"), ("method", "GET")])?;
+/// let want = vec![attribute("route", "/a"), attribute("method", "GET")];
+/// assert_eq!(attributes(&labels), want);
+/// assert_eq!(attributes(labels.view()), want);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn attributes<'a>(labels: impl Into<LabelsRef<'a>>) -> Vec<KeyValue> {
+    labels.into().iter().map(|(k, v)| attribute(k, v)).collect()
 }
 
 /// A counter's value: an integer when the divisor is 1 (and the total fits an `i64`), else
@@ -192,7 +203,8 @@ enum Previous {
 }
 
 struct Cursor {
-    start: SystemTime,
+    /// The series' start, in nanoseconds since the Unix epoch.
+    start: u64,
     time: u64,
     value: Previous,
     generation: u64,
@@ -291,12 +303,12 @@ impl Encoder {
     /// both. A series created after the previous harvest must not start before that harvest's
     /// time (a series reset under the same labels would overlap its earlier points): when
     /// rounding would cross it, that series keeps its exact start, for as long as it lives.
-    fn start_nanos(&mut self, id: SeriesId, start: SystemTime) -> u64 {
+    /// `exact` is the series' start in nanoseconds since the Unix epoch.
+    fn start_nanos(&mut self, id: SeriesId, exact: u64) -> u64 {
         if let Some(kept) = self.exact_starts.get_mut(&id) {
             kept.1 = self.generation;
             return kept.0;
         }
-        let exact = unix_nanos(start);
         let rounded = exact - exact % 1_000_000;
         if rounded < self.prev_time && self.prev_time <= exact {
             self.exact_starts.insert(id, (exact, self.generation));
@@ -315,7 +327,8 @@ impl Encoder {
     /// The start time and raw value of a counter point: the snapshot's own with cumulative
     /// temporality; with delta, the change since the previous harvest, which starts at that
     /// harvest's time (at the series' start on first sight; on a reset, the later of the two).
-    fn counter_point(&mut self, id: SeriesId, start: SystemTime, raw: u64, now: u64) -> (u64, u64) {
+    /// `start` is the series' start in nanoseconds since the Unix epoch.
+    fn counter_point(&mut self, id: SeriesId, start: u64, raw: u64, now: u64) -> (u64, u64) {
         let start_ns = self.start_nanos(id, start);
         if self.temporality == Temporality::Cumulative {
             return (start_ns, raw);
@@ -343,7 +356,7 @@ impl Encoder {
     fn timing_point(
         &mut self,
         id: SeriesId,
-        start: SystemTime,
+        start: u64,
         d: &Distribution,
         now: u64,
     ) -> (u64, Option<Distribution>, bool) {
@@ -381,9 +394,10 @@ impl Encoder {
         let mut out = Encoded::default();
         let mut metrics: Vec<Metric> = Vec::new();
         let mut index: HashMap<(&str, Kind, &str), usize> = HashMap::new();
-        for s in &snapshot.series {
-            let d = &s.descriptor;
-            let kind = s.value.kind();
+        for s in snapshot.series() {
+            let d = s.descriptor();
+            let value = s.value();
+            let kind = value.kind();
             let slot = *index.entry((d.name(), kind, d.unit())).or_insert_with(|| {
                 metrics.push(Metric {
                     name: d.name().to_owned(),
@@ -393,10 +407,10 @@ impl Encoder {
                 });
                 metrics.len() - 1
             });
-            let attributes = attributes(&s.labels);
-            let data = match &s.value {
+            let attributes = attributes(s.labels());
+            let data = match value {
                 Value::Counter(raw) => {
-                    let (start, v) = self.counter_point(s.id, s.start_time, *raw, now);
+                    let (start, v) = self.counter_point(s.id(), s.start_unix_nanos(), *raw, now);
                     let point = NumberDataPoint {
                         attributes,
                         start_time_unix_nano: start,
@@ -414,7 +428,8 @@ impl Encoder {
                 }),
                 Value::Timing(dist) => {
                     let mode = self.histogram;
-                    let (start, delta, min_max) = self.timing_point(s.id, s.start_time, dist, now);
+                    let (start, delta, min_max) =
+                        self.timing_point(s.id(), s.start_unix_nanos(), dist, now);
                     let dist = delta.as_ref().unwrap_or(dist);
                     match mode {
                         HistogramMode::Exponential => {
@@ -636,7 +651,7 @@ fn split_metric(m: Metric, budget: usize, oversize: &mut u64) -> Vec<Metric> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sampler_api::{Harvester, Registry};
+    use sampler_api::{Harvester, Labels, Registry, Series};
     use std::time::Duration;
 
     fn snapshot(registry: &Registry) -> std::sync::Arc<Snapshot> {
@@ -670,15 +685,22 @@ mod tests {
         let r = Registry::new();
         let fam = r.counter_family(&REQ, &["route"]);
         fam.get(&["/a"]).add(5);
-        let mut snap = (*snapshot(&r)).clone();
+        let harvested = snapshot(&r);
+        let mut series: Vec<Series> = harvested.series().map(|s| s.to_owned()).collect();
         // Written as a sampler writes it (instruments do not take a divisor).
-        snap.series.push(sampler_api::Series {
+        series.push(Series {
             id: SeriesId::next(),
             descriptor: std::sync::Arc::new(CPU.clone()),
             labels: Labels::empty(),
-            start_time: snap.time,
+            start_time: harvested.time,
             value: Value::Counter(2_500_000),
         });
+        let snap = Snapshot::from_series(
+            harvested.time,
+            harvested.interval,
+            harvested.sequence,
+            series,
+        );
         let m = decode(&Encoder::new(&OtlpConfig::default()).encode(&snap));
         let Some(Data::Sum(s)) = &m[0].data else {
             panic!("not a sum: {:?}", m[0])
@@ -692,7 +714,7 @@ mod tests {
         assert_eq!(p.value, Some(number_data_point::Value::AsInt(5)));
         assert_eq!(p.attributes, vec![attribute("route", "/a")]);
         // The series' start, rounded down to the millisecond.
-        let start = unix_nanos(snap.series[0].start_time);
+        let start = snap.get(0).unwrap().start_unix_nanos();
         assert_eq!(p.start_time_unix_nano, start - start % 1_000_000);
         assert_eq!(p.time_unix_nano, unix_nanos(snap.time));
         let Some(Data::Sum(s)) = &m[1].data else {
@@ -706,7 +728,7 @@ mod tests {
 
     #[test]
     fn r13_start_times_round_to_the_millisecond_but_never_before_the_previous_harvest() {
-        let series = |id: SeriesId, start_ns: u64| sampler_api::Series {
+        let series = |id: SeriesId, start_ns: u64| Series {
             id,
             descriptor: std::sync::Arc::new(REQ.clone()),
             labels: Labels::empty(),
@@ -727,27 +749,29 @@ mod tests {
         let (a, b, c) = (SeriesId::next(), SeriesId::next(), SeriesId::next());
         // A harvest at an unaligned time (as `harvest_now` takes), 5 ms + 300 µs.
         let t1 = 1_000_000 * ms + 5 * ms + 300_000;
-        let mut snap = Snapshot {
-            time: UNIX_EPOCH + Duration::from_nanos(t1),
-            interval: Duration::from_secs(10),
-            sequence: 1,
-            series: vec![series(a, t1 - 4 * ms - 10), series(b, t1 - 4 * ms - 20)],
+        let snapshot = |time: SystemTime, series: &[Series]| {
+            Snapshot::from_series(time, Duration::from_secs(10), 1, series.to_vec())
         };
+        let mut time = UNIX_EPOCH + Duration::from_nanos(t1);
+        let mut kept = vec![series(a, t1 - 4 * ms - 10), series(b, t1 - 4 * ms - 20)];
         let mut enc = Encoder::new(&OtlpConfig::default());
         // Created in the same millisecond: one start.
-        assert_eq!(starts(&enc.encode(&snap)), [1_000_001 * ms, 1_000_001 * ms]);
+        assert_eq!(
+            starts(&enc.encode(&snapshot(time, &kept))),
+            [1_000_001 * ms, 1_000_001 * ms]
+        );
         // `c` is created 100 µs after that harvest, in the same millisecond: rounding down
         // would put its start before the harvest's time, so it keeps its own, every time.
         let t2 = t1 + 10 * 1000 * ms;
-        snap.time = UNIX_EPOCH + Duration::from_nanos(t2);
-        snap.series.push(series(c, t1 + 100_000));
+        time = UNIX_EPOCH + Duration::from_nanos(t2);
+        kept.push(series(c, t1 + 100_000));
         let want = [1_000_001 * ms, 1_000_001 * ms, t1 + 100_000];
-        assert_eq!(starts(&enc.encode(&snap)), want);
-        snap.time += Duration::from_secs(10);
-        assert_eq!(starts(&enc.encode(&snap)), want);
+        assert_eq!(starts(&enc.encode(&snapshot(time, &kept))), want);
+        time += Duration::from_secs(10);
+        assert_eq!(starts(&enc.encode(&snapshot(time, &kept))), want);
         assert_eq!(enc.exact_starts.len(), 1);
-        snap.series.pop();
-        enc.encode(&snap);
+        kept.pop();
+        enc.encode(&snapshot(time, &kept));
         assert!(enc.exact_starts.is_empty(), "forgotten once gone");
     }
 
@@ -759,18 +783,17 @@ mod tests {
         };
         c.resource.insert("service.name".into(), "t".into());
         let mut enc = Encoder::new(&c);
-        let mut snap = Snapshot {
-            time: UNIX_EPOCH + Duration::from_secs(100),
-            interval: Duration::from_secs(10),
-            sequence: 1,
-            series: vec![sampler_api::Series {
-                id: SeriesId::next(),
-                descriptor: std::sync::Arc::new(REQ.clone()),
-                labels: Labels::empty(),
-                start_time: UNIX_EPOCH + Duration::from_secs(50),
-                value: Value::Counter(10),
-            }],
+        let snapshot = |time: SystemTime, series: &[Series]| {
+            Snapshot::from_series(time, Duration::from_secs(10), 1, series.to_vec())
         };
+        let mut time = UNIX_EPOCH + Duration::from_secs(100);
+        let mut kept = vec![Series {
+            id: SeriesId::next(),
+            descriptor: std::sync::Arc::new(REQ.clone()),
+            labels: Labels::empty(),
+            start_time: UNIX_EPOCH + Duration::from_secs(50),
+            value: Value::Counter(10),
+        }];
         let point = |e: &Encoded| {
             let m = decode(e);
             let Some(Data::Sum(s)) = &m[0].data else {
@@ -784,22 +807,22 @@ mod tests {
             (p.start_time_unix_nano / 1_000_000_000, p.value.unwrap())
         };
         use number_data_point::Value::AsInt;
-        assert_eq!(point(&enc.encode(&snap)), (50, AsInt(10)));
-        snap.time += Duration::from_secs(10);
-        snap.series[0].value = Value::Counter(15);
-        assert_eq!(point(&enc.encode(&snap)), (100, AsInt(5)));
+        assert_eq!(point(&enc.encode(&snapshot(time, &kept))), (50, AsInt(10)));
+        time += Duration::from_secs(10);
+        kept[0].value = Value::Counter(15);
+        assert_eq!(point(&enc.encode(&snapshot(time, &kept))), (100, AsInt(5)));
         // Lower than before: a reset; the delta is the new reading, from the previous harvest.
-        snap.time += Duration::from_secs(10);
-        snap.series[0].value = Value::Counter(3);
-        assert_eq!(point(&enc.encode(&snap)), (110, AsInt(3)));
+        time += Duration::from_secs(10);
+        kept[0].value = Value::Counter(3);
+        assert_eq!(point(&enc.encode(&snapshot(time, &kept))), (110, AsInt(3)));
         // A new start time: a reset that starts at the series' start.
-        snap.time += Duration::from_secs(10);
-        snap.series[0].start_time = UNIX_EPOCH + Duration::from_secs(125);
-        snap.series[0].value = Value::Counter(4);
-        assert_eq!(point(&enc.encode(&snap)), (125, AsInt(4)));
+        time += Duration::from_secs(10);
+        kept[0].start_time = UNIX_EPOCH + Duration::from_secs(125);
+        kept[0].value = Value::Counter(4);
+        assert_eq!(point(&enc.encode(&snapshot(time, &kept))), (125, AsInt(4)));
         // A series that is gone loses its cursor.
-        snap.series.clear();
-        enc.encode(&snap);
+        kept.clear();
+        enc.encode(&snapshot(time, &kept));
         assert!(enc.cursors.is_empty());
     }
 
@@ -811,7 +834,7 @@ mod tests {
             t.record(v);
         }
         let snap = snapshot(&r);
-        let Value::Timing(d) = &snap.series[0].value else {
+        let Value::Timing(d) = snap.get(0).unwrap().value() else {
             panic!()
         };
         let m = decode(&Encoder::new(&OtlpConfig::default()).encode(&snap));

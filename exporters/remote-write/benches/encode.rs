@@ -105,7 +105,7 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5)).sample_size(20);
     for (name, w, mode) in cases {
         let mut e = encoder(mode);
-        let series = w.snapshot.series.len();
+        let series = w.snapshot.len();
         assert_eq!(series, 10_000, "{name}: every series in the snapshot");
         let (n, reqs, bytes) = encode_and_compress(&mut e, &w.snapshot);
         println!(

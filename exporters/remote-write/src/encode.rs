@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::UNIX_EPOCH;
 
-use sampler_api::{Distribution, Kind, SeriesId, Snapshot, Value};
+use sampler_api::{Distribution, Kind, SeriesId, SeriesRef, Snapshot, Value};
 use sampler_exporter_prometheus::mapping::{family_name, go_float, label_name, unit_suffix};
 
 use crate::config::TimingMode;
@@ -104,17 +104,14 @@ impl Encoder {
             max: self.max_samples,
         };
         let mut metadata: BTreeMap<String, MetricMetadata> = BTreeMap::new();
-        let mut seen = HashSet::with_capacity(if self.staleness {
-            snapshot.series.len()
-        } else {
-            0
-        });
-        for s in &snapshot.series {
-            let kind = s.descriptor.kind();
-            let suffix = unit_suffix(s.descriptor.unit());
-            let family = family_name(s.descriptor.name(), kind, &suffix);
+        let mut seen = HashSet::with_capacity(if self.staleness { snapshot.len() } else { 0 });
+        for s in snapshot.series() {
+            let (id, d) = (s.id(), s.descriptor());
+            let kind = d.kind();
+            let suffix = unit_suffix(d.unit());
+            let family = family_name(d.name(), kind, &suffix);
             let base = self.base_labels(s);
-            let remember = self.staleness && !self.written.contains_key(&s.id);
+            let remember = self.staleness && !self.written.contains_key(&id);
             let mut sets = Vec::new();
             let mut put = |batch: &mut Batch, labels: Vec<Label>, v: Item| {
                 if remember {
@@ -136,10 +133,10 @@ impl Encoder {
                     histograms,
                 });
             };
-            let ty = match (kind, &s.value) {
+            let ty = match (kind, s.value()) {
                 (Kind::Counter, Value::Counter(raw)) => {
                     let name = format!("{family}_total");
-                    let v = s.descriptor.counter_value(*raw);
+                    let v = d.counter_value(*raw);
                     put(&mut batch, with_name(&base, &name, None), Item::Float(v));
                     COUNTER
                 }
@@ -186,9 +183,9 @@ impl Encoder {
                 _ => continue,
             };
             if self.staleness {
-                seen.insert(s.id);
+                seen.insert(id);
                 if remember {
-                    self.written.insert(s.id, sets);
+                    self.written.insert(id, sets);
                 }
             }
             if self.metadata && !metadata.contains_key(&family) {
@@ -197,7 +194,7 @@ impl Encoder {
                     MetricMetadata {
                         r#type: ty,
                         metric_family_name: family,
-                        help: s.descriptor.description().to_owned(),
+                        help: d.description().to_owned(),
                         unit: suffix,
                     },
                 );
@@ -252,16 +249,17 @@ impl Encoder {
 
     /// A series' own labels (names mapped) and the extra labels it has none of, sorted by
     /// name, without `__name__`.
-    fn base_labels(&self, s: &sampler_api::Series) -> Vec<Label> {
-        let mut labels = Vec::with_capacity(s.labels.len() + self.extra.len() + 2);
-        for (k, v) in s.labels.iter() {
+    fn base_labels(&self, s: SeriesRef<'_>) -> Vec<Label> {
+        let own = s.labels();
+        let mut labels = Vec::with_capacity(own.len() + self.extra.len() + 2);
+        for (k, v) in own.iter() {
             labels.push(Label {
                 name: label_name(k).into_owned(),
                 value: v.to_owned(),
             });
         }
         for e in &self.extra {
-            if s.labels.get(&e.name).is_none() {
+            if own.get(&e.name).is_none() {
                 labels.push(e.clone());
             }
         }

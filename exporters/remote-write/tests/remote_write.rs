@@ -302,20 +302,22 @@ fn stats(e: &RemoteWriteExporter) -> BTreeMap<String, f64> {
         .self_metrics(false)
         .build()
         .harvest_now();
-    snap.series
-        .iter()
+    snap.series()
         .map(|s| {
             let label = s
-                .labels
+                .labels()
                 .get("reason")
                 .map_or(String::new(), |r| format!("{{{r}}}"));
-            let v = match &s.value {
+            let v = match s.value() {
                 sampler_api::Value::Counter(c) => *c as f64,
                 sampler_api::Value::Gauge(g) => *g,
                 _ => f64::NAN,
             };
             (
-                format!("{}{label}", s.descriptor.name().rsplit('.').next().unwrap()),
+                format!(
+                    "{}{label}",
+                    s.descriptor().name().rsplit('.').next().unwrap()
+                ),
                 v,
             )
         })
@@ -517,7 +519,7 @@ fn r13_prometheus_native_histograms_answer_count_sum_and_quantiles_as_sent() {
         } else {
             vec![("case", "exact \"quoted\" ☃")]
         };
-        let d = match &snapshot.find("rwnative.latency", &labels).unwrap().value {
+        let d = match snapshot.find("rwnative.latency", &labels).unwrap().value() {
             sampler_api::Value::Timing(d) => d.clone(),
             v => panic!("{v:?}"),
         };

@@ -103,7 +103,7 @@ fn r13_503_with_retry_after_then_200_arrives_once() {
             _ => 0,
         })
         .sum();
-    assert_eq!(points, snap.series.len());
+    assert_eq!(points, snap.len());
     assert_eq!(stat(&exporter, "sampler.exporter.otlp.requests", "sent"), 1);
     assert_eq!(
         self_metric(&exporter, "sampler.exporter.otlp.retries", &[]),
@@ -159,7 +159,7 @@ fn r13_400_and_500_are_dropped_and_counted_never_retried() {
     let events = Events::default();
     let mut exporter = builder(&rx.url(), &events).build().unwrap();
     let fx = Fixture::new();
-    let n = fx.harvest().series.len() as u64;
+    let n = fx.harvest().len() as u64;
     exporter.export(harvest_marked(&fx, 1.0)).unwrap();
     exporter.export(harvest_marked(&fx, 2.0)).unwrap();
     exporter.flush(deadline(10)).unwrap();
@@ -217,7 +217,7 @@ fn r13_partial_success_is_counted_and_not_retried() {
     );
     assert_eq!(
         stat(&exporter, "sampler.exporter.otlp.points", "sent"),
-        snap.series.len() as u64 - 2
+        snap.len() as u64 - 2
     );
     assert_eq!(
         events.lines(),
@@ -286,7 +286,7 @@ fn r13_a_full_queue_drops_the_oldest_and_counts_it() {
     let events = Events::default();
     let mut exporter = builder(&url, &events).queue_size(2).build().unwrap();
     let fx = Fixture::new();
-    let n = fx.harvest().series.len() as u64;
+    let n = fx.harvest().len() as u64;
     let mut errors = 0;
     for i in 1..=6 {
         if exporter.export(harvest_marked(&fx, i as f64)).is_err() {
@@ -388,10 +388,10 @@ fn r13_a_large_harvest_is_split_under_max_request_size() {
             _ => 0,
         })
         .sum();
-    assert_eq!(points, snap.series.len());
+    assert_eq!(points, snap.len());
     assert_eq!(
         stat(&exporter, "sampler.exporter.otlp.points", "sent"),
-        snap.series.len() as u64
+        snap.len() as u64
     );
 }
 

@@ -216,7 +216,7 @@ fn send_one(script: Vec<Answer>) -> (Vec<Call>, OtlpExporter, usize) {
     e.export(snap.clone()).unwrap();
     let _ = e.flush(deadline(15));
     let calls = rx.calls();
-    (calls, e, snap.series.len())
+    (calls, e, snap.len())
 }
 
 fn stat(e: &OtlpExporter, name: &str, result: &str) -> u64 {

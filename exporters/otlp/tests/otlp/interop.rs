@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sampler_api::{Exporter, Snapshot, Value};
+use sampler_api::{Exporter, Series, Snapshot, Value};
 use sampler_exporter_otlp::mapping::unix_nanos;
 use sampler_exporter_otlp::{HistogramMode, OtlpExporter, Temporality};
 use serde_json::Value as Json;
@@ -122,15 +122,15 @@ fn confirm(snapshot: &Snapshot, requests: &[Json], want: &Expect<'_>) {
     let total: usize = points.values().map(Vec::len).sum();
     assert_eq!(
         total,
-        snapshot.series.len(),
+        snapshot.len(),
         "data points received vs series sent: {:#?}",
         points.keys().collect::<Vec<_>>()
     );
     let time = unix_nanos(snapshot.time);
-    for s in &snapshot.series {
-        let d = &s.descriptor;
+    for s in snapshot.series() {
+        let d = s.descriptor();
         let labels: BTreeMap<String, String> = s
-            .labels
+            .labels()
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
@@ -168,9 +168,9 @@ fn confirm(snapshot: &Snapshot, requests: &[Json], want: &Expect<'_>) {
         );
         assert_eq!(u64_field(point, "timeUnixNano"), time, "{ctx}");
         // The series' own start rounded down to the millisecond (`spec/otlp.md`).
-        let own = unix_nanos(s.start_time);
+        let own = s.start_unix_nanos();
         let start = want.start_override.unwrap_or(own - own % 1_000_000);
-        match &s.value {
+        match s.value() {
             Value::Counter(raw) => {
                 assert_eq!(kind, "sum", "{ctx}");
                 assert_eq!(metric["sum"]["isMonotonic"], true, "{ctx}");
@@ -332,18 +332,26 @@ fn r13_official_decoder_confirms_delta_and_explicit_buckets() {
     confirm(&first, &requests[..1], &expect);
     // The second is the change, starting at the first harvest. Checked against the
     // difference of the two snapshots, built here as a snapshot of deltas.
-    let mut diff = (*second).clone();
-    for s in &mut diff.series {
-        let prev = first.series.iter().find(|p| p.id == s.id).unwrap();
-        s.value = match (&s.value, &prev.value) {
-            (Value::Counter(a), Value::Counter(b)) => Value::Counter(a - b),
-            (Value::Timing(a), Value::Timing(b)) => {
-                let d = sampler_exporter_otlp::mapping::delta_distribution(a, b).unwrap();
-                Value::Timing(Box::new(d))
+    let diff = Snapshot::from_series(
+        second.time,
+        second.interval,
+        second.sequence,
+        second.series().map(|s| {
+            let prev = first.series().find(|p| p.id() == s.id()).unwrap();
+            let value = match (s.value(), prev.value()) {
+                (Value::Counter(a), Value::Counter(b)) => Value::Counter(a - b),
+                (Value::Timing(a), Value::Timing(b)) => {
+                    let d = sampler_exporter_otlp::mapping::delta_distribution(a, b).unwrap();
+                    Value::Timing(Box::new(d))
+                }
+                (v, _) => v.clone(),
+            };
+            Series {
+                value,
+                ..s.to_owned()
             }
-            (v, _) => v.clone(),
-        };
-    }
+        }),
+    );
     confirm(
         &diff,
         &requests[1..],
@@ -383,10 +391,7 @@ fn r13_official_decoder_confirms_delta_and_explicit_buckets() {
     assert_eq!(p["asDouble"].as_f64(), Some(9.0));
     let p = get("process.cpu.user", &[("pid", "42")]);
     assert_eq!(p["asDouble"].as_f64(), Some(0.0));
-    assert_eq!(
-        points.values().map(Vec::len).sum::<usize>(),
-        diff.series.len()
-    );
+    assert_eq!(points.values().map(Vec::len).sum::<usize>(), diff.len());
     exporter.shutdown(deadline(5)).unwrap();
 }
 
@@ -399,7 +404,7 @@ fn r13_through_rotel_every_series_arrives_intact() {
     let mut exporter = exporter_to(&rotel.http_url());
     exporter.export(snap.clone()).unwrap();
     exporter.flush(deadline(10)).expect("flush to rotel");
-    let n = snap.series.len();
+    let n = snap.len();
     // rotel batches (100 ms) and may regroup: wait until every data point has arrived.
     let requests = rx.wait_for(Duration::from_secs(15), |r| {
         points(r).values().map(Vec::len).sum::<usize>() >= n
@@ -444,7 +449,7 @@ fn r13_grpc_through_rotel_every_series_arrives_intact() {
     exporter
         .flush(deadline(10))
         .expect("flush to rotel over grpc");
-    let n = snap.series.len();
+    let n = snap.len();
     let requests = rx.wait_for(Duration::from_secs(15), |r| {
         points(r).values().map(Vec::len).sum::<usize>() >= n
     });
@@ -490,7 +495,7 @@ fn r13_in_a_harvester_every_harvest_and_the_self_metrics_arrive() {
     while view
         .harvest_now()
         .find("sampler.exporter.otlp.requests", &[("result", "sent")])
-        .map(|s| s.value.clone())
+        .map(|s| s.value().clone())
         != Some(Value::Counter(1))
     {
         assert!(

@@ -91,7 +91,7 @@ pub fn self_metric(exporter: &OtlpExporter, name: &str, labels: &[(&str, &str)])
         .self_metrics(false)
         .build()
         .harvest_now();
-    match snap.find(name, labels).map(|s| &s.value) {
+    match snap.find(name, labels).map(|s| s.value()) {
         Some(sampler_api::Value::Counter(n)) => *n,
         Some(sampler_api::Value::Gauge(g)) => *g as u64,
         other => panic!("no self-metric {name} {labels:?}: {other:?}"),
