@@ -86,19 +86,19 @@ impl Exporter for CsvExporter {
             .unwrap_or(0.0);
         let fail =
             |e| ExportError::with_source(format!("failed to write {}", self.path.display()), e);
-        for s in &snapshot.series {
-            let value = match &s.value {
-                Value::Counter(n) => s.descriptor.counter_value(*n),
+        for s in snapshot.series() {
+            let value = match s.value() {
+                Value::Counter(n) => s.descriptor().counter_value(*n),
                 Value::Gauge(g) => *g,
                 Value::Timing(d) => d.count() as f64,
                 // A kind added to the standard later: not a row of this format.
                 _ => continue,
             };
-            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = s.labels().iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(
                 self.out,
                 "{t:.3},{},{},{value}",
-                field(s.descriptor.name()),
+                field(s.descriptor().name()),
                 field(&labels.join(";"))
             )
             .map_err(fail)?;

@@ -18,10 +18,10 @@ fn main() {
 
     let harvester = Harvester::builder().self_metrics(false).build();
     let snapshot = harvester.harvest_now();
-    for s in &snapshot.series {
-        let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let value = match &s.value {
-            Value::Counter(c) => s.descriptor.counter_value(*c).to_string(),
+    for s in snapshot.series() {
+        let labels: Vec<String> = s.labels().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let value = match s.value() {
+            Value::Counter(c) => s.descriptor().counter_value(*c).to_string(),
             Value::Gauge(g) => g.to_string(),
             Value::Timing(d) => format!(
                 "count={} p50={:.4}s max={:.4}s",
@@ -33,7 +33,7 @@ fn main() {
         };
         println!(
             "{:<24} {:<16} {value}",
-            s.descriptor.name(),
+            s.descriptor().name(),
             labels.join(",")
         );
     }

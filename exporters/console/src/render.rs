@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sampler_api::{Distribution, Labels, SeriesId, Snapshot, Value};
+use sampler_api::{Distribution, LabelsRef, SeriesId, Snapshot, Value};
 
 use crate::human;
 
@@ -46,37 +46,37 @@ impl TableRenderer {
     pub fn render(&mut self, snapshot: &Snapshot) -> String {
         // Rows of timings carry their summary in the value cell, which is long: it runs past
         // the value column (timings have no rate) instead of widening it for every row.
-        let mut rows: Vec<([String; 4], bool)> = Vec::with_capacity(snapshot.series.len());
+        let mut rows: Vec<([String; 4], bool)> = Vec::with_capacity(snapshot.len());
         let mut cursors = HashMap::with_capacity(self.cursors.len());
-        for s in &snapshot.series {
-            let unit = s.descriptor.unit();
-            let (value, rate) = match &s.value {
+        for s in snapshot.series() {
+            let unit = s.descriptor().unit();
+            let (value, rate) = match s.value() {
                 Value::Counter(total) => {
-                    let rate = self.cursors.get(&s.id).and_then(|&(prev, at)| {
+                    let rate = self.cursors.get(&s.id()).and_then(|&(prev, at)| {
                         let dt = snapshot.time.duration_since(at).ok()?.as_secs_f64();
                         // No rate across a reset or between two readings at one instant.
                         (dt > 0.0 && *total >= prev).then(|| {
-                            human::rate(s.descriptor.counter_value(total - prev) / dt, unit)
+                            human::rate(s.descriptor().counter_value(total - prev) / dt, unit)
                         })
                     });
-                    cursors.insert(s.id, (*total, snapshot.time));
-                    let shown = s.descriptor.counter_value(*total);
+                    cursors.insert(s.id(), (*total, snapshot.time));
+                    let shown = s.descriptor().counter_value(*total);
                     (human::value(shown, unit), rate.unwrap_or_default())
                 }
                 Value::Gauge(v) => {
-                    let text = point_in_time(s.descriptor.name(), unit, *v)
+                    let text = point_in_time(s.descriptor().name(), unit, *v)
                         .unwrap_or_else(|| human::value(*v, unit));
                     (text, String::new())
                 }
                 Value::Timing(d) => (timing_summary(d, unit), String::new()),
                 // A kind added to the standard later: shown by name, without a value.
-                _ => (format!("({})", s.descriptor.kind()), String::new()),
+                _ => (format!("({})", s.descriptor().kind()), String::new()),
             };
-            let timing = matches!(s.value, Value::Timing(_));
+            let timing = matches!(s.value(), Value::Timing(_));
             rows.push((
                 [
-                    s.descriptor.name().to_owned(),
-                    labels_text(&s.labels),
+                    s.descriptor().name().to_owned(),
+                    labels_text(s.labels()),
                     value,
                     rate,
                 ],
@@ -89,7 +89,7 @@ impl TableRenderer {
             "# harvest {} (sequence {}, {} series)\n",
             rfc3339(snapshot.time),
             snapshot.sequence,
-            snapshot.series.len()
+            snapshot.len()
         );
         let header = (["NAME", "LABELS", "VALUE", "RATE"].map(String::from), false);
         let all = || std::iter::once(&header).chain(&rows);
@@ -155,7 +155,7 @@ fn timing_summary(d: &Distribution, unit: &str) -> String {
 
 /// `key=value` pairs joined by commas; values with spaces, commas, `=`, quotes or control
 /// characters (or empty ones) are quoted and escaped.
-fn labels_text(labels: &Labels) -> String {
+fn labels_text(labels: LabelsRef<'_>) -> String {
     let mut out = String::new();
     for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
@@ -196,27 +196,27 @@ fn labels_text(labels: &Labels) -> String {
 /// ```
 pub fn json_lines(snapshot: &Snapshot) -> String {
     let time = json_str(&rfc3339(snapshot.time));
-    let mut out = String::with_capacity(snapshot.series.len() * 160);
-    for s in &snapshot.series {
+    let mut out = String::with_capacity(snapshot.len() * 160);
+    for s in snapshot.series() {
         let _ = write!(
             out,
             "{{\"time\":{time},\"name\":{},\"kind\":\"{}\",\"unit\":{},\"labels\":{{",
-            json_str(s.descriptor.name()),
-            s.descriptor.kind().as_str(),
-            json_str(s.descriptor.unit()),
+            json_str(s.descriptor().name()),
+            s.descriptor().kind().as_str(),
+            json_str(s.descriptor().unit()),
         );
-        for (i, (k, v)) in s.labels.iter().enumerate() {
+        for (i, (k, v)) in s.labels().iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             let _ = write!(out, "{}:{}", json_str(k), json_str(v));
         }
         out.push_str("},\"value\":");
-        match &s.value {
-            Value::Counter(n) if s.descriptor.divisor() == 1 => {
+        match s.value() {
+            Value::Counter(n) if s.descriptor().divisor() == 1 => {
                 let _ = write!(out, "{n}");
             }
-            Value::Counter(n) => out.push_str(&json_f64(s.descriptor.counter_value(*n))),
+            Value::Counter(n) => out.push_str(&json_f64(s.descriptor().counter_value(*n))),
             Value::Gauge(v) => out.push_str(&json_f64(*v)),
             Value::Timing(d) => {
                 // An empty timing's min and max are +inf and -inf: `null`, as for the others.
@@ -256,12 +256,13 @@ fn json_opt(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sampler_api::Labels;
 
     #[test]
     fn label_quoting() {
         let l =
             Labels::from_pairs(&[("a", "x"), ("b", "two words"), ("c", ""), ("d", "q\"")]).unwrap();
-        assert_eq!(labels_text(&l), r#"a=x,b="two words",c="",d="q\"""#);
+        assert_eq!(labels_text(l.view()), r#"a=x,b="two words",c="",d="q\"""#);
     }
 
     #[test]

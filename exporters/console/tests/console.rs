@@ -78,12 +78,11 @@ impl Fixture {
             Value::Timing(Box::new(Distribution::new(3))),
         ];
         let start = UNIX_EPOCH + Duration::from_secs(T0 - 3600);
-        Snapshot {
-            time: UNIX_EPOCH + Duration::from_secs(T0 + 10 * (sequence - 1)),
-            interval: Duration::from_secs(10),
+        Snapshot::from_series(
+            UNIX_EPOCH + Duration::from_secs(T0 + 10 * (sequence - 1)),
+            Duration::from_secs(10),
             sequence,
-            series: self
-                .specs
+            self.specs
                 .iter()
                 .zip(values)
                 .map(|((d, l, id), value)| Series {
@@ -92,9 +91,8 @@ impl Fixture {
                     labels: l.clone(),
                     start_time: start,
                     value,
-                })
-                .collect(),
-        }
+                }),
+        )
     }
 }
 
@@ -182,15 +180,14 @@ fn every_json_line_parses_and_carries_every_series() {
         }
     }
     let want: BTreeSet<_> = snapshot
-        .series
-        .iter()
+        .series()
         .map(|s| {
             let labels = s
-                .labels
+                .labels()
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect::<Vec<_>>();
-            (s.descriptor.name().to_owned(), labels)
+            (s.descriptor().name().to_owned(), labels)
         })
         .collect();
     assert_eq!(seen, want);
@@ -270,7 +267,7 @@ fn json_to_a_file_appends_one_line_per_series() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     // Two harvests; the second has at least as many series (exporter self-metrics).
-    assert!(lines.len() >= 2 * first.series.len(), "{text}");
+    assert!(lines.len() >= 2 * first.len(), "{text}");
     let jobs: Vec<_> = lines.iter().filter(|v| v["name"] == "jobs.done").collect();
     assert_eq!(jobs.len(), 2);
     assert!(jobs.iter().all(|v| v["value"] == 2));

@@ -66,13 +66,8 @@ fn snapshot() -> Snapshot {
                 value,
             }
         })
-        .collect();
-    Snapshot {
-        time: SystemTime::now(),
-        interval: Duration::from_secs(10),
-        sequence: 1,
-        series,
-    }
+        .collect::<Vec<_>>();
+    Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series)
 }
 
 fn modes() -> [(&'static str, Protocol, TagStyle); 3] {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sampler_api::{Distribution, Series, SeriesId, Snapshot, Value};
+use sampler_api::{Distribution, SeriesId, SeriesRef, Snapshot, Value};
 
 use crate::config::{CounterMode, GraphiteConfig, Protocol, TagStyle};
 use crate::mapping::{self, Num, Template};
@@ -126,7 +126,7 @@ impl Encoder {
             ts,
             enc: Encoded::default(),
         };
-        for s in &snapshot.series {
+        for s in snapshot.series() {
             self.series(s, &mut w);
         }
         if let Some(p) = &mut w.pickle {
@@ -137,18 +137,18 @@ impl Encoder {
         w.enc
     }
 
-    fn series(&mut self, s: &Series, w: &mut Out<'_>) {
+    fn series(&mut self, s: SeriesRef<'_>, w: &mut Out<'_>) {
         let generation = self.generation;
-        let st = self.states.entry(s.id).or_insert_with(|| {
+        let st = self.states.entry(s.id()).or_insert_with(|| {
             let mut head = self.prefix.clone();
             let tail = match self.tags {
                 TagStyle::Tagged => {
-                    mapping::push_dotted(&mut head, s.descriptor.name());
-                    mapping::tag_suffix(&s.labels)
+                    mapping::push_dotted(&mut head, s.descriptor().name());
+                    mapping::tag_suffix(s.labels())
                 }
                 TagStyle::Template => {
                     self.template
-                        .render(&mut head, s.descriptor.name(), &s.labels);
+                        .render(&mut head, s.descriptor().name(), s.labels());
                     String::new()
                 }
             };
@@ -164,29 +164,29 @@ impl Encoder {
         });
         st.seen = generation;
         let (head, tail) = (&st.head, &st.tail);
-        match &s.value {
+        match s.value() {
             Value::Counter(raw) => {
                 let raw = *raw;
                 let delta = match (&st.last, self.counters) {
                     (_, CounterMode::Cumulative) => raw,
                     (Last::Counter { raw: prev, start }, _)
-                        if *start == s.start_time && raw >= *prev =>
+                        if *start == s.start_time() && raw >= *prev =>
                     {
                         raw - prev
                     }
                     // First reading, or a reset: the new reading counts from zero.
                     _ => raw,
                 };
-                let v = if s.descriptor.divisor() == 1 {
+                let v = if s.descriptor().divisor() == 1 {
                     Num::Int(delta)
                 } else {
-                    Num::Float(s.descriptor.counter_value(delta))
+                    Num::Float(s.descriptor().counter_value(delta))
                 };
                 w.point(head, None, tail, v);
                 if self.counters == CounterMode::Delta {
                     st.last = Last::Counter {
                         raw,
-                        start: s.start_time,
+                        start: s.start_time(),
                     };
                 }
             }
@@ -200,7 +200,7 @@ impl Encoder {
             Value::Timing(d) => {
                 let interval = match (&st.last, self.counters) {
                     (_, CounterMode::Cumulative) => None,
-                    (Last::Timing { dist, start }, _) if *start == s.start_time => {
+                    (Last::Timing { dist, start }, _) if *start == s.start_time() => {
                         interval_of(d, dist)
                     }
                     _ => None,
@@ -230,7 +230,7 @@ impl Encoder {
                 if self.counters == CounterMode::Delta {
                     st.last = Last::Timing {
                         dist: d.clone(),
-                        start: s.start_time,
+                        start: s.start_time(),
                     };
                 }
             }
@@ -347,7 +347,7 @@ impl Out<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sampler_api::{Descriptor, Kind, Labels};
+    use sampler_api::{Descriptor, Kind, Labels, Series};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -362,12 +362,12 @@ mod tests {
     }
 
     fn snap(t: u64, series: Vec<Series>) -> Snapshot {
-        Snapshot {
-            time: UNIX_EPOCH + Duration::from_secs(t),
-            interval: Duration::from_secs(10),
-            sequence: 1,
+        Snapshot::from_series(
+            UNIX_EPOCH + Duration::from_secs(t),
+            Duration::from_secs(10),
+            1,
             series,
-        }
+        )
     }
 
     fn lines(enc: &mut Encoder, s: &Snapshot) -> (String, Encoded) {

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use sampler_api::Labels;
+use sampler_api::LabelsRef;
 
 /// The most bytes a path segment keeps (a whisper file name is a segment plus `.wsp`, and
 /// file systems allow 255 bytes).
@@ -129,9 +129,9 @@ pub fn push_dotted(out: &mut String, dotted: &str) {
 /// use sampler_api::Labels;
 /// use sampler_exporter_graphite::mapping::tag_suffix;
 /// let l = Labels::from_pairs(&[("path", "/a b"), ("method", "GET")]).unwrap();
-/// assert_eq!(tag_suffix(&l), ";method=GET;path=/a_b");
+/// assert_eq!(tag_suffix(l.view()), ";method=GET;path=/a_b");
 /// ```
-pub fn tag_suffix(labels: &Labels) -> String {
+pub fn tag_suffix(labels: LabelsRef<'_>) -> String {
     let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = labels
         .iter()
         .map(|(k, v)| (sanitize_tag_key(k), sanitize_tag_value(v)))
@@ -164,7 +164,7 @@ enum Item {
 /// let t = Template::parse("host.name.tags")?;
 /// let l = Labels::from_pairs(&[("host", "web-1"), ("method", "GET"), ("code", "200")]).unwrap();
 /// let mut path = String::new();
-/// t.render(&mut path, "http.server.duration", &l);
+/// t.render(&mut path, "http.server.duration", l.view());
 /// assert_eq!(path, "web-1.http.server.duration.200.GET");
 /// # Ok::<(), String>(())
 /// ```
@@ -198,7 +198,7 @@ impl Template {
     }
 
     /// Appends the path of one series (without prefix) to `out`.
-    pub fn render(&self, out: &mut String, name: &str, labels: &Labels) {
+    pub fn render(&self, out: &mut String, name: &str, labels: LabelsRef<'_>) {
         for item in &self.items {
             match item {
                 Item::Name => push_dotted(out, name),
@@ -311,6 +311,7 @@ pub fn push_line(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sampler_api::Labels;
 
     /// Parses a line as carbon's plaintext receiver does (split on whitespace, three fields)
     /// and a tagged path as Graphite does (split on `;`, each tag on its first `=`).
@@ -384,11 +385,11 @@ mod tests {
             let mut head = String::new();
             push_dotted(&mut head, &prefix);
             let tail = if templated {
-                Template::parse("name.tags").unwrap().render(&mut head, &name, &labels);
+                Template::parse("name.tags").unwrap().render(&mut head, &name, labels.view());
                 String::new()
             } else {
                 push_dotted(&mut head, &name);
-                tag_suffix(&labels)
+                tag_suffix(labels.view())
             };
             if head.is_empty() {
                 head.push('_');
@@ -429,7 +430,7 @@ mod tests {
         t.render(
             &mut p,
             "cpu",
-            &Labels::from_pairs(&[("host", "h")]).unwrap(),
+            Labels::from_pairs(&[("host", "h")]).unwrap().view(),
         );
         assert_eq!(p, "cpu", "an absent label is left out, an unnamed one too");
     }

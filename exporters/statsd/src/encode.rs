@@ -2,9 +2,8 @@
 //! `spec/statsd.md` writes them down.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
-use sampler_api::{Distribution, Kind, Series, SeriesId, Snapshot, Value};
+use sampler_api::{Distribution, Kind, SeriesId, SeriesRef, Snapshot, Value};
 
 use crate::config::{StatsdConfig, TagStyle, TimingMode};
 
@@ -343,7 +342,8 @@ fn spread(lines: &mut [(f64, u64, f64, f64, bool)], target: f64, weighted: bool)
 
 /// What the encoder remembers of one series between harvests.
 struct Cursor {
-    start: SystemTime,
+    /// The series' start time, in nanoseconds since the Unix epoch.
+    start: u64,
     seen: u64,
     /// The name part of every line (prefix, name, folded labels) and the tag part.
     key: Box<str>,
@@ -431,7 +431,7 @@ impl Encoder {
     pub fn encode(&mut self, snapshot: &Snapshot, mut out: impl FnMut(&[u8])) -> Skipped {
         self.generation += 1;
         let mut skipped = Skipped::default();
-        for series in &snapshot.series {
+        for series in snapshot.series() {
             self.series(series, &mut out, &mut skipped);
         }
         let g = self.generation;
@@ -439,23 +439,23 @@ impl Encoder {
         skipped
     }
 
-    fn cursor(&mut self, s: &Series) -> &mut Cursor {
+    fn cursor(&mut self, s: SeriesRef<'_>) -> &mut Cursor {
         let generation = self.generation;
         let (prefix, tags) = (&self.prefix, self.tags);
-        let c = self.cursors.entry(s.id).or_insert_with(|| {
-            let mut key = String::with_capacity(prefix.len() + s.descriptor.name().len() + 16);
+        let c = self.cursors.entry(s.id()).or_insert_with(|| {
+            let mut key = String::with_capacity(prefix.len() + s.descriptor().name().len() + 16);
             key.push_str(prefix);
-            sanitize(&mut key, s.descriptor.name(), false);
+            sanitize(&mut key, s.descriptor().name(), false);
             let mut t = String::new();
             match tags {
                 TagStyle::None => {
-                    for (_, v) in s.labels.iter() {
+                    for (_, v) in s.labels().iter() {
                         key.push('.');
                         sanitize(&mut key, v, true);
                     }
                 }
                 TagStyle::DogStatsd => {
-                    for (i, (k, v)) in s.labels.iter().enumerate() {
+                    for (i, (k, v)) in s.labels().iter().enumerate() {
                         t.push_str(if i == 0 { "|#" } else { "," });
                         sanitize(&mut t, k, false);
                         t.push(':');
@@ -464,23 +464,23 @@ impl Encoder {
                 }
             }
             Cursor {
-                start: s.start_time,
+                start: s.start_unix_nanos(),
                 seen: generation,
                 key: key.into(),
                 tags: t.into(),
                 last: Last::None,
             }
         });
-        if c.start != s.start_time {
-            c.start = s.start_time;
+        if c.start != s.start_unix_nanos() {
+            c.start = s.start_unix_nanos();
             c.last = Last::None;
         }
         c.seen = generation;
         c
     }
 
-    fn series(&mut self, s: &Series, out: &mut impl FnMut(&[u8]), skipped: &mut Skipped) {
-        match &s.value {
+    fn series(&mut self, s: SeriesRef<'_>, out: &mut impl FnMut(&[u8]), skipped: &mut Skipped) {
+        match s.value() {
             Value::Counter(raw) => {
                 let c = self.cursor(s);
                 let prev = match c.last {
@@ -493,7 +493,7 @@ impl Encoder {
                     return;
                 }
                 let (key, tags) = (c.key.clone(), c.tags.clone());
-                let divisor = s.descriptor.divisor();
+                let divisor = s.descriptor().divisor();
                 self.line.clear();
                 self.line.extend_from_slice(key.as_bytes());
                 self.line.push(b':');
@@ -501,7 +501,7 @@ impl Encoder {
                     self.line
                         .extend_from_slice(self.itoa.format(delta).as_bytes());
                 } else {
-                    let v = s.descriptor.counter_value(delta);
+                    let v = s.descriptor().counter_value(delta);
                     self.line.extend_from_slice(self.dtoa.format(v).as_bytes());
                 }
                 self.line.extend_from_slice(b"|c");
@@ -544,7 +544,7 @@ impl Encoder {
                 let Some(interval) = interval else { return };
                 let (key, tags) = (c.key.clone(), c.tags.clone());
                 // Durations are recorded in seconds; StatsD timers are milliseconds.
-                let scale = if s.descriptor.unit() == "s" && mode == TimingMode::Buckets {
+                let scale = if s.descriptor().unit() == "s" && mode == TimingMode::Buckets {
                     1000.0
                 } else {
                     1.0
@@ -572,7 +572,7 @@ impl Encoder {
             }
             _ => {
                 debug_assert!(!matches!(
-                    s.descriptor.kind(),
+                    s.descriptor().kind(),
                     Kind::Counter | Kind::Gauge | Kind::Timing
                 ));
                 skipped.unknown_kind += 1;
@@ -587,6 +587,7 @@ mod tests {
     use proptest::prelude::*;
     use sampler_api::{Descriptor, Labels};
     use std::sync::Arc;
+    use std::time::SystemTime;
 
     fn snapshot(series: Vec<(Kind, String, f64)>) -> Snapshot {
         let series = series
@@ -610,13 +611,13 @@ mod tests {
                     value,
                 }
             })
-            .collect();
-        Snapshot {
-            time: SystemTime::UNIX_EPOCH,
-            interval: std::time::Duration::from_secs(1),
-            sequence: 1,
+            .collect::<Vec<_>>();
+        Snapshot::from_series(
+            SystemTime::UNIX_EPOCH,
+            std::time::Duration::from_secs(1),
+            1,
             series,
-        }
+        )
     }
 
     /// How Etsy StatsD 0.9 and DogStatsD split a line: tags after `|#`, the key before the
@@ -698,18 +699,18 @@ mod tests {
 
     fn one(kind: Kind, divisor: u64, value: Value, id: SeriesId, start: u64) -> Snapshot {
         let d = Descriptor::owned("a.b", kind, "1", "").with_divisor(divisor);
-        Snapshot {
-            time: SystemTime::UNIX_EPOCH,
-            interval: std::time::Duration::from_secs(1),
-            sequence: 1,
-            series: vec![sampler_api::Series {
+        Snapshot::from_series(
+            SystemTime::UNIX_EPOCH,
+            std::time::Duration::from_secs(1),
+            1,
+            vec![sampler_api::Series {
                 id,
                 descriptor: Arc::new(d),
                 labels: Labels::from_pairs(&[("route", "/a b")]).unwrap(),
                 start_time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start),
                 value,
             }],
-        }
+        )
     }
 
     fn lines(e: &mut Encoder, s: &Snapshot) -> (Vec<String>, Skipped) {

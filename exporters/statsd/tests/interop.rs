@@ -46,7 +46,7 @@ fn rank(v: &[f64], r: i64) -> f64 {
 }
 
 fn counter_of(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    match s.find(name, labels).map(|s| &s.value) {
+    match s.find(name, labels).map(|s| s.value()) {
         Some(Value::Counter(n)) => *n,
         other => panic!("{name}{labels:?}: {other:?}"),
     }

@@ -43,13 +43,13 @@ fn snapshot(ids: &[SeriesId], descriptors: &[Arc<Descriptor>; 3], step: u64) -> 
                 value,
             }
         })
-        .collect();
-    Snapshot {
-        time: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + step * 10),
-        interval: Duration::from_secs(10),
-        sequence: step + 1,
+        .collect::<Vec<_>>();
+    Snapshot::from_series(
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + step * 10),
+        Duration::from_secs(10),
+        step + 1,
         series,
-    }
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -121,14 +121,14 @@ impl History {
         let time = unix_seconds(snapshot.time);
         self.time = time;
         self.interval = snapshot.interval.as_secs_f64();
-        let mut order = Vec::with_capacity(snapshot.series.len().min(self.max_series));
+        let mut order = Vec::with_capacity(snapshot.len().min(self.max_series));
         let mut left_out = 0;
-        for s in &snapshot.series {
+        for s in snapshot.series() {
             if order.len() >= self.max_series {
                 left_out += 1;
                 continue;
             }
-            let kind = match &s.value {
+            let kind = match s.value() {
                 Value::Counter(_) => "counter",
                 Value::Gauge(_) => "gauge",
                 Value::Timing(_) => "timing",
@@ -137,26 +137,26 @@ impl History {
                     continue;
                 }
             };
-            let track = self.tracks.entry(s.id).or_insert_with(|| Track {
-                name: s.descriptor.name().to_owned(),
+            let track = self.tracks.entry(s.id()).or_insert_with(|| Track {
+                name: s.descriptor().name().to_owned(),
                 labels: s
-                    .labels
+                    .labels()
                     .iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect(),
                 kind,
-                unit: s.descriptor.unit().to_owned(),
-                start: s.start_time,
+                unit: s.descriptor().unit().to_owned(),
+                start: s.start_time(),
                 last: Last::None,
                 points: VecDeque::new(),
             });
-            if track.start != s.start_time || track.kind != kind {
+            if track.start != s.start_time() || track.kind != kind {
                 // The source restarted under the same id: its readings start over.
-                track.start = s.start_time;
+                track.start = s.start_time();
                 track.kind = kind;
                 track.last = Last::None;
             }
-            let v = match &s.value {
+            let v = match s.value() {
                 Value::Counter(raw) => {
                     let rate = match track.last {
                         Last::Counter {
@@ -165,7 +165,7 @@ impl History {
                         } if time > t0 => {
                             // A total below the previous one is a reset: the delta is the total.
                             let delta = if *raw >= prev { *raw - prev } else { *raw };
-                            s.descriptor.counter_value(delta) / (time - t0)
+                            s.descriptor().counter_value(delta) / (time - t0)
                         }
                         _ => f64::NAN,
                     };
@@ -194,7 +194,7 @@ impl History {
                 track.points.pop_front();
             }
             track.points.push_back(Point { t: time, v });
-            order.push(s.id);
+            order.push(s.id());
         }
         if order.len() != self.tracks.len() {
             let kept: std::collections::HashSet<SeriesId> = order.iter().copied().collect();

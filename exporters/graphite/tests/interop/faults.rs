@@ -153,7 +153,7 @@ impl Run {
         }
         let counter = |s: &Snapshot, name: &str, labels: &[(&str, &str)]| match s
             .find(name, labels)
-            .map(|x| &x.value)
+            .map(|x| x.value())
         {
             Some(Value::Counter(n)) => *n,
             other => panic!("{name} {labels:?}: {other:?}"),
@@ -174,7 +174,7 @@ impl Run {
         for s in &snaps {
             match s
                 .find("sampler.exporter.graphite.buffered", &[])
-                .map(|x| &x.value)
+                .map(|x| x.value())
             {
                 Some(Value::Gauge(b)) => assert!(*b <= self.bound as f64, "buffered {b} bytes"),
                 other => panic!("buffered: {other:?}"),
@@ -406,7 +406,7 @@ fn r12_a_full_buffer_drops_the_oldest_harvests_and_counts_them() {
         .self_metrics(false)
         .build()
         .harvest_now();
-    let c = |name: &str, l: &[(&str, &str)]| match s.find(name, l).map(|x| &x.value) {
+    let c = |name: &str, l: &[(&str, &str)]| match s.find(name, l).map(|x| x.value()) {
         Some(Value::Counter(n)) => *n,
         other => panic!("{name}: {other:?}"),
     };
