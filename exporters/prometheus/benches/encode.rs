@@ -107,13 +107,8 @@ fn snapshot(rows: &[Row]) -> Snapshot {
                 },
             }
         })
-        .collect();
-    Snapshot {
-        time: start,
-        interval: Duration::from_secs(10),
-        sequence: 1,
-        series,
-    }
+        .collect::<Vec<_>>();
+    Snapshot::from_series(start, Duration::from_secs(10), 1, series)
 }
 
 type LabelSet = Vec<(String, String)>;
@@ -339,8 +334,8 @@ fn encode_series(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("labels_walk", n), &snap, |b, s| {
             b.iter(|| {
                 let mut total = 0usize;
-                for x in &s.series {
-                    for (k, v) in x.labels.iter() {
+                for x in s.series() {
+                    for (k, v) in x.labels().iter() {
                         total += k.len() + v.len();
                     }
                 }
@@ -393,12 +388,7 @@ fn encode_histograms(c: &mut Criterion) {
             value: Value::Timing(Box::new(dist)),
         });
     }
-    let snap = Snapshot {
-        time: SystemTime::now(),
-        interval: Duration::from_secs(10),
-        sequence: 1,
-        series,
-    };
+    let snap = Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series);
     let mut encoder = Encoder::new(EncoderConfig::default()).expect("config");
     group.throughput(Throughput::Elements(n as u64));
     let mut buf = Vec::new();

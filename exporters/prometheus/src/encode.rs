@@ -14,10 +14,11 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
-use sampler_api::{Descriptor, Distribution, Kind, Labels, Series, Snapshot, Value};
+use sampler_api::{
+    Descriptor, Distribution, Kind, LabelsRef, SeriesIter, SeriesRef, Snapshot, Value,
+};
 
 use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
@@ -218,8 +219,10 @@ pub(crate) struct PlannedFamily<'s> {
     pub(crate) scale: Scale,
     /// The bucket set index for timings.
     pub(crate) buckets: usize,
-    /// Range into `Plan::order`.
+    /// Range into `Plan::order`: the family's runs.
     pub(crate) range: Range<usize>,
+    /// How many series the family has (in all its runs).
+    pub(crate) series: usize,
     pub(crate) dropped: bool,
 }
 
@@ -234,21 +237,52 @@ impl PlannedFamily<'_> {
     }
 }
 
+/// Series of one family that follow one another in the snapshot: an iterator standing at
+/// the first of them (so that walking a run looks nothing up) and how many there are.
+#[derive(Clone, Debug)]
+pub(crate) struct Run<'s> {
+    from: SeriesIter<'s>,
+    len: usize,
+}
+
+impl<'s> Run<'s> {
+    /// The run's series, in snapshot order.
+    #[inline]
+    fn series(&self) -> std::iter::Take<SeriesIter<'s>> {
+        self.from.clone().take(self.len)
+    }
+}
+
 /// A snapshot grouped into families, ready for any format.
 #[derive(Debug)]
 pub struct Plan<'s> {
-    pub(crate) snapshot: &'s Snapshot,
     pub(crate) families: Vec<PlannedFamily<'s>>,
-    /// Series indices grouped by family.
-    pub(crate) order: Vec<u32>,
+    /// The runs of series of the exposed families, in snapshot order.
+    runs: Vec<Run<'s>>,
+    /// Indices into `runs`, grouped by family (each family's in snapshot order).
+    order: Vec<u32>,
+    /// How many series the plan exposes.
+    exposed: usize,
     /// Families left out because their names collide with an earlier family's.
     pub collisions: Vec<Collision>,
 }
 
-impl Plan<'_> {
+impl<'s> Plan<'s> {
     /// How many series the plan exposes.
     pub fn series(&self) -> usize {
-        self.order.len()
+        self.exposed
+    }
+
+    /// The series of family `f`, in snapshot order: one lookup per run, none per series
+    /// (`for_each` and `fold` walk each run in a loop of its own).
+    #[inline]
+    pub(crate) fn family_series<'p>(
+        &'p self,
+        f: &PlannedFamily<'_>,
+    ) -> impl Iterator<Item = SeriesRef<'s>> + 'p {
+        self.order[f.range.clone()]
+            .iter()
+            .flat_map(move |&r| self.runs[r as usize].series())
     }
 
     /// How many series were left out because of name collisions.
@@ -348,19 +382,32 @@ impl Encoder {
 
     /// Groups a snapshot's series into families and resolves name collisions.
     pub fn plan<'s>(&self, snapshot: &'s Snapshot) -> Plan<'s> {
-        let series = &snapshot.series;
         let mut families: Vec<PlannedFamily<'s>> = Vec::new();
-        let mut counts: Vec<usize> = Vec::new();
-        // Runs of series of one family, in snapshot order: (family, first series, end).
-        let mut runs: Vec<(u32, usize, usize)> = Vec::new();
+        // Runs of series of one family, in snapshot order, with their family.
+        let mut runs: Vec<(u32, Run<'s>)> = Vec::new();
         let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
         let mut prev: Option<(&'s Descriptor, u32)> = None;
-        let mut i = 0;
-        while i < series.len() {
-            let s = &series[i];
-            let d: &'s Descriptor = &s.descriptor;
-            if d.kind() != s.value.kind() {
-                i += 1;
+        // The run being extended: its family's descriptor, and the run.
+        let mut open: Option<(&'s Descriptor, u32, Run<'s>)> = None;
+        let mut rest = snapshot.series();
+        loop {
+            // `rest` before `next`: an iterator standing at `s` (a copy of a few words).
+            let here = rest.clone();
+            let Some(s) = rest.next() else { break };
+            let d: &'s Descriptor = s.descriptor();
+            let kind = s.value().kind();
+            // A family's series usually follow one another, sharing one descriptor.
+            if let Some((od, _, run)) = &mut open {
+                if std::ptr::eq(*od, d) && kind == d.kind() {
+                    run.len += 1;
+                    continue;
+                }
+            }
+            if let Some((_, idx, run)) = open.take() {
+                families[idx as usize].series += run.len;
+                runs.push((idx, run));
+            }
+            if d.kind() != kind {
                 continue;
             }
             let idx = match prev {
@@ -376,22 +423,15 @@ impl Encoder {
                     .entry((d.name(), d.kind(), d.unit()))
                     .or_insert_with(|| {
                         families.push(self.family(d));
-                        counts.push(0);
                         (families.len() - 1) as u32
                     }),
             };
             prev = Some((d, idx));
-            // A family's series usually follow one another, sharing one descriptor.
-            let start = i;
-            i += 1;
-            while i < series.len()
-                && std::ptr::eq(&*series[i].descriptor, d)
-                && series[i].value.kind() == d.kind()
-            {
-                i += 1;
-            }
-            counts[idx as usize] += i - start;
-            runs.push((idx, start, i));
+            open = Some((d, idx, Run { from: here, len: 1 }));
+        }
+        if let Some((_, idx, run)) = open {
+            families[idx as usize].series += run.len;
+            runs.push((idx, run));
         }
 
         // Names: the first family to claim a name keeps it.
@@ -409,7 +449,7 @@ impl Encoder {
                     name,
                     kept: format!("{} ({})", f.descriptor.name(), f.kind),
                     dropped: format!("{} ({})", g.descriptor.name(), g.kind),
-                    series: counts[i] as u64,
+                    series: g.series as u64,
                 });
                 families[i].dropped = true;
                 continue;
@@ -419,29 +459,37 @@ impl Encoder {
             }
         }
 
-        // Group series indices by family (a counting sort keeps snapshot order within each).
-        let mut start = 0usize;
-        for (f, c) in families.iter_mut().zip(&counts) {
+        // Group the runs by family (a counting sort keeps snapshot order within each): the
+        // encoders walk a family's series run by run, never looking one up by its index.
+        let mut per_family = vec![0usize; families.len()];
+        for (f, _) in &runs {
+            per_family[*f as usize] += 1;
+        }
+        let (mut start, mut exposed) = (0usize, 0usize);
+        for (f, c) in families.iter_mut().zip(&per_family) {
             let len = if f.dropped { 0 } else { *c };
             f.range = start..start;
             start += len;
+            if !f.dropped {
+                exposed += f.series;
+            }
         }
         let mut order = vec![0u32; start];
-        for &(f, first, end) in &runs {
+        let mut kept = Vec::with_capacity(start);
+        for (f, run) in runs {
             let fam = &mut families[f as usize];
             if fam.dropped {
                 continue;
             }
-            let at = fam.range.end;
-            for (o, i) in order[at..at + (end - first)].iter_mut().zip(first..end) {
-                *o = i as u32;
-            }
-            fam.range.end += end - first;
+            order[fam.range.end] = kept.len() as u32;
+            fam.range.end += 1;
+            kept.push(run);
         }
         Plan {
-            snapshot,
             families,
+            runs: kept,
             order,
+            exposed,
             collisions,
         }
     }
@@ -457,6 +505,7 @@ impl Encoder {
             scale,
             buckets,
             range: 0..0,
+            series: 0,
             // A kind this encoder does not know (one added to the standard later) is left out.
             dropped: !matches!(d.kind(), Kind::Counter | Kind::Gauge | Kind::Timing),
         }
@@ -507,7 +556,6 @@ impl Encoder {
     /// The two text formats, which differ only where `om` says: OpenMetrics names a counter
     /// family without `_total`, adds `# UNIT`, `_created` lines and its own escaping of help.
     fn encode_lines(&mut self, plan: &Plan<'_>, out: &mut Vec<u8>, om: bool) {
-        let series = &plan.snapshot.series;
         let created = om && self.created;
         let mut texts = std::mem::take(&mut self.labels);
         texts.begin();
@@ -542,21 +590,22 @@ impl Encoder {
                 out.extend_from_slice(f.unit.as_bytes());
                 out.push(b'\n');
             }
-            let ids = &plan.order[f.range.clone()];
-            let mut kept = texts.family(f.descriptor as *const Descriptor as usize, ids.len());
+            let mut kept = texts.family(f.descriptor as *const Descriptor as usize, f.series);
+            // Each arm walks the family with `for_each`, which loops over each run's series
+            // without a lookup per series.
+            let series = plan.family_series(f).enumerate();
             match (f.kind, self.timings) {
                 (Kind::Counter, _) => {
                     let total = [name, b"_total"].concat();
                     let created_name = [name, b"_created"].concat();
                     // Series of a family often share a start time: format it once, then copy
                     // it from where it was written.
-                    let mut last: Option<(SystemTime, Range<usize>)> = None;
+                    let mut last: Option<(u64, Range<usize>)> = None;
                     // A counter counting parts of its unit, or converted to a base unit, is
                     // written as a float.
                     let whole = f.descriptor.divisor() == 1 && f.scale.is_one();
-                    for (j, &i) in ids.iter().enumerate() {
-                        let s = &series[i as usize];
-                        if let Value::Counter(v) = s.value {
+                    series.for_each(|(j, s)| {
+                        if let Value::Counter(v) = *s.value() {
                             out.extend_from_slice(&total);
                             let l0 = out.len();
                             braced(out, kept.get(j, s));
@@ -565,60 +614,58 @@ impl Encoder {
                             if whole {
                                 write_u64(out, v);
                             } else {
-                                write_f64(out, f.scale.apply(s.descriptor.counter_value(v)));
+                                write_f64(out, f.scale.apply(s.descriptor().counter_value(v)));
                             }
                             out.push(b'\n');
                             if created {
                                 out.extend_from_slice(&created_name);
                                 out.extend_from_within(l0..l1);
                                 out.push(b' ');
+                                let start = s.start_unix_nanos();
                                 match &last {
-                                    Some((t, text)) if *t == s.start_time => {
+                                    Some((t, text)) if *t == start => {
                                         out.extend_from_within(text.clone())
                                     }
                                     _ => {
                                         let at = out.len();
-                                        write_created(out, s.start_time);
-                                        last = Some((s.start_time, at..out.len()));
+                                        write_created(out, start);
+                                        last = Some((start, at..out.len()));
                                     }
                                 }
                                 out.push(b'\n');
                             }
                         }
-                    }
+                    });
                 }
                 (Kind::Gauge, _) => {
-                    for (j, &i) in ids.iter().enumerate() {
-                        let s = &series[i as usize];
-                        if let Value::Gauge(v) = s.value {
+                    series.for_each(|(j, s)| {
+                        if let Value::Gauge(v) = *s.value() {
                             out.extend_from_slice(name);
                             braced(out, kept.get(j, s));
                             out.push(b' ');
                             write_f64(out, f.scale.apply(v));
                             out.push(b'\n');
                         }
-                    }
+                    });
                 }
                 (Kind::Timing, TimingMode::Histogram) => {
                     let set = self.bucket_set(f);
-                    for (j, &i) in ids.iter().enumerate() {
-                        let s = &series[i as usize];
-                        if let Value::Timing(d) = &s.value {
-                            let c = created.then_some(s.start_time);
+                    series.for_each(|(j, s)| {
+                        if let Value::Timing(d) = s.value() {
+                            let c = created.then(|| s.start_unix_nanos());
                             let lb = kept.get(j, s);
                             self.histogram(out, name, lb, d, &set, f.scale, om, c);
                         }
-                    }
+                    });
                 }
                 (Kind::Timing, TimingMode::Summary) => {
-                    for (j, &i) in ids.iter().enumerate() {
-                        let s = &series[i as usize];
-                        if let Value::Timing(d) = &s.value {
-                            let c = created.then_some(s.start_time);
+                    series.for_each(|(j, s)| {
+                        if let Value::Timing(d) = s.value() {
+                            let c = created.then(|| s.start_unix_nanos());
                             let lb = kept.get(j, s);
                             self.summary(out, name, lb, d, f.scale, om, c);
                         }
-                    }
+                    });
                 }
                 _ => {}
             }
@@ -639,7 +686,7 @@ impl Encoder {
         set: &BucketSet,
         scale: Scale,
         om: bool,
-        created: Option<SystemTime>,
+        created: Option<u64>,
     ) {
         let mut cum = std::mem::take(&mut self.scratch_counts);
         set.cumulative(d, &mut cum);
@@ -661,7 +708,8 @@ impl Encoder {
         self.scratch_counts = cum;
     }
 
-    /// A summary's samples; `created` is the OpenMetrics `_created` value when wanted.
+    /// A summary's samples; `created` is the OpenMetrics `_created` value (the start time in
+    /// nanoseconds since the Unix epoch) when wanted.
     #[allow(clippy::too_many_arguments)]
     fn summary(
         &mut self,
@@ -671,7 +719,7 @@ impl Encoder {
         d: &Distribution,
         scale: Scale,
         om: bool,
-        created: Option<SystemTime>,
+        created: Option<u64>,
     ) {
         for q in &self.quantiles {
             let spelled = if om { &q.om } else { &q.text };
@@ -800,8 +848,9 @@ fn write_sum_count(out: &mut Vec<u8>, name: &[u8], labels: &[u8], d: &Distributi
     out.push(b'\n');
 }
 
-/// `F_created{labels} <start>` (OpenMetrics).
-fn write_created_line(out: &mut Vec<u8>, name: &[u8], labels: &[u8], t: SystemTime) {
+/// `F_created{labels} <start>` (OpenMetrics), from the start in nanoseconds since the Unix
+/// epoch.
+fn write_created_line(out: &mut Vec<u8>, name: &[u8], labels: &[u8], t: u64) {
     out.extend_from_slice(name);
     out.extend_from_slice(b"_created");
     braced(out, labels);
@@ -810,16 +859,13 @@ fn write_created_line(out: &mut Vec<u8>, name: &[u8], labels: &[u8], t: SystemTi
     out.push(b'\n');
 }
 
-/// A `_created` value: the start time in seconds since the Unix epoch, written exactly (the
-/// decimal digits of the nanoseconds, trailing zeros trimmed).
+/// A `_created` value: the start time (`unix_nanos`, nanoseconds since the Unix epoch, as a
+/// snapshot keeps it) in seconds, written exactly (the decimal digits of the nanoseconds,
+/// trailing zeros trimmed).
 #[inline]
-fn write_created(out: &mut Vec<u8>, t: SystemTime) {
-    let Ok(d) = t.duration_since(UNIX_EPOCH) else {
-        write_f64(out, mapping::unix_seconds(t));
-        return;
-    };
-    write_u64(out, d.as_secs());
-    let mut nanos = d.subsec_nanos();
+fn write_created(out: &mut Vec<u8>, unix_nanos: u64) {
+    write_u64(out, unix_nanos / 1_000_000_000);
+    let mut nanos = (unix_nanos % 1_000_000_000) as u32;
     if nanos == 0 {
         out.extend_from_slice(b".0");
         return;
@@ -937,8 +983,8 @@ impl FamilyTexts<'_> {
     /// The label list of series `s` at place `j` of its family (`j < n` of
     /// `LabelTexts::family`), rendered now unless that place holds it already.
     #[inline]
-    fn get(&mut self, j: usize, s: &Series) -> &[u8] {
-        let id = s.id.get();
+    fn get(&mut self, j: usize, s: SeriesRef<'_>) -> &[u8] {
+        let id = s.id().get();
         let (held, start, len) = self.at[j];
         if held == id {
             return &self.text[start as usize..start as usize + len as usize];
@@ -947,7 +993,7 @@ impl FamilyTexts<'_> {
             *self.live -= len as usize;
         }
         let from = self.text.len();
-        write_label_list(self.text, &s.labels);
+        write_label_list(self.text, s.labels());
         let len = self.text.len() - from;
         // A text whose place `u32` cannot hold is written but not kept.
         self.at[j] = match u32::try_from(from + len) {
@@ -964,7 +1010,7 @@ impl FamilyTexts<'_> {
 /// `k="v",…` without braces; a key `le` or `quantile` (the labels of histogram buckets and
 /// summary quantiles) is written as `exported_<key>`, whatever the kind.
 #[inline]
-fn write_label_list(out: &mut Vec<u8>, labels: &Labels) {
+fn write_label_list(out: &mut Vec<u8>, labels: LabelsRef<'_>) {
     for (n, (k, v)) in labels.iter().enumerate() {
         if n > 0 {
             out.push(b',');

@@ -382,12 +382,12 @@ fn collisions_are_logged_once_and_counted() {
         start_time: std::time::SystemTime::now(),
         value: sampler_api::Value::Gauge(v),
     };
-    let snapshot = Snapshot {
-        time: std::time::SystemTime::now(),
-        interval: Duration::ZERO,
-        sequence: 1,
-        series: vec![mk(&a, 1.0), mk(&b, 2.0)],
-    };
+    let snapshot = Snapshot::from_series(
+        std::time::SystemTime::now(),
+        Duration::ZERO,
+        1,
+        vec![mk(&a, 1.0), mk(&b, 2.0)],
+    );
     e.publish(&snapshot);
     assert_eq!(e.shared.stats.collisions.load(Relaxed), 1);
     assert_eq!(lock(&e.shared.encoder).reported.len(), 1);
@@ -465,7 +465,7 @@ fn past_max_connections_a_connection_gets_503_at_once_and_places_free_up() {
     };
     match snap
         .find("sampler.exporter.prometheus.connections.refused", &[])
-        .map(|s| &s.value)
+        .map(|s| s.value())
     {
         Some(sampler_api::Value::Counter(n)) => assert!(*n >= 1, "{n}"),
         other => panic!("no refused counter: {other:?}"),

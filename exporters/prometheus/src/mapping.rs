@@ -687,14 +687,6 @@ pub fn om_float(v: f64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Seconds since the Unix epoch, as `_created` samples carry them.
-pub(crate) fn unix_seconds(t: std::time::SystemTime) -> f64 {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,8 @@
 //! The messages are declared here with `prost` derives (the fields this exporter writes), so
 //! no `protoc` or build script is needed. Field numbers follow `io/prometheus/client/metrics.proto`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use prost::Message;
-use sampler_api::{Distribution, Kind, Labels, Value};
+use sampler_api::{Distribution, Kind, LabelsRef, Value};
 
 use crate::config::TimingMode;
 use crate::encode::{Encoder, Plan};
@@ -224,22 +222,17 @@ pub fn native_buckets(d: &Distribution) -> NativeBuckets {
     }
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp {
-            seconds: d.as_secs() as i64,
-            nanos: d.subsec_nanos() as i32,
-        },
-        Err(_) => Timestamp {
-            seconds: 0,
-            nanos: 0,
-        },
+/// A start time, given in nanoseconds since the Unix epoch (as a snapshot keeps it).
+fn timestamp(unix_nanos: u64) -> Timestamp {
+    Timestamp {
+        seconds: (unix_nanos / 1_000_000_000) as i64,
+        nanos: (unix_nanos % 1_000_000_000) as i32,
     }
 }
 
 /// The label pairs as the protobuf exposition carries them: names mapped (a key equal to
 /// `le` and `quantile` become `exported_<key>`), values raw.
-fn labels(labels: &Labels) -> Vec<LabelPair> {
+fn labels(labels: LabelsRef<'_>) -> Vec<LabelPair> {
     labels
         .iter()
         .map(|(k, v)| LabelPair {
@@ -255,14 +248,12 @@ fn labels(labels: &Labels) -> Vec<LabelPair> {
 
 /// Writes the plan as delimited `MetricFamily` messages.
 pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
-    let series = &plan.snapshot.series;
     let created = enc.created();
     let quantiles = enc.quantile_values();
     for f in plan.families.iter().filter(|f| !f.dropped) {
         // Native buckets cannot be scaled to another unit: a converted timing is written
         // with its classic buckets (or as a summary) alone.
         let native = enc.native_histograms() && f.scale.is_one();
-        let ids = &plan.order[f.range.clone()];
         let (name, kind) = match (f.kind, enc.timings(), native) {
             (Kind::Counter, _, _) => (format!("{}_total", f.name), COUNTER),
             (Kind::Gauge, _, _) => (f.name.clone(), GAUGE),
@@ -270,27 +261,26 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
             (Kind::Timing, _, _) => (f.name.clone(), HISTOGRAM),
             _ => continue,
         };
-        let mut metrics = Vec::with_capacity(ids.len());
-        for &i in ids {
-            let s = &series[i as usize];
-            let m = match &s.value {
+        let mut metrics = Vec::with_capacity(f.series);
+        for s in plan.family_series(f) {
+            let m = match s.value() {
                 Value::Counter(v) => Metric {
-                    label: labels(&s.labels),
+                    label: labels(s.labels()),
                     counter: Some(Counter {
-                        value: Some(f.scale.apply(s.descriptor.counter_value(*v))),
-                        created_timestamp: created.then(|| timestamp(s.start_time)),
+                        value: Some(f.scale.apply(s.descriptor().counter_value(*v))),
+                        created_timestamp: created.then(|| timestamp(s.start_unix_nanos())),
                     }),
                     ..Default::default()
                 },
                 Value::Gauge(v) => Metric {
-                    label: labels(&s.labels),
+                    label: labels(s.labels()),
                     gauge: Some(Gauge {
                         value: Some(f.scale.apply(*v)),
                     }),
                     ..Default::default()
                 },
                 Value::Timing(d) if kind == SUMMARY => Metric {
-                    label: labels(&s.labels),
+                    label: labels(s.labels()),
                     summary: Some(Summary {
                         sample_count: Some(d.count()),
                         sample_sum: Some(f.scale.apply(d.sum())),
@@ -301,7 +291,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                                 value: Some(f.scale.apply(d.quantile(*q).unwrap_or(f64::NAN))),
                             })
                             .collect(),
-                        created_timestamp: created.then(|| timestamp(s.start_time)),
+                        created_timestamp: created.then(|| timestamp(s.start_unix_nanos())),
                     }),
                     ..Default::default()
                 },
@@ -309,7 +299,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                     let mut h = Histogram {
                         sample_count: Some(d.count()),
                         sample_sum: Some(f.scale.apply(d.sum())),
-                        created_timestamp: created.then(|| timestamp(s.start_time)),
+                        created_timestamp: created.then(|| timestamp(s.start_unix_nanos())),
                         ..Default::default()
                     };
                     if enc.timings() == TimingMode::Histogram {
@@ -339,7 +329,7 @@ pub(crate) fn encode(enc: &mut Encoder, plan: &Plan<'_>, out: &mut Vec<u8>) {
                         h.positive_delta = n.deltas;
                     }
                     Metric {
-                        label: labels(&s.labels),
+                        label: labels(s.labels()),
                         histogram: Some(h),
                         ..Default::default()
                     }

@@ -53,13 +53,8 @@ fn snapshot(n: usize) -> Snapshot {
             start_time: SystemTime::now(),
             value: Value::Counter(i as u64),
         })
-        .collect();
-    Snapshot {
-        time: SystemTime::now(),
-        interval: Duration::from_secs(10),
-        sequence: 1,
-        series,
-    }
+        .collect::<Vec<_>>();
+    Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series)
 }
 
 /// Reads one response into `buf` (no allocation): returns its body length.

@@ -247,11 +247,11 @@ fn expected(
     quantiles: &[f64],
 ) -> Vec<(Key, f64)> {
     let mut out = Vec::new();
-    for x in &s.series {
-        let d = &x.descriptor;
+    for x in s.series() {
+        let d = x.descriptor();
         let f = mapping::family(d.name(), d.kind(), d.unit()).name;
         let labels: BTreeMap<String, String> = x
-            .labels
+            .labels()
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
@@ -261,11 +261,11 @@ fn expected(
             l
         };
         // `_created` is written as the exact decimal of the start time.
-        let since = x.start_time.duration_since(UNIX_EPOCH).unwrap();
+        let since = x.start_time().duration_since(UNIX_EPOCH).unwrap();
         let created: f64 = format!("{}.{:09}", since.as_secs(), since.subsec_nanos())
             .parse()
             .unwrap();
-        match &x.value {
+        match x.value() {
             Value::Counter(v) => {
                 out.push(((format!("{f}_total"), labels.clone()), *v as f64));
                 if openmetrics {
@@ -418,12 +418,11 @@ fn python_parsers_read_back_every_series_and_label_value() {
                 ("gauge", "rt.level")
             );
         }
-        let n = snapshot.series.len();
+        let n = snapshot.len();
         assert!(n > 20, "{n}");
         assert!(snapshot
-            .series
-            .iter()
-            .any(|s| s.descriptor.kind() == Kind::Timing));
+            .series()
+            .any(|s| s.descriptor().kind() == Kind::Timing));
         harvester.shutdown(Duration::from_secs(5)).unwrap();
     }
 }
@@ -647,12 +646,12 @@ fn the_snapshot_shape_is_what_the_tests_assume() {
         .self_metrics(false)
         .build();
     let s = h.harvest_now();
-    let kinds: Vec<Kind> = s.series.iter().map(|x| x.descriptor.kind()).collect();
+    let kinds: Vec<Kind> = s.series().map(|x| x.descriptor().kind()).collect();
     for k in [Kind::Counter, Kind::Gauge, Kind::Timing] {
         assert!(kinds.contains(&k));
     }
     let arc: Arc<Snapshot> = s;
-    assert_eq!(arc.series.len(), 6 + 2 + 8 + 2);
+    assert_eq!(arc.len(), 6 + 2 + 8 + 2);
 }
 
 /// The live page at the endpoint's root, in a real browser: it shows the harvested series

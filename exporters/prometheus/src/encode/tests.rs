@@ -25,12 +25,7 @@ fn series(d: &Arc<Descriptor>, labels: &[(&str, &str)], value: Value) -> Series 
 }
 
 fn snapshot(series: Vec<Series>) -> Snapshot {
-    Snapshot {
-        time: SystemTime::now(),
-        interval: Duration::from_secs(10),
-        sequence: 1,
-        series,
-    }
+    Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series)
 }
 
 fn dist(scale: i8, values: &[f64]) -> Value {
@@ -119,9 +114,9 @@ struct Reference {
 impl Collector for Reference {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Families in order of first appearance, each with all its series.
-        let mut families: Vec<(&Descriptor, Vec<&Series>)> = Vec::new();
-        for s in &self.snapshot.series {
-            let d = &*s.descriptor;
+        let mut families: Vec<(&Descriptor, Vec<SeriesRef<'_>>)> = Vec::new();
+        for s in self.snapshot.series() {
+            let d = &**s.descriptor();
             match families
                 .iter_mut()
                 .find(|(f, _)| f.name() == d.name() && f.kind() == d.kind() && f.unit() == d.unit())
@@ -156,12 +151,12 @@ impl Collector for Reference {
             let mut m = encoder.encode_descriptor(base, help, unit.as_ref(), ty)?;
             for s in members {
                 let labels: Vec<(String, String)> = s
-                    .labels
+                    .labels()
                     .iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect();
                 let mut e = m.encode_family(&labels)?;
-                match &s.value {
+                match s.value() {
                     Value::Counter(v) => e.encode_counter::<NoLabelSet, u64, f64>(v, None)?,
                     Value::Gauge(v) => e.encode_gauge(v)?,
                     Value::Timing(dist) => {
@@ -611,7 +606,7 @@ proptest! {
     fn any_snapshot_encodes_like_prometheus_client(s in arb_snapshot()) {
         let (text, om) = reference(&s, Buckets::default().bounds().unwrap());
         prop_assert_eq!(ours(&no_created(), &s, Format::Text), text);
-        let finite = s.series.iter().all(|x| !matches!(x.value, Value::Gauge(v) if !v.is_finite()));
+        let finite = s.series().all(|x| !matches!(*x.value(), Value::Gauge(v) if !v.is_finite()));
         if finite {
             prop_assert_eq!(ours(&no_created(), &s, Format::OpenMetrics), om);
         }
