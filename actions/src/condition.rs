@@ -3,7 +3,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use sampler_api::{Series, Snapshot, Value};
+use sampler_api::{SeriesRef, Snapshot, Value};
 
 /// Which reading of a series a condition looks at.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -276,16 +276,16 @@ impl Condition {
 
     /// The reading this condition compares, for `series` (whose previous counter total, if
     /// any, was `previous` raw parts `elapsed` seconds ago). `None` when there is none yet.
-    pub fn reading(&self, series: &Series, previous: Option<(u64, f64)>) -> Option<f64> {
-        match (&series.value, self.stat) {
+    pub fn reading(&self, series: SeriesRef<'_>, previous: Option<(u64, f64)>) -> Option<f64> {
+        match (series.value(), self.stat) {
             (Value::Gauge(g), Stat::Value) => Some(*g),
-            (Value::Counter(c), Stat::Value) => Some(series.descriptor.counter_value(*c)),
+            (Value::Counter(c), Stat::Value) => Some(series.descriptor().counter_value(*c)),
             (Value::Counter(c), Stat::Rate) => {
                 let (prev, secs) = previous?;
                 if secs <= 0.0 || *c < prev {
                     return None;
                 }
-                Some((c - prev) as f64 / series.descriptor.divisor() as f64 / secs)
+                Some((c - prev) as f64 / series.descriptor().divisor() as f64 / secs)
             }
             (Value::Timing(d), Stat::Quantile(q)) => d.quantile(q),
             _ => None,
@@ -296,18 +296,16 @@ impl Condition {
     pub fn holds(&self, reading: f64, snapshot: &Snapshot) -> bool {
         let limit = match &self.threshold {
             Threshold::Number(n) => *n,
-            Threshold::Percent(p, of) => match snapshot.named(of).next().map(|s| &s.value) {
-                Some(Value::Gauge(g)) => g * p / 100.0,
-                Some(Value::Counter(c)) => {
-                    snapshot
-                        .named(of)
-                        .next()
-                        .map_or(0.0, |s| s.descriptor.counter_value(*c))
-                        * p
-                        / 100.0
+            Threshold::Percent(p, of) => {
+                let Some(base) = snapshot.named(of).next() else {
+                    return false;
+                };
+                match base.value() {
+                    Value::Gauge(g) => g * p / 100.0,
+                    Value::Counter(c) => base.descriptor().counter_value(*c) * p / 100.0,
+                    _ => return false,
                 }
-                _ => return false,
-            },
+            }
         };
         self.op.holds(reading, limit)
     }

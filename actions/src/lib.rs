@@ -33,7 +33,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use sampler_api::{Descriptor, ExportError, Exporter, Sampler, Series, Snapshot, Value, Writer};
+use sampler_api::{Descriptor, ExportError, Exporter, Sampler, SeriesRef, Snapshot, Value, Writer};
 
 pub use condition::{Condition, Op, ParseError, Stat, Threshold};
 
@@ -280,12 +280,12 @@ impl Rule {
         s
     }
 
-    fn matches(&self, s: &Series) -> bool {
-        s.descriptor.name() == self.condition.name
+    fn matches(&self, s: SeriesRef<'_>) -> bool {
+        s.descriptor().name() == self.condition.name
             && self
                 .labels
                 .iter()
-                .all(|(k, v)| s.labels.get(k) == Some(v.as_str()))
+                .all(|(k, v)| s.labels().get(k) == Some(v.as_str()))
     }
 }
 
@@ -392,11 +392,11 @@ impl Engine {
         }
         for i in 0..self.rules.len() {
             let rule = self.rules[i].clone();
-            for s in snap.series.iter().filter(|s| rule.matches(s)) {
+            for s in snap.series().filter(|s| rule.matches(*s)) {
                 let key = series_key(s);
                 let track = self.tracks[i].entry(key.clone()).or_default();
                 track.seen = round;
-                let previous = match (&s.value, track.previous) {
+                let previous = match (s.value(), track.previous) {
                     (Value::Counter(_), Some((raw, at))) => snap
                         .time
                         .duration_since(at)
@@ -404,8 +404,8 @@ impl Engine {
                         .map(|d| (raw, d.as_secs_f64())),
                     _ => None,
                 };
-                if let Value::Counter(c) = s.value {
-                    track.previous = Some((c, snap.time));
+                if let Value::Counter(c) = s.value() {
+                    track.previous = Some((*c, snap.time));
                 }
                 let reading = rule.condition.reading(s, previous);
                 let above = reading.is_some_and(|r| rule.condition.holds(r, snap));
@@ -443,7 +443,7 @@ impl Engine {
         }
     }
 
-    fn fire(&mut self, i: usize, s: &Series, key: &str, value: f64, snap: &Snapshot) {
+    fn fire(&mut self, i: usize, s: SeriesRef<'_>, key: &str, value: f64, snap: &Snapshot) {
         let rule = &self.rules[i];
         {
             let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,7 +451,7 @@ impl Engine {
         }
         let outcome: Result<String, String> = match &rule.action {
             Action::Log => Ok(String::new()),
-            Action::Signal(sig, signame) => match s.labels.get("pid") {
+            Action::Signal(sig, signame) => match s.labels().get("pid") {
                 None => Err("the series has no `pid` label".to_owned()),
                 Some(p) => match p.parse::<i32>() {
                     Ok(pid) if pid > 0 => run::signal(pid, *sig)
@@ -463,10 +463,10 @@ impl Engine {
             Action::Command(cmd) => {
                 let mut env = vec![
                     ("SAMPLER_RULE".to_owned(), rule.name.clone()),
-                    ("SAMPLER_NAME".to_owned(), s.descriptor.name().to_owned()),
+                    ("SAMPLER_NAME".to_owned(), s.descriptor().name().to_owned()),
                     ("SAMPLER_VALUE".to_owned(), value.to_string()),
                 ];
-                for (k, v) in s.labels.iter() {
+                for (k, v) in s.labels().iter() {
                     env.push((
                         format!("SAMPLER_LABEL_{}", k.to_ascii_uppercase()),
                         v.into(),
@@ -510,7 +510,7 @@ impl Engine {
                 if snap.named(name).next().is_some() {
                     continue;
                 }
-                let near = nearest(name, snap.series.iter().map(|s| s.descriptor.name()));
+                let near = nearest(name, snap.series().map(|s| s.descriptor().name()));
                 let hint = if near.is_empty() {
                     String::new()
                 } else {
@@ -558,10 +558,14 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn series_key(s: &Series) -> String {
-    let mut k = s.descriptor.name().to_owned();
-    if !s.labels.is_empty() {
-        let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+fn series_key(s: SeriesRef<'_>) -> String {
+    let mut k = s.descriptor().name().to_owned();
+    if !s.labels().is_empty() {
+        let l: Vec<String> = s
+            .labels()
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
         k.push('{');
         k.push_str(&l.join(","));
         k.push('}');
@@ -614,7 +618,7 @@ mod tests {
         loop {
             let snap = h.harvest_now();
             if let Some(s) = snap.find("sampler.action.fired", &[("rule", "big")]) {
-                assert!(matches!(s.value, Value::Counter(n) if n >= 1));
+                assert!(matches!(s.value(), Value::Counter(n) if *n >= 1));
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "never counted");

@@ -208,7 +208,7 @@ fn default_encoder() -> Encoder {
 
 impl Harvest for SamplerSeries {
     fn harvest(&mut self) -> Option<usize> {
-        Some(self.harvester().harvest_now().series.len())
+        Some(self.harvester().harvest_now().len())
     }
 
     fn expose(&mut self) -> Option<&[u8]> {

@@ -207,46 +207,33 @@ impl Shaped {
         // Renamed descriptors seen in this snapshot move over; the rest are forgotten, so
         // descriptors made at run time cannot grow the map.
         let mut old = std::mem::take(&mut self.descriptors);
-        let mut series = Vec::with_capacity(snapshot.series.len());
-        for s in &snapshot.series {
-            if !self
-                .shaping
-                .wants_with(s.descriptor.name(), |k| s.labels.get(k))
-            {
-                continue;
+        let series = snapshot.series().filter_map(|s| {
+            let l = s.labels();
+            if !self.shaping.wants_with(s.descriptor().name(), |k| l.get(k)) {
+                return None;
             }
-            let descriptor = self.descriptor(&s.descriptor, &mut old);
-            let labels = if self
-                .shaping
-                .labels
-                .iter()
-                .all(|(k, _)| s.labels.get(k).is_some())
-            {
-                s.labels.clone()
+            let descriptor = self.descriptor(s.descriptor(), &mut old);
+            let labels = if self.shaping.labels.iter().all(|(k, _)| l.get(k).is_some()) {
+                l.to_owned()
             } else {
-                let mut pairs: Vec<(&str, &str)> = s.labels.iter().collect();
+                let mut pairs: Vec<(&str, &str)> = l.iter().collect();
                 for (k, v) in &self.shaping.labels {
-                    if s.labels.get(k).is_none() {
+                    if l.get(k).is_none() {
                         pairs.push((k, v));
                     }
                 }
                 // Keys were checked when the file was read.
-                Labels::from_pairs(&pairs).unwrap_or_else(|_| s.labels.clone())
+                Labels::from_pairs(&pairs).unwrap_or_else(|_| l.to_owned())
             };
-            series.push(Series {
-                id: s.id,
+            Some(Series {
+                id: s.id(),
                 descriptor,
                 labels,
-                start_time: s.start_time,
-                value: s.value.clone(),
-            });
-        }
-        Snapshot {
-            time: snapshot.time,
-            interval: snapshot.interval,
-            sequence: snapshot.sequence,
-            series,
-        }
+                start_time: s.start_time(),
+                value: s.value().clone(),
+            })
+        });
+        Snapshot::from_series(snapshot.time, snapshot.interval, snapshot.sequence, series)
     }
 
     fn descriptor(

@@ -322,16 +322,15 @@ exclude = ["sampler.*"]
     let got = sinks().lock().unwrap();
     let series = |id: &str| -> Vec<Row> {
         got[id][0]
-            .series
-            .iter()
+            .series()
             .map(|s| {
                 (
-                    s.descriptor.name().to_owned(),
-                    s.labels
+                    s.descriptor().name().to_owned(),
+                    s.labels()
                         .iter()
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
                         .collect(),
-                    s.value.clone(),
+                    s.value().clone(),
                 )
             })
             .collect()

@@ -222,7 +222,7 @@ fn r16_recording_while_allocating_never_recurses() {
         let label = t.to_string();
         match snapshot
             .find("alloc.test.size", &[("thread", &label)])
-            .map(|s| &s.value)
+            .map(|s| s.value())
         {
             Some(Value::Timing(d)) => assert_eq!(d.count(), ROUNDS as u64),
             other => panic!("timing of thread {t}: {other:?}"),

@@ -93,14 +93,14 @@ fn groups() -> Groups {
 }
 
 fn counter(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    match s.find(name, labels).map(|series| &series.value) {
+    match s.find(name, labels).map(|series| series.value()) {
         Some(Value::Counter(n)) => *n,
         _ => 0,
     }
 }
 
 fn gauge(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
-    match s.find(name, labels).map(|series| &series.value) {
+    match s.find(name, labels).map(|series| series.value()) {
         Some(Value::Gauge(v)) => *v,
         other => panic!("no gauge {name} {labels:?}: {other:?}"),
     }
@@ -157,8 +157,8 @@ fn r16_counts_by_group_method_and_status_class() {
     let harvester = Harvester::builder().registry(registry.clone()).build();
     let s = harvest_until(&harvester, "eight requests", |s| {
         s.named("http.server.requests")
-            .map(|x| match x.value {
-                Value::Counter(n) => n,
+            .map(|x| match x.value() {
+                Value::Counter(n) => *n,
                 _ => 0,
             })
             .sum::<u64>()
@@ -211,12 +211,12 @@ fn r16_latency_is_within_bounds() {
     }
     let harvester = Harvester::builder().registry(registry.clone()).build();
     let s = harvest_until(&harvester, "three timings", |s| {
-        matches!(s.find("http.server.duration", &[("group", "api")]).map(|x| &x.value),
+        matches!(s.find("http.server.duration", &[("group", "api")]).map(|x| x.value()),
                  Some(Value::Timing(d)) if d.count() == 3)
     });
     let Some(Value::Timing(d)) = s
         .find("http.server.duration", &[("group", "api")])
-        .map(|x| &x.value)
+        .map(|x| x.value())
     else {
         unreachable!("checked above")
     };
@@ -272,7 +272,7 @@ fn r16_queue_time_from_each_header_form() {
         .harvest_now();
     let Some(Value::Timing(d)) = s
         .find("http.server.queue_time", &[("group", "api")])
-        .map(|x| &x.value)
+        .map(|x| x.value())
     else {
         panic!("no queue time series")
     };
@@ -451,8 +451,8 @@ fn r16_groups_by_matched_route_template() {
     let harvester = Harvester::builder().registry(registry.clone()).build();
     let s = harvest_until(&harvester, "ten requests", |s| {
         s.named("http.server.requests")
-            .map(|x| match x.value {
-                Value::Counter(n) => n,
+            .map(|x| match x.value() {
+                Value::Counter(n) => *n,
                 _ => 0,
             })
             .sum::<u64>()
@@ -476,7 +476,7 @@ fn r16_groups_by_matched_route_template() {
     // Raw paths never become groups; each route group has the per-group series too.
     let mut groups: Vec<String> = s
         .named(req)
-        .filter_map(|x| x.labels.get("group").map(str::to_owned))
+        .filter_map(|x| x.labels().get("group").map(str::to_owned))
         .collect();
     groups.sort();
     groups.dedup();
@@ -498,7 +498,7 @@ fn r16_groups_by_matched_route_template() {
         gauge(&s, "http.server.busy", &[("group", group)]);
         match s
             .find("http.server.duration", &[("group", group)])
-            .map(|x| &x.value)
+            .map(|x| x.value())
         {
             Some(Value::Timing(d)) => assert!(d.count() >= 1, "{group}"),
             other => panic!("duration of {group}: {other:?}"),

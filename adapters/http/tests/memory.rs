@@ -64,7 +64,7 @@ fn agent() -> ureq::Agent {
 }
 
 fn timing<'a>(s: &'a Snapshot, name: &str, group: &str) -> Option<&'a Distribution> {
-    match s.find(name, &[("group", group)]).map(|x| &x.value) {
+    match s.find(name, &[("group", group)]).map(|x| x.value()) {
         Some(Value::Timing(d)) => Some(d),
         _ => None,
     }

@@ -12,7 +12,7 @@ use sampler_api::{Harvester, Registry, Snapshot, Value};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 fn counter(s: &Snapshot, labels: &[(&str, &str)]) -> u64 {
-    match s.find("http.server.requests", labels).map(|x| &x.value) {
+    match s.find("http.server.requests", labels).map(|x| x.value()) {
         Some(Value::Counter(n)) => *n,
         _ => 0,
     }
@@ -21,7 +21,7 @@ fn counter(s: &Snapshot, labels: &[(&str, &str)]) -> u64 {
 fn active(s: &Snapshot) -> f64 {
     match s
         .find("http.server.active_requests", &[("group", "unmatched")])
-        .map(|x| &x.value)
+        .map(|x| x.value())
     {
         Some(Value::Gauge(v)) => *v,
         other => panic!("no gauge: {other:?}"),

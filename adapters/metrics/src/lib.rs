@@ -31,7 +31,7 @@
 //! });
 //! let snapshot = Harvester::builder().registry(registry).build().harvest_now();
 //! let done = snapshot.find("jobs.done", &[("queue", "mail")]).unwrap();
-//! assert!(matches!(done.value, Value::Counter(3)));
+//! assert!(matches!(done.value(), Value::Counter(3)));
 //! ```
 
 #![deny(missing_docs)]

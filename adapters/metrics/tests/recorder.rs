@@ -39,21 +39,29 @@ fn counters_gauges_and_histograms_are_harvested() {
     let mail = s
         .find("app.jobs", &[("queue", "mail")])
         .expect("mail series");
-    assert!(matches!(mail.value, Value::Counter(5)), "{:?}", mail.value);
-    assert_eq!(mail.descriptor.unit(), "1");
-    assert_eq!(mail.descriptor.description(), "jobs done");
+    assert!(
+        matches!(mail.value(), Value::Counter(5)),
+        "{:?}",
+        mail.value()
+    );
+    assert_eq!(mail.descriptor().unit(), "1");
+    assert_eq!(mail.descriptor().description(), "jobs done");
     let sms = s.find("app.jobs", &[("queue", "sms")]).expect("sms series");
-    assert!(matches!(sms.value, Value::Counter(1)));
+    assert!(matches!(sms.value(), Value::Counter(1)));
     let abs = s.find("app.absolute", &[]).expect("absolute");
-    assert!(matches!(abs.value, Value::Counter(40)), "{:?}", abs.value);
+    assert!(
+        matches!(abs.value(), Value::Counter(40)),
+        "{:?}",
+        abs.value()
+    );
     let waiting = s.find("app.waiting", &[]).expect("gauge");
     assert!(
-        matches!(waiting.value, Value::Gauge(v) if v == 12.0),
+        matches!(waiting.value(), Value::Gauge(v) if *v == 12.0),
         "{:?}",
-        waiting.value
+        waiting.value()
     );
     let latency = s.find("app.latency", &[]).expect("timing");
-    match &latency.value {
+    match latency.value() {
         Value::Timing(d) => {
             assert_eq!(d.count(), 3);
             assert!((d.sum() - 0.7).abs() < 1e-9);
@@ -79,7 +87,7 @@ fn names_and_label_keys_are_mapped_to_the_naming_rules() {
             &[("status_code", "200"), ("status_code_2", "x")],
         )
         .expect("sanitised series");
-    assert!(matches!(series.value, Value::Counter(1)));
+    assert!(matches!(series.value(), Value::Counter(1)));
 }
 
 #[test]
@@ -94,9 +102,9 @@ fn labels_in_another_order_share_one_series() {
     let orders: Vec<_> = s.named("orders").collect();
     assert_eq!(orders.len(), 1);
     assert!(
-        matches!(orders[0].value, Value::Counter(3)),
+        matches!(orders[0].value(), Value::Counter(3)),
         "{:?}",
-        orders[0].value
+        orders[0].value()
     );
 }
 
@@ -110,8 +118,8 @@ fn histograms_in_milliseconds_are_recorded_in_seconds() {
     });
     let s = harvest(&registry);
     let q = s.find("db.query", &[]).expect("timing");
-    assert_eq!(q.descriptor.unit(), "s");
-    match &q.value {
+    assert_eq!(q.descriptor().unit(), "s");
+    match q.value() {
         Value::Timing(d) => assert!((d.sum() - 0.25).abs() < 1e-12, "{}", d.sum()),
         other => panic!("expected a timing, got {other:?}"),
     }
@@ -130,7 +138,7 @@ fn a_handle_keeps_recording_into_the_same_series() {
     let s = harvest(&registry);
     let turns: Vec<_> = s.named("loop.turns").collect();
     assert_eq!(turns.len(), 1);
-    assert!(matches!(turns[0].value, Value::Counter(1001)));
+    assert!(matches!(turns[0].value(), Value::Counter(1001)));
 }
 
 #[test]
@@ -144,7 +152,7 @@ fn the_global_recorder_is_harvested() {
     let t = s
         .find("global.temperature", &[("room", "lab")])
         .expect("gauge");
-    assert!(matches!(t.value, Value::Gauge(v) if v == 21.5));
+    assert!(matches!(t.value(), Value::Gauge(v) if *v == 21.5));
 }
 
 proptest! {

@@ -12,8 +12,8 @@ use sampler_api::{Harvester, Registry, Snapshot, Value};
 use sleeper::{vm_rss, Sleeper};
 
 fn gauge(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    match s.find(name, labels)?.value {
-        Value::Gauge(v) => Some(v),
+    match s.find(name, labels)?.value() {
+        Value::Gauge(v) => Some(*v),
         _ => None,
     }
 }
@@ -55,7 +55,7 @@ fn current_process_unlabelled() {
             .find("process.cpu.time", &[("cpu_mode", mode)])
             .unwrap();
         assert_eq!(
-            (cpu.descriptor.unit(), cpu.descriptor.divisor()),
+            (cpu.descriptor().unit(), cpu.descriptor().divisor()),
             ("s", 1_000_000)
         );
     }
@@ -68,9 +68,8 @@ fn current_process_unlabelled() {
     assert!(snap.find("process.up", &[("target", "self")]).is_none());
     // Every series explains itself.
     assert!(snap
-        .series
-        .iter()
-        .all(|s| !s.descriptor.description().is_empty()));
+        .series()
+        .all(|s| !s.descriptor().description().is_empty()));
 }
 
 /// Fields of `/proc/PID/stat` (1-based, as proc(5) numbers them), after the command name.
@@ -87,9 +86,9 @@ fn clock_ticks() -> f64 {
 
 fn counter_seconds(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
     let series = s.find(name, labels).unwrap();
-    match series.value {
-        Value::Counter(raw) => series.descriptor.counter_value(raw),
-        ref other => panic!("{name} is not a counter: {other:?}"),
+    match series.value() {
+        Value::Counter(raw) => series.descriptor().counter_value(*raw),
+        other => panic!("{name} is not a counter: {other:?}"),
     }
 }
 
@@ -183,9 +182,8 @@ fn r11_prometheus_names_carry_what_proc_says() {
         )
         .is_some());
     assert!(snap
-        .series
-        .iter()
-        .all(|s| !s.descriptor.description().is_empty()));
+        .series()
+        .all(|s| !s.descriptor().description().is_empty()));
 }
 
 #[test]
@@ -287,7 +285,7 @@ fn name_target_matches_every_process() {
     let snap = h.harvest_now();
     let mut pids: Vec<&str> = snap
         .named("process.memory.usage")
-        .map(|s| s.labels.get("pid").unwrap())
+        .map(|s| s.labels().get("pid").unwrap())
         .collect();
     pids.sort();
     let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
@@ -295,7 +293,7 @@ fn name_target_matches_every_process() {
     want.sort();
     assert_eq!(pids, want);
     for s in snap.named("process.memory.usage") {
-        assert_eq!(s.labels.get("name"), Some("sleep"));
+        assert_eq!(s.labels().get("name"), Some("sleep"));
     }
     assert!(take(&events).is_empty());
     drop(a);
@@ -365,7 +363,6 @@ fn host_series() {
     let cpus = gauge(&snap, "system.cpu.logical.count", &[]).unwrap();
     assert!(cpus >= 1.0);
     assert!(snap
-        .series
-        .iter()
-        .all(|s| !s.descriptor.description().is_empty()));
+        .series()
+        .all(|s| !s.descriptor().description().is_empty()));
 }

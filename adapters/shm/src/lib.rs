@@ -30,7 +30,7 @@
 //! let _reg = registry.register(ShmSampler::new(dir.path()).gauges(GaugeRule::Sum));
 //! let snapshot = Harvester::builder().registry(registry).build().harvest_now();
 //! let total = snapshot.find("cache.hits", &[("cache", "pages")]).unwrap();
-//! assert_eq!(total.value, Value::Counter(3));
+//! assert_eq!(*total.value(), Value::Counter(3));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -282,7 +282,7 @@ type Hook = Box<dyn Fn(&ShmEvent) + Send + Sync>;
 /// let _reg = registry.register(ShmSampler::new(dir.path()));
 /// let snapshot = Harvester::builder().registry(registry).build().harvest_now();
 /// let jobs = snapshot.find("jobs.done", &[]).unwrap();
-/// assert_eq!(jobs.value, sampler_api::Value::Counter(5));
+/// assert_eq!(*jobs.value(), sampler_api::Value::Counter(5));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ShmSampler {

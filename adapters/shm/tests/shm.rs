@@ -49,14 +49,14 @@ fn harness(dir: &Path, rule: GaugeRule, grace: Duration) -> Harness {
 }
 
 fn counter(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    match s.find(name, labels)?.value {
-        Value::Counter(v) => Some(v),
+    match s.find(name, labels)?.value() {
+        Value::Counter(v) => Some(*v),
         _ => None,
     }
 }
 
 fn timing(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<Distribution> {
-    match &s.find(name, labels)?.value {
+    match s.find(name, labels)?.value() {
         Value::Timing(d) => Some((**d).clone()),
         _ => None,
     }
@@ -154,8 +154,8 @@ fn r15_four_processes_rust_and_python_totals_exact() {
             );
             let _ = d;
         }
-        saw_pid_gauge |= s.series.iter().any(|x| {
-            x.descriptor.name() == "test.busy" && x.labels.iter().any(|(k, _)| k == "pid")
+        saw_pid_gauge |= s.series().any(|x| {
+            x.descriptor().name() == "test.busy" && x.labels().iter().any(|(k, _)| k == "pid")
         });
         if writers
             .iter_mut()
@@ -193,7 +193,7 @@ fn r15_four_processes_rust_and_python_totals_exact() {
             assert_eq!(got.bucket_counts(), want.bucket_counts(), "{lang}");
         }
         // Per-process gauges leave with their writers.
-        assert!(s.series.iter().all(|x| x.descriptor.name() != "test.busy"));
+        assert!(s.series().all(|x| x.descriptor().name() != "test.busy"));
     }
     assert_eq!(h.sampler.report().live, 0);
     assert_eq!(h.sampler.report().retired, 4);
@@ -360,7 +360,7 @@ fn r15_gauge_rules() {
         let h = harness(dir.path(), rule, Duration::from_secs(60));
         let s = h.harvester.harvest_now();
         assert_eq!(
-            s.find("pool.idle", &[("pool", "db")]).unwrap().value,
+            *s.find("pool.idle", &[("pool", "db")]).unwrap().value(),
             Value::Gauge(want),
             "{rule:?}"
         );
@@ -369,11 +369,10 @@ fn r15_gauge_rules() {
     let s = h.harvester.harvest_now();
     let pid = std::process::id().to_string();
     let n = s
-        .series
-        .iter()
+        .series()
         .filter(|x| {
-            x.descriptor.name() == "pool.idle"
-                && x.labels.iter().any(|(k, v)| k == "pid" && v == pid)
+            x.descriptor().name() == "pool.idle"
+                && x.labels().iter().any(|(k, v)| k == "pid" && v == pid)
         })
         .count();
     // Both segments are this test process's: one series per segment would clash on `pid`;

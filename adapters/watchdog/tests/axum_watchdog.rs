@@ -190,7 +190,7 @@ fn slow_count(registry: &Registry, group: &str) -> u64 {
         .harvest_now();
     match s
         .find("http.server.slow_requests", &[("group", group)])
-        .map(|x| &x.value)
+        .map(|x| x.value())
     {
         Some(Value::Counter(n)) => *n,
         _ => 0,

@@ -391,12 +391,12 @@ impl Tracker {
 /// assert_eq!(frame.readings[0].sample, Sample::Counter { raw: 2_500_000, divisor: 1_000_000 });
 /// ```
 pub fn from_snapshot(snap: &Snapshot) -> Frame {
-    let mut readings = Vec::with_capacity(snap.series.len());
-    for s in &snap.series {
-        let sample = match &s.value {
+    let mut readings = Vec::with_capacity(snap.len());
+    for s in snap.series() {
+        let sample = match s.value() {
             Value::Counter(raw) => Sample::Counter {
                 raw: *raw,
-                divisor: s.descriptor.divisor(),
+                divisor: s.descriptor().divisor(),
             },
             Value::Gauge(v) => Sample::Gauge(*v),
             Value::Timing(d) => {
@@ -419,11 +419,11 @@ pub fn from_snapshot(snap: &Snapshot) -> Frame {
             }
             _ => continue,
         };
-        let labels: Vec<(&str, &str)> = s.labels.iter().collect();
+        let labels: Vec<(&str, &str)> = s.labels().iter().collect();
         readings.push(Reading::new(
-            s.descriptor.name(),
+            s.descriptor().name(),
             &labels,
-            s.descriptor.unit(),
+            s.descriptor().unit(),
             sample,
         ));
     }
