@@ -116,7 +116,7 @@ pub use instruments::{
 pub use labels::{LabelKeys, Labels, LabelsRef};
 pub use registry::{Registration, Registry, StaticSampler};
 pub use sampler::{FnSampler, Sampler, Writer};
-pub use snapshot::{Series, SeriesId, SeriesIter, SeriesRef, Snapshot, Value};
+pub use snapshot::{Series, SeriesId, SeriesIter, SeriesRef, SeriesRun, Snapshot, Value};
 
 #[doc(hidden)]
 pub use inventory;

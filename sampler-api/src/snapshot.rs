@@ -182,6 +182,35 @@ impl Snapshot {
         self.series.iter_from(start)
     }
 
+    /// The series in runs: each run's series share one descriptor (one `Arc`) and one set of
+    /// label keys, and either every value in a run is of its descriptor's kind or none is (a
+    /// harvest writes none such; [`from_series`](Self::from_series) may be given some). A
+    /// family's label sets make one run, so an exporter that groups series by metric can work
+    /// per run instead of per series. Runs come in snapshot order; two runs in a row may share
+    /// a descriptor (another key set, such as a family's overflow series).
+    ///
+    /// ```
+    /// use sampler_api::{Descriptor, Harvester, Registry, Value};
+    /// static JOBS: Descriptor = Descriptor::counter("jobs", "1", "jobs done");
+    /// let registry = Registry::new();
+    /// let jobs = registry.counter_family(&JOBS, &["queue"]);
+    /// jobs.add(&["mail"], 2);
+    /// jobs.add(&["print"], 1);
+    /// let snapshot = Harvester::builder().registry(registry).self_metrics(false).build().harvest_now();
+    /// let runs: Vec<_> = snapshot.runs().collect();
+    /// assert_eq!(runs.len(), 1);
+    /// assert_eq!(runs[0].descriptor().name(), "jobs");
+    /// assert_eq!(runs[0].keys()[0], "queue");
+    /// assert_eq!(runs[0].series().map(|s| s.labels().value(0)).collect::<Vec<_>>(), ["mail", "print"]);
+    /// ```
+    pub fn runs(&self) -> impl Iterator<Item = SeriesRun<'_>> + Clone + '_ {
+        self.series
+            .blocks()
+            .iter()
+            .filter(|b| !b.rows.is_empty())
+            .map(|block| SeriesRun { block })
+    }
+
     /// The `i`th series.
     pub fn get(&self, i: usize) -> Option<SeriesRef<'_>> {
         self.series.iter_from(i).next()
@@ -308,6 +337,53 @@ impl fmt::Debug for SeriesRef<'_> {
             .field("labels", &self.labels())
             .field("start_time", &self.start_time())
             .field("value", self.value())
+            .finish()
+    }
+}
+
+/// A run of series of one metric and key set: see [`Snapshot::runs`].
+#[derive(Clone, Copy)]
+pub struct SeriesRun<'a> {
+    block: &'a Block,
+}
+
+impl<'a> SeriesRun<'a> {
+    /// The descriptor every series of the run shares.
+    pub fn descriptor(&self) -> &'a Arc<Descriptor> {
+        &self.block.descriptor
+    }
+
+    /// The label keys every series of the run shares.
+    pub fn keys(&self) -> &'a [std::borrow::Cow<'static, str>] {
+        self.block.keys.as_ref().map_or(&[], |k| &k[..])
+    }
+
+    /// How many series the run holds (at least one).
+    pub fn len(&self) -> usize {
+        self.block.rows.len()
+    }
+
+    /// Whether it holds none (never, for a run from [`Snapshot::runs`]).
+    pub fn is_empty(&self) -> bool {
+        self.block.rows.is_empty()
+    }
+
+    /// Its series, in order.
+    pub fn series(&self) -> SeriesIter<'a> {
+        SeriesIter {
+            blocks: [].iter(),
+            block: Some(self.block),
+            rows: self.block.rows.iter(),
+            left: self.block.rows.len(),
+        }
+    }
+}
+
+impl fmt::Debug for SeriesRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeriesRun")
+            .field("descriptor", &self.descriptor().name())
+            .field("len", &self.len())
             .finish()
     }
 }

@@ -20,6 +20,9 @@ pub(super) struct Block {
     pub(super) rows: Vec<Row>,
     /// The snapshot's number of the first row.
     pub(super) first: usize,
+    /// Whether every value is of the descriptor's kind (else none is: a block holds one or
+    /// the other, so an exporter checks one series per run).
+    pub(super) kind_matches: bool,
 }
 
 #[derive(Clone)]
@@ -150,6 +153,7 @@ impl BlockRows<'_> {
                 values: Vec::new(),
                 rows: Vec::new(),
                 first,
+                kind_matches: true,
             });
             b = buf.blocks.last_mut().expect("just pushed");
         }
@@ -232,9 +236,11 @@ impl SeriesBuf {
         keys: Option<&LabelKeys>,
         bytes: usize,
         rows: usize,
+        kind_matches: bool,
     ) -> &mut Block {
         let same = |b: &Block| {
-            (Arc::ptr_eq(&b.descriptor, descriptor) || *b.descriptor == **descriptor)
+            b.kind_matches == kind_matches
+                && (Arc::ptr_eq(&b.descriptor, descriptor) || *b.descriptor == **descriptor)
                 && match (&b.keys, keys) {
                     (None, None) => true,
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a[..] == b[..],
@@ -249,6 +255,7 @@ impl SeriesBuf {
                 values: Vec::new(),
                 rows: spare().take(rows),
                 first: self.len,
+                kind_matches,
             });
         }
         self.blocks.last_mut().expect("a block")
@@ -263,7 +270,7 @@ impl SeriesBuf {
         rows: usize,
         bytes: usize,
     ) -> BlockRows<'_> {
-        let b = self.block(descriptor, keys, 0, rows);
+        let b = self.block(descriptor, keys, 0, rows, true);
         if b.values.capacity() == 0 {
             b.values = spare().take(bytes);
         }
@@ -284,7 +291,8 @@ impl SeriesBuf {
         start_nanos: u64,
         value: Value,
     ) {
-        let b = self.block(descriptor, keys, values.len(), 1);
+        let kind_matches = value.kind() == descriptor.kind();
+        let b = self.block(descriptor, keys, values.len(), 1, kind_matches);
         let at = b.values.len() as u32;
         b.values.extend_from_slice(values);
         b.rows.push(Row {
@@ -345,6 +353,10 @@ impl SeriesBuf {
     pub(crate) fn clear(&mut self) {
         self.blocks.clear();
         self.len = 0;
+    }
+
+    pub(super) fn blocks(&self) -> &[Block] {
+        &self.blocks
     }
 
     pub(super) fn iter_from(&self, start: usize) -> SeriesIter<'_> {
@@ -524,6 +536,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A run holds values of its descriptor's kind only, or of another kind only: what
+    /// `from_series` is given in one metric with both makes two runs.
+    #[test]
+    fn a_run_never_mixes_values_of_the_kind_and_of_another() {
+        let d = Arc::new(Descriptor::counter("c", "1", ""));
+        let mut wrong = series(&d, &[("k", "x")], 2);
+        wrong.value = Value::Gauge(1.0);
+        let all = vec![
+            series(&d, &[("k", "w")], 1),
+            wrong,
+            series(&d, &[("k", "y")], 3),
+        ];
+        let snap = Snapshot::from_series(UNIX_EPOCH, Duration::ZERO, 1, all.clone());
+        let lens: Vec<usize> = snap.runs().map(|r| r.len()).collect();
+        assert_eq!(lens, [1, 1, 1]);
+        for r in snap.runs() {
+            let first = r.series().next().expect("a series").value().kind();
+            assert!(r.series().all(|s| s.value().kind() == first));
+        }
+        let back: Vec<Series> = snap.series().map(|s| s.to_owned()).collect();
+        assert_eq!(back, all);
     }
 
     #[test]
