@@ -22,11 +22,12 @@ echo "valgrind: slot-lifetime stress test (${SAMPLER_STRESS_SECS:-30} s)" >&2
 SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --fair-sched=yes --error-exitcode=1 --leak-check=no \
   "$api_tests" stress::stress_slot_lifetimes --exact --nocapture
 
-# The snapshot's block tests (label values copied by words, read back in place), the same way.
+# The snapshot's tests (label values read in place, where the family keeps them after a series
+# is removed or expires, or its family dropped), the same way.
 api_lib="$(cargo test -p sampler-api --lib --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 [ -x "$api_lib" ] || { echo "test.sh: the sampler-api unit test binary was not found" >&2; exit 1; }
-echo "valgrind: snapshot block tests" >&2
+echo "valgrind: snapshot tests" >&2
 valgrind --error-exitcode=1 --leak-check=no "$api_lib" snapshot::
 
 # The counting allocator's tests, the allocator installed as the binary's global one.

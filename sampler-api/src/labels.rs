@@ -262,6 +262,35 @@ impl fmt::Debug for LabelsRef<'_> {
     }
 }
 
+/// The packed values `bytes` starts with (laid out by [`PackedValues::new`]), without what
+/// follows them.
+pub(crate) fn packed_prefix(bytes: &[u8]) -> &[u8] {
+    let word = |w: usize| -> usize {
+        let b = &bytes[w * 4..w * 4 + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    };
+    let n = word(0);
+    let end = if n == 0 { 0 } else { word(n) };
+    &bytes[..4 + 4 * n + end]
+}
+
+/// The whole buffer of the `PackedValues` whose first byte is at `p`.
+///
+/// # Safety
+/// `p` is the start of a `PackedValues`' buffer (`bytes().as_ptr()`) that stays alive and
+/// unchanged for `'a` (it never changes: a `PackedValues` is immutable).
+pub(crate) unsafe fn packed_at<'a>(p: *const u8) -> &'a [u8] {
+    // SAFETY: the buffer starts with its count word and `count` end offsets (`new`), so the
+    // words read lie within it, and its length is exactly the header plus the last end offset;
+    // the caller keeps it alive for `'a`.
+    unsafe {
+        let word = |w: usize| u32::from_le(p.add(w * 4).cast::<u32>().read_unaligned()) as usize;
+        let n = word(0);
+        let end = if n == 0 { 0 } else { word(n) };
+        std::slice::from_raw_parts(p, 4 + 4 * n + end)
+    }
+}
+
 /// Value `i` of bytes laid out by [`PackedValues::new`]; `""` when `i` is not below the
 /// number of values packed.
 fn packed_get(buf: &[u8], i: usize) -> &str {

@@ -10,7 +10,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::Distribution;
 use crate::labels::LabelKeys;
 use crate::labels::Labels;
-use crate::snapshot::{BlockRows, SeriesBuf, SeriesId, Value};
+use crate::snapshot::{BlockRows, Keep, SeriesBuf, SeriesId, Value};
 
 /// A source of readings, polled once per harvest.
 ///
@@ -234,15 +234,16 @@ impl<'a> Writer<'a> {
     /// own ids and start times, use this; it does no lookup). Crate-private: a sampler outside
     /// this crate could forge an id or a start time and break the rules of `SeriesId`.
     /// A writer of up to `rows` series of one family (`descriptor`, `keys`) whose label values
-    /// take `bytes` bytes; the caller writes only values of the descriptor's kind.
+    /// `kept` keeps alive (see `snapshot::keep`); the caller writes only values of the
+    /// descriptor's kind.
     pub(crate) fn rows(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
         rows: usize,
-        bytes: usize,
+        kept: Arc<Keep>,
     ) -> BlockRows<'_> {
-        self.out.rows(descriptor, keys, rows, bytes)
+        self.out.rows(descriptor, keys, rows, kept)
     }
 
     /// One series of a family: `values` are the bytes of its `PackedValues` (empty when there

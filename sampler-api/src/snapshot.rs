@@ -10,9 +10,11 @@ use crate::distribution::Distribution;
 use crate::labels::{Labels, LabelsRef};
 
 mod blocks;
+mod keep;
 
 use blocks::{Block, Row};
 pub(crate) use blocks::{BlockRows, SeriesBuf};
+pub(crate) use keep::{Keep, Keeper};
 
 /// Identifies one series for as long as it lives; never reused within a process.
 ///
@@ -95,10 +97,12 @@ pub struct Series {
 /// The immutable result of one harvest, shared as `Arc<Snapshot>`.
 ///
 /// Its series are kept in blocks: the series of one metric that follow one another share one
-/// descriptor and one set of label keys, and their label values are copied into one buffer
-/// per block. A harvest of a family therefore writes no reference count per series, and
-/// dropping a snapshot frees a few buffers per metric. [`series`](Self::series) lends each
-/// out as a [`SeriesRef`].
+/// descriptor and one set of label keys. A family's block names its series' label values
+/// where the family keeps them (held for as long as the snapshot lives, also past a removal
+/// of the series or the family's drop); other samplers' label values are copied into one
+/// buffer per block. A harvest of a family therefore writes no reference count and copies no
+/// label per series, and dropping a snapshot frees a few buffers per metric.
+/// [`series`](Self::series) lends each out as a [`SeriesRef`].
 ///
 /// ```
 /// use sampler_api::{Registry, Descriptor, Harvester};
@@ -297,9 +301,7 @@ impl<'a> SeriesRef<'a> {
 
     /// The label set, read in place.
     pub fn labels(&self) -> LabelsRef<'a> {
-        let r = self.row;
-        let values = &self.block.values[r.labels as usize..(r.labels + r.labels_len) as usize];
-        LabelsRef::from_parts(self.block.keys.as_ref(), values)
+        self.block.labels(self.row)
     }
 
     /// When the cumulative value started counting (creation, or the last reset).

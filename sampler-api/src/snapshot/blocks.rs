@@ -1,22 +1,28 @@
-//! Where a snapshot's series are: blocks of series of one metric and key set, their label
-//! values copied into one buffer per block, written by the harvest (`SeriesBuf`, and
-//! `BlockRows` for a family's run of series).
+//! Where a snapshot's series are: blocks of series of one metric and key set, written by the
+//! harvest (`SeriesBuf`). A family's block names its rows' label values where the family
+//! keeps them (`BlockRows`, and `keep` for why that is sound); any other block copies them
+//! into one buffer of its own.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::keep::Keep;
 use super::{Series, SeriesId, SeriesIter, Value};
 use crate::descriptor::Descriptor;
-use crate::labels::LabelKeys;
+use crate::labels::{packed_at, packed_prefix, LabelKeys, LabelsRef, PackedValues};
 
 /// Series of one metric that follow one another: one descriptor, one set of keys, and the
-/// label values of every row in one buffer.
+/// label values of every row either in one buffer (`values`) or, for a family's block, where
+/// the family keeps them (`kept`, see `keep`).
 #[derive(Clone)]
 pub(super) struct Block {
     pub(super) descriptor: Arc<Descriptor>,
     pub(super) keys: Option<LabelKeys>,
-    /// Each row's label values, laid out as `PackedValues` lays them out, one after another.
+    /// Each row's label values, laid out as `PackedValues` lays them out, one after another
+    /// (empty in a block with `kept`).
     pub(super) values: Vec<u8>,
+    /// For a family's block: what keeps alive the label values its rows point at.
+    pub(super) kept: Option<Arc<Keep>>,
     pub(super) rows: Vec<Row>,
     /// The snapshot's number of the first row.
     pub(super) first: usize,
@@ -30,9 +36,27 @@ pub(super) struct Row {
     pub(super) id: SeriesId,
     pub(super) start_nanos: u64,
     pub(super) value: Value,
-    /// Where this row's label values are in its block's `values`, and how long they are.
-    pub(super) labels: u32,
-    pub(super) labels_len: u32,
+    /// Where this row's packed label values start: an offset into its block's `values`, or,
+    /// in a block with `kept`, their address (0: no labels).
+    pub(super) labels: usize,
+}
+
+impl Block {
+    /// The labels of `row`, one of this block's rows.
+    #[inline]
+    pub(super) fn labels<'a>(&'a self, row: &'a Row) -> LabelsRef<'a> {
+        let Some(keys) = self.keys.as_ref() else {
+            return LabelsRef::EMPTY;
+        };
+        let values = match &self.kept {
+            None => packed_prefix(&self.values[row.labels..]),
+            // SAFETY: in a block with `kept`, `labels` is the start of a `PackedValues`'
+            // buffer that was in the family table at the harvest; `kept` keeps it alive as
+            // long as this block (`keep`: K1 to K3), and `&self` outlives `'a`.
+            Some(_) => unsafe { packed_at(row.labels as *const u8) },
+        };
+        LabelsRef::from_parts(Some(keys), values)
+    }
 }
 
 impl Drop for Block {
@@ -130,82 +154,36 @@ impl Spare {
     }
 }
 
-/// Writes series of one metric and key set into the last block of a [`SeriesBuf`]: what a
-/// family's harvest does for each of its series, with no check of the descriptor per series.
+/// Writes series of one family into the last block of a [`SeriesBuf`], naming their label
+/// values where the family table keeps them (see `keep`): what a family's harvest does for
+/// each of its series, with no check of the descriptor and no copy per series.
 pub(crate) struct BlockRows<'a> {
     buf: &'a mut SeriesBuf,
 }
 
 impl BlockRows<'_> {
-    /// Appends one series: `values` are the bytes of the `PackedValues` made for the block's
-    /// keys (empty when there are none). The value must be of the descriptor's kind.
+    /// Appends one series: `values` are its packed values in the family table (`None` when the
+    /// block has no keys). The value must be of the descriptor's kind.
+    ///
+    /// The caller keeps `values` alive as long as the block's `Keep` (`keep`, K2): the
+    /// family buries them in its current `Keep` when it lets them go.
     #[inline(always)]
-    pub(crate) fn push(&mut self, id: SeriesId, values: &[u8], start_nanos: u64, value: Value) {
+    pub(crate) fn push(
+        &mut self,
+        id: SeriesId,
+        values: Option<&PackedValues>,
+        start_nanos: u64,
+        value: Value,
+    ) {
         let buf = &mut *self.buf;
-        let mut b = buf.blocks.last_mut().expect("`rows` made the block");
-        if u32::try_from(b.values.len() + values.len()).is_err() {
-            // Over 4 GiB of label values in one block: the rest go in another.
-            let (descriptor, keys) = (b.descriptor.clone(), b.keys.clone());
-            let first = buf.len;
-            buf.blocks.push(Block {
-                descriptor,
-                keys,
-                values: Vec::new(),
-                rows: Vec::new(),
-                first,
-                kind_matches: true,
-            });
-            b = buf.blocks.last_mut().expect("just pushed");
-        }
-        let at = b.values.len() as u32;
-        extend_short(&mut b.values, values);
+        let b = buf.blocks.last_mut().expect("`rows` made the block");
         b.rows.push(Row {
             id,
             start_nanos,
             value,
-            labels: at,
-            labels_len: values.len() as u32,
+            labels: values.map_or(0, |p| p.bytes().as_ptr() as usize),
         });
         buf.len += 1;
-    }
-}
-
-/// `v.extend_from_slice(bytes)`, by words for the short strings label values are (a call to
-/// `memcpy` per series cost more than the copy).
-#[inline(always)]
-fn extend_short(v: &mut Vec<u8>, bytes: &[u8]) {
-    let n = bytes.len();
-    if n > 64 {
-        v.extend_from_slice(bytes);
-        return;
-    }
-    v.reserve(n);
-    let at = v.len();
-    let src = bytes.as_ptr();
-    // SAFETY: `reserve` made room for `n` more bytes after `at`, so every write below (at most
-    // `n` bytes from `at`, the last word ending exactly at `at + n`) lies within the
-    // allocation, and every read lies within `bytes`; the two do not overlap (`v` owns its
-    // buffer). `set_len` then covers exactly the bytes written.
-    unsafe {
-        let dst = v.as_mut_ptr().add(at);
-        if n >= 8 {
-            let mut i = 0;
-            while i + 8 < n {
-                dst.add(i)
-                    .cast::<u64>()
-                    .write_unaligned(src.add(i).cast::<u64>().read_unaligned());
-                i += 8;
-            }
-            // The last word overlaps the one before it when `n` is not a multiple of 8.
-            dst.add(n - 8)
-                .cast::<u64>()
-                .write_unaligned(src.add(n - 8).cast::<u64>().read_unaligned());
-        } else {
-            for i in 0..n {
-                *dst.add(i) = *src.add(i);
-            }
-        }
-        v.set_len(at + n);
     }
 }
 
@@ -234,25 +212,25 @@ impl SeriesBuf {
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
-        bytes: usize,
         rows: usize,
         kind_matches: bool,
     ) -> &mut Block {
         let same = |b: &Block| {
-            b.kind_matches == kind_matches
+            b.kept.is_none()
+                && b.kind_matches == kind_matches
                 && (Arc::ptr_eq(&b.descriptor, descriptor) || *b.descriptor == **descriptor)
                 && match (&b.keys, keys) {
                     (None, None) => true,
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a[..] == b[..],
                     _ => false,
                 }
-                && u32::try_from(b.values.len() + bytes).is_ok()
         };
         if !self.blocks.last().is_some_and(same) {
             self.blocks.push(Block {
                 descriptor: descriptor.clone(),
                 keys: keys.cloned(),
                 values: Vec::new(),
+                kept: None,
                 rows: spare().take(rows),
                 first: self.len,
                 kind_matches,
@@ -261,21 +239,24 @@ impl SeriesBuf {
         self.blocks.last_mut().expect("a block")
     }
 
-    /// A writer of series of `descriptor` with `keys` into one block, with room for `rows`
-    /// series and `bytes` of label values (what a family knows before it writes its series).
+    /// A writer of up to `rows` series of one family (`descriptor`, `keys`) into a new block
+    /// whose label values `kept` keeps alive.
     pub(crate) fn rows(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
         rows: usize,
-        bytes: usize,
+        kept: Arc<Keep>,
     ) -> BlockRows<'_> {
-        let b = self.block(descriptor, keys, 0, rows, true);
-        if b.values.capacity() == 0 {
-            b.values = spare().take(bytes);
-        }
-        b.rows.reserve(rows);
-        b.values.reserve(bytes);
+        self.blocks.push(Block {
+            descriptor: descriptor.clone(),
+            keys: keys.cloned(),
+            values: Vec::new(),
+            kept: Some(kept),
+            rows: spare().take(rows),
+            first: self.len,
+            kind_matches: true,
+        });
         BlockRows { buf: self }
     }
 
@@ -292,15 +273,14 @@ impl SeriesBuf {
         value: Value,
     ) {
         let kind_matches = value.kind() == descriptor.kind();
-        let b = self.block(descriptor, keys, values.len(), 1, kind_matches);
-        let at = b.values.len() as u32;
+        let b = self.block(descriptor, keys, 1, kind_matches);
+        let at = b.values.len();
         b.values.extend_from_slice(values);
         b.rows.push(Row {
             id,
             start_nanos,
             value,
             labels: at,
-            labels_len: values.len() as u32,
         });
         self.len += 1;
     }
@@ -332,8 +312,8 @@ impl SeriesBuf {
                 continue;
             }
             let keep = len - b.first;
-            if let Some(r) = b.rows.get(keep) {
-                b.values.truncate(r.labels as usize);
+            if let (Some(r), None) = (b.rows.get(keep), &b.kept) {
+                b.values.truncate(r.labels);
             }
             b.rows.truncate(keep);
             self.len = len;
@@ -508,57 +488,6 @@ mod tests {
         assert!(rows.capacity() >= MIN_BYTES);
         s.give(rows);
         assert_eq!(s.rows.len(), 1);
-    }
-
-    /// `extend_short` writes what `extend_from_slice` writes, at every length around its word
-    /// and cut-off sizes, onto vectors with and without spare room (`scripts/test.sh` runs
-    /// this under memcheck too: an out-of-bounds word would show there).
-    #[test]
-    fn the_word_copy_equals_extend_from_slice() {
-        let src: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
-        for before in [0usize, 1, 7, 8, 13] {
-            for n in 0..=130 {
-                for offset in [0usize, 1, 5] {
-                    let bytes = &src[offset..offset + n];
-                    let mut want: Vec<u8> = src[..before].to_vec();
-                    want.extend_from_slice(bytes);
-                    let mut tight: Vec<u8> = src[..before].to_vec();
-                    tight.shrink_to_fit();
-                    extend_short(&mut tight, bytes);
-                    assert_eq!(tight, want, "{before} bytes, then {n} from {offset}");
-                    let mut roomy: Vec<u8> = Vec::with_capacity(512);
-                    roomy.extend_from_slice(&src[..before]);
-                    extend_short(&mut roomy, bytes);
-                    assert_eq!(
-                        roomy, want,
-                        "{before} bytes, then {n} from {offset}, with room"
-                    );
-                }
-            }
-        }
-    }
-
-    /// A run holds values of its descriptor's kind only, or of another kind only: what
-    /// `from_series` is given in one metric with both makes two runs.
-    #[test]
-    fn a_run_never_mixes_values_of_the_kind_and_of_another() {
-        let d = Arc::new(Descriptor::counter("c", "1", ""));
-        let mut wrong = series(&d, &[("k", "x")], 2);
-        wrong.value = Value::Gauge(1.0);
-        let all = vec![
-            series(&d, &[("k", "w")], 1),
-            wrong,
-            series(&d, &[("k", "y")], 3),
-        ];
-        let snap = Snapshot::from_series(UNIX_EPOCH, Duration::ZERO, 1, all.clone());
-        let lens: Vec<usize> = snap.runs().map(|r| r.len()).collect();
-        assert_eq!(lens, [1, 1, 1]);
-        for r in snap.runs() {
-            let first = r.series().next().expect("a series").value().kind();
-            assert!(r.series().all(|s| s.value().kind() == first));
-        }
-        let back: Vec<Series> = snap.series().map(|s| s.to_owned()).collect();
-        assert_eq!(back, all);
     }
 
     #[test]

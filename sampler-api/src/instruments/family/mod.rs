@@ -37,7 +37,7 @@ use crate::family_error::{FamilyError, LabelError};
 use crate::labels::{LabelKeys, PackedValues};
 use crate::lifecycle::{free_slot, slots, Retired, SINK};
 use crate::registry::Registry;
-use crate::snapshot::SeriesId;
+use crate::snapshot::{Keeper, SeriesId};
 
 pub(crate) struct FamilyInner {
     id: u32,
@@ -60,6 +60,8 @@ pub(crate) struct FamilyInner {
     idle: Mutex<Vec<expiry::Idle>>,
     /// Slots of removed entries, freed once nothing can reach them.
     retired: Retired,
+    /// Where removed entries' label values go while snapshots may name them.
+    keeper: Keeper,
 }
 
 /// Whether an entry number names a label set's entry (which handles count), not the overflow
@@ -114,6 +116,7 @@ impl FamilyInner {
             wrong_count_said: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             retired: Retired::new(),
+            keeper: Keeper::default(),
         };
         (family, problem)
     }
@@ -302,7 +305,10 @@ impl FamilyInner {
 
     /// Takes entry `e` out of the table (write-locked: `t`) and retires its slot.
     fn unlink(&self, t: &mut Table, e: u32, hash: u64) {
-        let slot = t.unlink(hash, e);
+        let (slot, values) = t.unlink(hash, e);
+        if let Some(values) = values {
+            self.keeper.bury(values);
+        }
         self.epoch.fetch_add(1, Release);
         self.retired.push(slot);
     }
@@ -327,6 +333,10 @@ impl Drop for FamilyInner {
             .map(|(_, entry)| entry.slot)
             .chain(self.retired.take_all())
             .collect();
+        // Snapshots may outlive the family: its label values go where they can keep them.
+        for values in t.take_values() {
+            self.keeper.bury(values);
+        }
         for slot in slots {
             free_slot(kind, slot);
         }

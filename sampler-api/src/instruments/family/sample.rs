@@ -53,8 +53,8 @@ impl Sampler for FamilyInner {
         {
             let t = self.read();
             let keys = Some(&self.keys).filter(|k| !k.is_empty());
-            let bytes = if keys.is_some() { t.label_bytes } else { 0 };
-            let mut rows = out.rows(&self.descriptor, keys, t.live, bytes);
+            // Under the table's read lock, so no removal buries anything during the harvest.
+            let mut rows = out.rows(&self.descriptor, keys, t.live, self.keeper.for_harvest());
             for (e, entry) in t.iter() {
                 let Some(values) = entry.values.as_ref() else {
                     continue;
@@ -66,7 +66,7 @@ impl Sampler for FamilyInner {
                         continue;
                     }
                 }
-                let values = if keys.is_some() { values.bytes() } else { &[] };
+                let values = keys.and(Some(values));
                 rows.push(entry.id, values, entry.start_nanos, value);
             }
             // The overflow series after the label sets (spec/sampler-api.md, "Order").

@@ -32,8 +32,6 @@ pub(super) struct Table {
     free: Vec<u32>,
     /// Label sets present (the overflow series aside).
     pub(super) live: usize,
-    /// Bytes of their packed values, all together (what a harvest copies).
-    pub(super) label_bytes: usize,
     /// The overflow series' entry, once it has a slot of its own.
     pub(super) overflow: Option<u32>,
 }
@@ -90,21 +88,28 @@ impl Table {
             entry.values.as_ref().map_or(0, &rehash)
         });
         self.live += 1;
-        self.label_bytes += self.entry(e).values.as_ref().map_or(0, |p| p.bytes().len());
     }
 
     /// Takes entry `e` (indexed under `hash`) out: no lookup finds it from now on, and its
-    /// number may be reused. Returns its slot, which the caller retires.
-    pub(super) fn unlink(&mut self, hash: u64, e: u32) -> u32 {
+    /// number may be reused. Returns its slot, which the caller retires, and its label values,
+    /// which the caller keeps while snapshots may name them.
+    pub(super) fn unlink(&mut self, hash: u64, e: u32) -> (u32, Option<PackedValues>) {
         if let Ok(found) = self.index.find_entry(hash, |&x| x == e) {
             found.remove();
         }
         let entry = self.entry_mut(e);
-        let bytes = entry.values.take().map_or(0, |p| p.bytes().len());
+        let values = entry.values.take();
         let slot = entry.slot;
-        self.label_bytes -= bytes;
         self.free.push(e);
         self.live -= 1;
-        slot
+        (slot, values)
+    }
+
+    /// Takes every entry's label values out (the family is being dropped).
+    pub(super) fn take_values(&mut self) -> impl Iterator<Item = PackedValues> + '_ {
+        self.chunks
+            .iter_mut()
+            .flatten()
+            .filter_map(|e| e.values.take())
     }
 }
