@@ -144,6 +144,16 @@ fn harvest(screen: &str) -> u64 {
 }
 
 /// The series table's rows: (series, value column as a number when it has one).
+/// The harvest number in the header (`… · harvest N · …`), 0 if none is shown yet.
+fn harvests(screen: &str) -> u64 {
+    screen
+        .split(" · harvest ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rows(screen: &str) -> Vec<(String, Option<f64>)> {
     screen
         .lines()
@@ -365,9 +375,12 @@ fn r17_top_of_a_shm_directory_shows_rates_and_quantiles() {
             dir.path().display()
         ),
     );
-    let s = tmux.wait("the worker's rate", |s| {
-        s.lines()
-            .any(|l| l.contains("jobs.done{queue=\"mail\"}") && l.contains("/s"))
+    // From the third harvest on: the first two may be a few ms apart (one at start, the next
+    // at the first aligned tick), a window too short to hold a write of the worker.
+    let s = tmux.wait("the worker's rate over a whole interval", |s| {
+        harvests(s) >= 3
+            && s.lines()
+                .any(|l| l.contains("jobs.done{queue=\"mail\"}") && l.contains("/s"))
     });
     let rate = rows(&s)
         .into_iter()
