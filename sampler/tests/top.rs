@@ -144,16 +144,6 @@ fn harvest(screen: &str) -> u64 {
 }
 
 /// The series table's rows: (series, value column as a number when it has one).
-/// The harvest number in the header (`… · harvest N · …`), 0 if none is shown yet.
-fn harvests(screen: &str) -> u64 {
-    screen
-        .split(" · harvest ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn rows(screen: &str) -> Vec<(String, Option<f64>)> {
     screen
         .lines()
@@ -339,6 +329,44 @@ fn r17_top_of_a_prometheus_endpoint_restores_the_terminal_after_sigterm() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
 
+/// A terminal that goes away (its tmux server killed, as when a window closes) ends the view
+/// too: it does not keep running with no terminal (it once read end-of-file in a loop, at most
+/// of a core, and ignored SIGTERM).
+#[test]
+fn r17_top_ends_when_its_terminal_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        "hangup",
+        &format!(
+            "{} top --shm {} --interval 200ms",
+            sampler_bin(),
+            dir.path().display()
+        ),
+    );
+    tmux.wait("the view", |s| s.contains("sampler top ·"));
+    let pid = tmux.child_pid();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sampler");
+    drop(tmux);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+    };
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = alive(pid);
+    if left {
+        // SAFETY: kill(2) on the pid of the view this test started; no memory is touched.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    assert!(
+        !left,
+        "sampler top still ran 15 s after its terminal went away"
+    );
+}
+
 /// The view of a shared-memory directory that a worker writes (here this test process, through
 /// the shm adapter's writer): a counter as a rate, timings with p50 and p99, sorted by p99.
 #[test]
@@ -378,7 +406,8 @@ fn r17_top_of_a_shm_directory_shows_rates_and_quantiles() {
     // From the third harvest on: the first two may be a few ms apart (one at start, the next
     // at the first aligned tick), a window too short to hold a write of the worker.
     let s = tmux.wait("the worker's rate over a whole interval", |s| {
-        harvests(s) >= 3
+        s.contains("harvest ")
+            && harvest(s) >= 3
             && s.lines()
                 .any(|l| l.contains("jobs.done{queue=\"mail\"}") && l.contains("/s"))
     });

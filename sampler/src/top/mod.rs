@@ -95,6 +95,7 @@ pub fn run(args: TopArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone())
             .context("failed to install signal handlers")?;
     }
+    end_after_grace(stop.clone())?;
     let (tx, rx) = crossbeam_channel::bounded(16);
     let notes = tx.clone();
     let interval = args
@@ -134,6 +135,29 @@ pub fn run(args: TopArgs) -> Result<()> {
     })();
     stopper();
     result
+}
+
+/// How long after a signal the view may take to restore the terminal and stop its harvester
+/// before the process ends without it.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Ends the process `STOP_GRACE` after `stop` is set by a signal, if it is still running then.
+/// When the terminal goes away (its window closes, its tmux server is killed) the kernel sends
+/// SIGHUP, but crossterm's event poll then reads end-of-file in a loop and never returns, so
+/// the view never sees `stop`: without this the process would keep a core busy for good and
+/// ignore SIGTERM. There is no terminal left to restore in that case.
+fn end_after_grace(stop: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("sampler-top-stop".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(STOP_GRACE);
+            std::process::exit(1);
+        })
+        .context("failed to start the stop thread")?;
+    Ok(())
 }
 
 fn view(
