@@ -30,6 +30,13 @@ api_lib="$(cargo test -p sampler-api --lib --no-run --message-format=json 2>/dev
 echo "valgrind: snapshot tests" >&2
 valgrind --error-exitcode=1 --leak-check=no "$api_lib" snapshot::
 
+# The Prometheus encoder's line writer (short copies by words into reserved room), the same way.
+prom_lib="$(cargo test -p sampler-exporter-prometheus --lib --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+[ -x "$prom_lib" ] || { echo "test.sh: the prometheus exporter's unit test binary was not found" >&2; exit 1; }
+echo "valgrind: prometheus line writer tests" >&2
+valgrind --error-exitcode=1 --leak-check=no "$prom_lib" encode::line
+
 # The counting allocator's tests, the allocator installed as the binary's global one.
 alloc_tests="$(cargo test -p sampler-adapter-alloc --test counting --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"

@@ -22,8 +22,8 @@ use sampler_api::{
 
 use crate::config::{Buckets, EncoderConfig, TimingMode};
 use crate::mapping::{
-    self, escape_help_openmetrics, escape_help_text, escape_label_value, label_name, write_f64,
-    write_u64, Scale,
+    self, escape_help_openmetrics, escape_help_text, escape_label_value, label_name, non_finite,
+    write_f64, write_u64, Scale,
 };
 
 /// An exposition format.
@@ -387,30 +387,15 @@ impl Encoder {
         let mut runs: Vec<(u32, Run<'s>)> = Vec::new();
         let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
         let mut prev: Option<(&'s Descriptor, u32)> = None;
-        // The run being extended: its family's descriptor, and the run.
-        let mut open: Option<(&'s Descriptor, u32, Run<'s>)> = None;
-        let mut rest = snapshot.series();
-        loop {
-            // `rest` before `next`: an iterator standing at `s` (a copy of a few words).
-            let here = rest.clone();
-            let Some(s) = rest.next() else { break };
-            let d: &'s Descriptor = s.descriptor();
-            let kind = s.value().kind();
-            // A family's series usually follow one another, sharing one descriptor.
-            if let Some((od, _, run)) = &mut open {
-                if std::ptr::eq(*od, d) && kind == d.kind() {
-                    run.len += 1;
-                    continue;
-                }
-            }
-            if let Some((_, idx, run)) = open.take() {
-                families[idx as usize].series += run.len;
-                runs.push((idx, run));
-            }
-            if d.kind() != kind {
+        // A run of the snapshot shares one descriptor and key set, and its values are all of
+        // the descriptor's kind or none is: one check per run, not per series.
+        for r in snapshot.runs() {
+            let d: &'s Descriptor = r.descriptor();
+            if r.series().next().map(|s| s.value().kind()) != Some(d.kind()) {
                 continue;
             }
             let idx = match prev {
+                // A family's runs usually follow one another.
                 Some((p, i))
                     if std::ptr::eq(p, d)
                         || (p.kind() == d.kind()
@@ -427,11 +412,14 @@ impl Encoder {
                     }),
             };
             prev = Some((d, idx));
-            open = Some((d, idx, Run { from: here, len: 1 }));
-        }
-        if let Some((_, idx, run)) = open {
-            families[idx as usize].series += run.len;
-            runs.push((idx, run));
+            families[idx as usize].series += r.len();
+            runs.push((
+                idx,
+                Run {
+                    from: r.series(),
+                    len: r.len(),
+                },
+            ));
         }
 
         // Names: the first family to claim a name keeps it.
@@ -604,47 +592,62 @@ impl Encoder {
                     // A counter counting parts of its unit, or converted to a base unit, is
                     // written as a float.
                     let whole = f.descriptor.divisor() == 1 && f.scale.is_one();
-                    series.for_each(|(j, s)| {
-                        if let Value::Counter(v) = *s.value() {
-                            out.extend_from_slice(&total);
-                            let l0 = out.len();
-                            braced(out, kept.get(j, s));
-                            let l1 = out.len();
-                            out.push(b' ');
-                            if whole {
-                                write_u64(out, v);
-                            } else {
-                                write_f64(out, f.scale.apply(s.descriptor().counter_value(v)));
+                    if whole && !created {
+                        // The common case, one line per series written at once.
+                        series.for_each(|(j, s)| {
+                            if let Value::Counter(v) = *s.value() {
+                                let mut digits = itoa::Buffer::new();
+                                let v = digits.format(v).as_bytes();
+                                line::sample_line(out, &total, kept.get(j, s), v);
                             }
-                            out.push(b'\n');
-                            if created {
-                                out.extend_from_slice(&created_name);
-                                out.extend_from_within(l0..l1);
+                        });
+                    } else {
+                        series.for_each(|(j, s)| {
+                            if let Value::Counter(v) = *s.value() {
+                                out.extend_from_slice(&total);
+                                let l0 = out.len();
+                                braced(out, kept.get(j, s));
+                                let l1 = out.len();
                                 out.push(b' ');
-                                let start = s.start_unix_nanos();
-                                match &last {
-                                    Some((t, text)) if *t == start => {
-                                        out.extend_from_within(text.clone())
-                                    }
-                                    _ => {
-                                        let at = out.len();
-                                        write_created(out, start);
-                                        last = Some((start, at..out.len()));
-                                    }
+                                if whole {
+                                    write_u64(out, v);
+                                } else {
+                                    write_f64(out, f.scale.apply(s.descriptor().counter_value(v)));
                                 }
                                 out.push(b'\n');
+                                if created {
+                                    out.extend_from_slice(&created_name);
+                                    out.extend_from_within(l0..l1);
+                                    out.push(b' ');
+                                    let start = s.start_unix_nanos();
+                                    match &last {
+                                        Some((t, text)) if *t == start => {
+                                            out.extend_from_within(text.clone())
+                                        }
+                                        _ => {
+                                            let at = out.len();
+                                            write_created(out, start);
+                                            last = Some((start, at..out.len()));
+                                        }
+                                    }
+                                    out.push(b'\n');
+                                }
                             }
-                        }
-                    });
+                        });
+                    }
                 }
                 (Kind::Gauge, _) => {
                     series.for_each(|(j, s)| {
                         if let Value::Gauge(v) = *s.value() {
-                            out.extend_from_slice(name);
-                            braced(out, kept.get(j, s));
-                            out.push(b' ');
-                            write_f64(out, f.scale.apply(v));
-                            out.push(b'\n');
+                            // As `write_f64` writes it, with the line written at once.
+                            let v = f.scale.apply(v);
+                            let mut digits = dtoa::Buffer::new();
+                            let v = if v.is_finite() {
+                                digits.format_finite(v).as_bytes()
+                            } else {
+                                non_finite(v).as_bytes()
+                            };
+                            line::sample_line(out, name, kept.get(j, s), v);
                         }
                     });
                 }
@@ -1037,6 +1040,8 @@ fn braced(out: &mut Vec<u8>, list: &[u8]) {
         out.push(b'}');
     }
 }
+
+mod line;
 
 #[cfg(test)]
 mod tests;
