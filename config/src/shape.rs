@@ -225,13 +225,13 @@ impl Shaped {
                 // Keys were checked when the file was read.
                 Labels::from_pairs(&pairs).unwrap_or_else(|_| l.to_owned())
             };
-            Some(Series {
-                id: s.id(),
+            Some(Series::new(
+                s.id(),
                 descriptor,
                 labels,
-                start_time: s.start_time(),
-                value: s.value().clone(),
-            })
+                s.start_time(),
+                s.value().clone(),
+            ))
         });
         Snapshot::from_series(snapshot.time, snapshot.interval, snapshot.sequence, series)
     }

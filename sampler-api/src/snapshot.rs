@@ -79,7 +79,11 @@ impl PartialEq<&Value> for Value {
 
 /// One series, owned: what [`Snapshot::from_series`] takes and [`SeriesRef::to_owned`] gives.
 /// A snapshot keeps its series in a more compact form and lends them out as [`SeriesRef`]s.
+///
+/// It is made with [`Series::new`] (a field may be added in a minor version); its fields can
+/// be read and changed.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Series {
     /// Stable identity while the series lives.
     pub id: SeriesId,
@@ -92,6 +96,35 @@ pub struct Series {
     pub start_time: SystemTime,
     /// The reading.
     pub value: Value,
+}
+
+impl Series {
+    /// A series with these parts.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::UNIX_EPOCH;
+    /// use sampler_api::{Descriptor, Labels, Series, SeriesId, Value};
+    /// let d = Arc::new(Descriptor::gauge("queue.depth", "1", "jobs waiting"));
+    /// let mut s = Series::new(SeriesId::next(), d, Labels::empty(), UNIX_EPOCH, Value::Gauge(3.0));
+    /// s.value = Value::Gauge(4.0);
+    /// assert_eq!(s.value, Value::Gauge(4.0));
+    /// ```
+    pub fn new(
+        id: SeriesId,
+        descriptor: Arc<Descriptor>,
+        labels: Labels,
+        start_time: SystemTime,
+        value: Value,
+    ) -> Self {
+        Series {
+            id,
+            descriptor,
+            labels,
+            start_time,
+            value,
+        }
+    }
 }
 
 /// The immutable result of one harvest, shared as `Arc<Snapshot>`.
@@ -136,13 +169,8 @@ impl Snapshot {
     /// use std::time::{Duration, UNIX_EPOCH};
     /// use sampler_api::{Descriptor, Labels, Series, SeriesId, Snapshot, Value};
     /// let d = Arc::new(Descriptor::counter("jobs", "1", "jobs done"));
-    /// let series = Series {
-    ///     id: SeriesId::next(),
-    ///     descriptor: d,
-    ///     labels: Labels::from_pairs(&[("queue", "mail")])?,
-    ///     start_time: UNIX_EPOCH,
-    ///     value: Value::Counter(7),
-    /// };
+    /// let labels = Labels::from_pairs(&[("queue", "mail")])?;
+    /// let series = Series::new(SeriesId::next(), d, labels, UNIX_EPOCH, Value::Counter(7));
     /// let snap = Snapshot::from_series(UNIX_EPOCH, Duration::from_secs(10), 1, vec![series.clone()]);
     /// assert_eq!(snap.len(), 1);
     /// assert_eq!(snap.get(0).unwrap().to_owned(), series);

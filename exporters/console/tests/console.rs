@@ -85,13 +85,7 @@ impl Fixture {
             self.specs
                 .iter()
                 .zip(values)
-                .map(|((d, l, id), value)| Series {
-                    id: *id,
-                    descriptor: d.clone(),
-                    labels: l.clone(),
-                    start_time: start,
-                    value,
-                }),
+                .map(|((d, l, id), value)| Series::new(*id, d.clone(), l.clone(), start, value)),
         )
     }
 }

@@ -58,13 +58,7 @@ fn snapshot() -> Snapshot {
             } else {
                 (gauge.clone(), Value::Gauge(i as f64 * 0.37 + 0.25))
             };
-            Series {
-                id: SeriesId::next(),
-                descriptor,
-                labels,
-                start_time: UNIX_EPOCH,
-                value,
-            }
+            Series::new(SeriesId::next(), descriptor, labels, UNIX_EPOCH, value)
         })
         .collect::<Vec<_>>();
     Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series)

@@ -352,13 +352,13 @@ mod tests {
     use std::time::Duration;
 
     fn series(id: SeriesId, d: &Descriptor, labels: &[(&str, &str)], v: Value) -> Series {
-        Series {
+        Series::new(
             id,
-            descriptor: Arc::new(d.clone()),
-            labels: Labels::from_pairs(labels).unwrap(),
-            start_time: UNIX_EPOCH + Duration::from_secs(1000),
-            value: v,
-        }
+            Arc::new(d.clone()),
+            Labels::from_pairs(labels).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1000),
+            v,
+        )
     }
 
     fn snap(t: u64, series: Vec<Series>) -> Snapshot {

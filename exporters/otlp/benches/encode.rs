@@ -42,7 +42,7 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 use prost::Message;
-use sampler_api::{Descriptor, FamilyOptions, Harvester, Registry, Series, Snapshot};
+use sampler_api::{Descriptor, FamilyOptions, Harvester, Registry, Snapshot};
 use sampler_exporter_otlp::mapping::Encoder;
 use sampler_exporter_otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use sampler_exporter_otlp::OtlpConfig;
@@ -242,9 +242,10 @@ fn encode(c: &mut Criterion) {
         snap.time,
         snap.interval,
         snap.sequence,
-        snap.series().map(|s| Series {
-            start_time: snap.time,
-            ..s.to_owned()
+        snap.series().map(|s| {
+            let mut s = s.to_owned();
+            s.start_time = snap.time;
+            s
         }),
     );
     let our_gz_same: usize = Encoder::new(&config)

@@ -688,13 +688,13 @@ mod tests {
         let harvested = snapshot(&r);
         let mut series: Vec<Series> = harvested.series().map(|s| s.to_owned()).collect();
         // Written as a sampler writes it (instruments do not take a divisor).
-        series.push(Series {
-            id: SeriesId::next(),
-            descriptor: std::sync::Arc::new(CPU.clone()),
-            labels: Labels::empty(),
-            start_time: harvested.time,
-            value: Value::Counter(2_500_000),
-        });
+        series.push(Series::new(
+            SeriesId::next(),
+            std::sync::Arc::new(CPU.clone()),
+            Labels::empty(),
+            harvested.time,
+            Value::Counter(2_500_000),
+        ));
         let snap = Snapshot::from_series(
             harvested.time,
             harvested.interval,
@@ -728,12 +728,14 @@ mod tests {
 
     #[test]
     fn r13_start_times_round_to_the_millisecond_but_never_before_the_previous_harvest() {
-        let series = |id: SeriesId, start_ns: u64| Series {
-            id,
-            descriptor: std::sync::Arc::new(REQ.clone()),
-            labels: Labels::empty(),
-            start_time: UNIX_EPOCH + Duration::from_nanos(start_ns),
-            value: Value::Counter(1),
+        let series = |id: SeriesId, start_ns: u64| {
+            Series::new(
+                id,
+                std::sync::Arc::new(REQ.clone()),
+                Labels::empty(),
+                UNIX_EPOCH + Duration::from_nanos(start_ns),
+                Value::Counter(1),
+            )
         };
         let starts = |e: &Encoded| -> Vec<u64> {
             let m = decode(e);
@@ -787,13 +789,13 @@ mod tests {
             Snapshot::from_series(time, Duration::from_secs(10), 1, series.to_vec())
         };
         let mut time = UNIX_EPOCH + Duration::from_secs(100);
-        let mut kept = vec![Series {
-            id: SeriesId::next(),
-            descriptor: std::sync::Arc::new(REQ.clone()),
-            labels: Labels::empty(),
-            start_time: UNIX_EPOCH + Duration::from_secs(50),
-            value: Value::Counter(10),
-        }];
+        let mut kept = vec![Series::new(
+            SeriesId::next(),
+            std::sync::Arc::new(REQ.clone()),
+            Labels::empty(),
+            UNIX_EPOCH + Duration::from_secs(50),
+            Value::Counter(10),
+        )];
         let point = |e: &Encoded| {
             let m = decode(e);
             let Some(Data::Sum(s)) = &m[0].data else {

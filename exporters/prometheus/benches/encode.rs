@@ -95,17 +95,17 @@ fn snapshot(rows: &[Row]) -> Snapshot {
                 r.labels[1].as_str(),
                 r.labels[2].as_str(),
             ];
-            Series {
-                id: SeriesId::next(),
-                descriptor: d.clone(),
-                labels: Labels::with_keys(keys.clone(), &values),
-                start_time: start,
-                value: if r.family % 2 == 0 {
+            Series::new(
+                SeriesId::next(),
+                d.clone(),
+                Labels::with_keys(keys.clone(), &values),
+                start,
+                if r.family % 2 == 0 {
                     Value::Counter(r.counter)
                 } else {
                     Value::Gauge(r.gauge)
                 },
-            }
+            )
         })
         .collect::<Vec<_>>();
     Snapshot::from_series(start, Duration::from_secs(10), 1, series)
@@ -380,13 +380,13 @@ fn encode_histograms(c: &mut Criterion) {
             dist.record(v);
             h.observe(v);
         }
-        series.push(Series {
-            id: SeriesId::next(),
-            descriptor: d.clone(),
-            labels: Labels::with_keys(keys.clone(), &[route.as_str()]),
-            start_time: SystemTime::now(),
-            value: Value::Timing(Box::new(dist)),
-        });
+        series.push(Series::new(
+            SeriesId::next(),
+            d.clone(),
+            Labels::with_keys(keys.clone(), &[route.as_str()]),
+            SystemTime::now(),
+            Value::Timing(Box::new(dist)),
+        ));
     }
     let snap = Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series);
     let mut encoder = Encoder::new(EncoderConfig::default()).expect("config");

@@ -375,12 +375,14 @@ fn collisions_are_logged_once_and_counted() {
     let e = local().build().unwrap();
     let a = Arc::new(Descriptor::gauge("x.y_z", "1", ""));
     let b = Arc::new(Descriptor::gauge("x_y.z", "1", ""));
-    let mk = |d: &Arc<Descriptor>, v| sampler_api::Series {
-        id: sampler_api::SeriesId::next(),
-        descriptor: d.clone(),
-        labels: sampler_api::Labels::empty(),
-        start_time: std::time::SystemTime::now(),
-        value: sampler_api::Value::Gauge(v),
+    let mk = |d: &Arc<Descriptor>, v| {
+        sampler_api::Series::new(
+            sampler_api::SeriesId::next(),
+            d.clone(),
+            sampler_api::Labels::empty(),
+            std::time::SystemTime::now(),
+            sampler_api::Value::Gauge(v),
+        )
     };
     let snapshot = Snapshot::from_series(
         std::time::SystemTime::now(),

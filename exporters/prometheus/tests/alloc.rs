@@ -46,12 +46,14 @@ fn snapshot(n: usize) -> Snapshot {
     let d = Arc::new(Descriptor::counter("alloc.requests", "1", "requests"));
     let keys: sampler_api::LabelKeys = vec!["route".into()].into();
     let series = (0..n)
-        .map(|i| Series {
-            id: SeriesId::next(),
-            descriptor: d.clone(),
-            labels: Labels::with_keys(keys.clone(), &[format!("/r/{i}").as_str()]),
-            start_time: SystemTime::now(),
-            value: Value::Counter(i as u64),
+        .map(|i| {
+            Series::new(
+                SeriesId::next(),
+                d.clone(),
+                Labels::with_keys(keys.clone(), &[format!("/r/{i}").as_str()]),
+                SystemTime::now(),
+                Value::Counter(i as u64),
+            )
         })
         .collect::<Vec<_>>();
     Snapshot::from_series(SystemTime::now(), Duration::from_secs(10), 1, series)

@@ -603,13 +603,13 @@ mod tests {
                         Value::Timing(Box::new(d))
                     }
                 };
-                sampler_api::Series {
-                    id: SeriesId::next(),
-                    descriptor: Arc::new(Descriptor::owned("p.metric", kind, "s", "")),
-                    labels: Labels::from_pairs(&[("k", label.as_str()), ("route", "x")]).unwrap(),
-                    start_time: SystemTime::UNIX_EPOCH,
+                sampler_api::Series::new(
+                    SeriesId::next(),
+                    Arc::new(Descriptor::owned("p.metric", kind, "s", "")),
+                    Labels::from_pairs(&[("k", label.as_str()), ("route", "x")]).unwrap(),
+                    SystemTime::UNIX_EPOCH,
                     value,
-                }
+                )
             })
             .collect::<Vec<_>>();
         Snapshot::from_series(
@@ -703,13 +703,13 @@ mod tests {
             SystemTime::UNIX_EPOCH,
             std::time::Duration::from_secs(1),
             1,
-            vec![sampler_api::Series {
+            vec![sampler_api::Series::new(
                 id,
-                descriptor: Arc::new(d),
-                labels: Labels::from_pairs(&[("route", "/a b")]).unwrap(),
-                start_time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start),
+                Arc::new(d),
+                Labels::from_pairs(&[("route", "/a b")]).unwrap(),
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(start),
                 value,
-            }],
+            )],
         )
     }
 

@@ -34,14 +34,13 @@ fn snapshot(ids: &[SeriesId], descriptors: &[Arc<Descriptor>; 3], step: u64) -> 
                 }
             };
             let route = format!("/route/{i}");
-            Series {
-                id: *id,
-                descriptor: descriptors[d].clone(),
-                labels: Labels::from_pairs(&[("route", route.as_str()), ("method", "GET")])
-                    .unwrap(),
-                start_time: UNIX_EPOCH,
+            Series::new(
+                *id,
+                descriptors[d].clone(),
+                Labels::from_pairs(&[("route", route.as_str()), ("method", "GET")]).unwrap(),
+                UNIX_EPOCH,
                 value,
-            }
+            )
         })
         .collect::<Vec<_>>();
     Snapshot::from_series(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sampler_api::{Exporter, Series, Snapshot, Value};
+use sampler_api::{Exporter, Snapshot, Value};
 use sampler_exporter_otlp::mapping::unix_nanos;
 use sampler_exporter_otlp::{HistogramMode, OtlpExporter, Temporality};
 use serde_json::Value as Json;
@@ -346,10 +346,9 @@ fn r13_official_decoder_confirms_delta_and_explicit_buckets() {
                 }
                 (v, _) => v.clone(),
             };
-            Series {
-                value,
-                ..s.to_owned()
-            }
+            let mut s = s.to_owned();
+            s.value = value;
+            s
         }),
     );
     confirm(

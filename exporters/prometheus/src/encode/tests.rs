@@ -15,13 +15,13 @@ use sampler_api::{Descriptor, Distribution, Kind, Labels, Series, SeriesId, Snap
 use super::*;
 
 fn series(d: &Arc<Descriptor>, labels: &[(&str, &str)], value: Value) -> Series {
-    Series {
-        id: SeriesId::next(),
-        descriptor: d.clone(),
-        labels: Labels::from_pairs(labels).unwrap(),
-        start_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
+    Series::new(
+        SeriesId::next(),
+        d.clone(),
+        Labels::from_pairs(labels).unwrap(),
+        UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
         value,
-    }
+    )
 }
 
 fn snapshot(series: Vec<Series>) -> Snapshot {
@@ -258,9 +258,10 @@ fn openmetrics_created_lines_are_the_only_addition() {
 #[test]
 fn created_follows_each_series_start_time() {
     let req = Arc::new(Descriptor::counter("jobs.done", "1", "jobs"));
-    let at = |ms: u64, route: &str| Series {
-        start_time: UNIX_EPOCH + Duration::from_millis(ms),
-        ..series(&req, &[("route", route)], Value::Counter(1))
+    let at = |ms: u64, route: &str| {
+        let mut s = series(&req, &[("route", route)], Value::Counter(1));
+        s.start_time = UNIX_EPOCH + Duration::from_millis(ms);
+        s
     };
     let s = snapshot(vec![
         at(1_700_000_000_250, "a"),
@@ -775,13 +776,13 @@ fn a_kept_encoder_writes_what_a_new_one_writes_as_series_come_and_go() {
                 1 => (&temp, Value::Gauge(n as f64 / 4.0)),
                 _ => (&lat, dist(3, &[0.001 * n as f64, 0.5])),
             };
-            series.push(Series {
-                id: *id,
-                descriptor: descriptor.clone(),
+            series.push(Series::new(
+                *id,
+                descriptor.clone(),
                 labels,
-                start_time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250 + n as u64),
+                UNIX_EPOCH + Duration::from_millis(1_700_000_000_250 + n as u64),
                 value,
-            });
+            ));
         }
         // A series without labels at the front, on odd rounds only.
         if round % 2 == 1 {
