@@ -385,7 +385,6 @@ impl Drop for RequestGuard {
         let state = &self.state;
         let end = nanos_since(state.origin, Instant::now()).max(self.at);
         let took = Duration::from_nanos(end - self.at);
-        state.active.dec();
         state.duration.record_duration(took);
         state.response_bytes.add(self.response_bytes);
         if let (Some(account), Some((allocated, peak))) = (&self.memory, &state.memory) {
@@ -412,6 +411,10 @@ impl Drop for RequestGuard {
         busy.in_flight -= 1;
         busy.clamped_sum -= u128::from(clamped);
         busy.completed += u128::from(end.saturating_sub(clamped));
+        drop(busy);
+        // Last: a harvest that sees the request no longer in flight sees it counted (with the
+        // decrement first, one in between saw it in neither).
+        state.active.dec();
     }
 }
 
