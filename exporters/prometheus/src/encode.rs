@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use sampler_api::distribution::{MAX_SCALE, MIN_SCALE};
 use sampler_api::{
-    Descriptor, Distribution, Kind, LabelsRef, SeriesIter, SeriesRef, Snapshot, Value,
+    Descriptor, Distribution, Kind, LabelsRef, SeriesRef, SeriesRun, Snapshot, Value,
 };
 
 use crate::config::{Buckets, EncoderConfig, TimingMode};
@@ -237,30 +237,13 @@ impl PlannedFamily<'_> {
     }
 }
 
-/// Series of one family that follow one another in the snapshot: an iterator standing at
-/// the first of them (so that walking a run looks nothing up) and how many there are.
-#[derive(Clone, Debug)]
-pub(crate) struct Run<'s> {
-    from: SeriesIter<'s>,
-    len: usize,
-}
-
-impl<'s> Run<'s> {
-    /// The run's series, in snapshot order.
-    #[inline]
-    fn series(&self) -> std::iter::Take<SeriesIter<'s>> {
-        self.from.clone().take(self.len)
-    }
-}
-
 /// A snapshot grouped into families, ready for any format.
 #[derive(Debug)]
 pub struct Plan<'s> {
     pub(crate) families: Vec<PlannedFamily<'s>>,
-    /// The runs of series of the exposed families, in snapshot order.
-    runs: Vec<Run<'s>>,
-    /// Indices into `runs`, grouped by family (each family's in snapshot order).
-    order: Vec<u32>,
+    /// The snapshot's runs of the exposed families, grouped by family (`PlannedFamily::range`),
+    /// each family's in snapshot order.
+    runs: Vec<SeriesRun<'s>>,
     /// How many series the plan exposes.
     exposed: usize,
     /// Families left out because their names collide with an earlier family's.
@@ -280,9 +263,7 @@ impl<'s> Plan<'s> {
         &'p self,
         f: &PlannedFamily<'_>,
     ) -> impl Iterator<Item = SeriesRef<'s>> + 'p {
-        self.order[f.range.clone()]
-            .iter()
-            .flat_map(move |&r| self.runs[r as usize].series())
+        self.runs[f.range.clone()].iter().flat_map(|r| r.series())
     }
 
     /// How many series were left out because of name collisions.
@@ -384,7 +365,7 @@ impl Encoder {
     pub fn plan<'s>(&self, snapshot: &'s Snapshot) -> Plan<'s> {
         let mut families: Vec<PlannedFamily<'s>> = Vec::new();
         // Runs of series of one family, in snapshot order, with their family.
-        let mut runs: Vec<(u32, Run<'s>)> = Vec::new();
+        let mut runs: Vec<(u32, SeriesRun<'s>)> = Vec::new();
         let mut lookup: HashMap<(&'s str, Kind, &'s str), u32> = HashMap::new();
         let mut prev: Option<(&'s Descriptor, u32)> = None;
         // A run of the snapshot shares one descriptor and key set, and its values are all of
@@ -413,13 +394,7 @@ impl Encoder {
             };
             prev = Some((d, idx));
             families[idx as usize].series += r.len();
-            runs.push((
-                idx,
-                Run {
-                    from: r.series(),
-                    len: r.len(),
-                },
-            ));
+            runs.push((idx, r));
         }
 
         // Names: the first family to claim a name keeps it.
@@ -447,36 +422,28 @@ impl Encoder {
             }
         }
 
-        // Group the runs by family (a counting sort keeps snapshot order within each): the
-        // encoders walk a family's series run by run, never looking one up by its index.
-        let mut per_family = vec![0usize; families.len()];
-        for (f, _) in &runs {
-            per_family[*f as usize] += 1;
-        }
-        let (mut start, mut exposed) = (0usize, 0usize);
-        for (f, c) in families.iter_mut().zip(&per_family) {
-            let len = if f.dropped { 0 } else { *c };
-            f.range = start..start;
-            start += len;
+        // Group the runs by family (a stable sort keeps snapshot order within each; families
+        // are numbered in order of first appearance): the encoders walk a family's series run
+        // by run, never looking one up by its index.
+        runs.retain(|(f, _)| !families[*f as usize].dropped);
+        runs.sort_by_key(|(f, _)| *f);
+        let mut exposed = 0;
+        let mut start = 0;
+        for (i, f) in families.iter_mut().enumerate() {
+            let n = runs[start..]
+                .iter()
+                .take_while(|(g, _)| *g as usize == i)
+                .count();
+            f.range = start..start + n;
+            start += n;
             if !f.dropped {
                 exposed += f.series;
             }
         }
-        let mut order = vec![0u32; start];
-        let mut kept = Vec::with_capacity(start);
-        for (f, run) in runs {
-            let fam = &mut families[f as usize];
-            if fam.dropped {
-                continue;
-            }
-            order[fam.range.end] = kept.len() as u32;
-            fam.range.end += 1;
-            kept.push(run);
-        }
+        let runs = runs.into_iter().map(|(_, r)| r).collect();
         Plan {
             families,
-            runs: kept,
-            order,
+            runs,
             exposed,
             collisions,
         }
