@@ -10,7 +10,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::Distribution;
 use crate::labels::LabelKeys;
 use crate::labels::Labels;
-use crate::snapshot::{BlockRows, Keep, SeriesBuf, SeriesId, Value};
+use crate::snapshot::{unix_nanos, BlockRows, Keep, SeriesBuf, SeriesId, Value};
 
 /// A source of readings, polled once per harvest.
 ///
@@ -114,7 +114,7 @@ struct Known {
     descriptor: Arc<Descriptor>,
     labels: Labels,
     id: SeriesId,
-    start: SystemTime,
+    start_nanos: u64,
     seen: u64,
 }
 
@@ -230,9 +230,6 @@ impl<'a> Writer<'a> {
         );
     }
 
-    /// Appends a series that already carries its identity (the instruments, which keep their
-    /// own ids and start times, use this; it does no lookup). Crate-private: a sampler outside
-    /// this crate could forge an id or a start time and break the rules of `SeriesId`.
     /// A writer of up to `rows` series of one family (`descriptor`, `keys`) whose label values
     /// `kept` keeps alive (see `snapshot::keep`); the caller writes only values of the
     /// descriptor's kind.
@@ -246,15 +243,15 @@ impl<'a> Writer<'a> {
         self.out.rows(descriptor, keys, rows, kept)
     }
 
-    /// One series of a family: `values` are the bytes of its `PackedValues` (empty when there
-    /// are no keys). A value of another kind than the descriptor's is rejected.
-    #[inline]
+    /// Appends a series that already carries its identity (a family's overflow series, which
+    /// keeps its own id and start time; no lookup). A value of another kind than the
+    /// descriptor's is rejected. Crate-private: a sampler outside this crate could forge an id
+    /// or a start time and break the rules of `SeriesId`.
     pub(crate) fn row(
         &mut self,
         id: SeriesId,
         descriptor: &Arc<Descriptor>,
-        keys: Option<&LabelKeys>,
-        values: &[u8],
+        labels: &Labels,
         start_nanos: u64,
         value: Value,
     ) {
@@ -262,8 +259,7 @@ impl<'a> Writer<'a> {
             self.rejected += 1;
             return;
         }
-        self.out
-            .push(id, descriptor, keys, values, start_nanos, value);
+        self.out.push(id, descriptor, labels, start_nanos, value);
     }
 
     fn reading(
@@ -315,23 +311,20 @@ impl<'a> Writer<'a> {
                     descriptor: Arc::new(descriptor.clone()),
                     labels,
                     id: SeriesId::next(),
-                    start: self.now,
+                    start_nanos: unix_nanos(self.now),
                     seen: 0,
                 });
                 bucket.last_mut().expect("just pushed")
             }
         };
         known.seen = epoch;
-        let (keys, values) = match known.labels.parts() {
-            Some((k, v)) => (Some(k), v),
-            None => (None, &[][..]),
-        };
-        let start = known
-            .start
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        self.out
-            .push(known.id, &known.descriptor, keys, values, start, value);
+        self.out.push(
+            known.id,
+            &known.descriptor,
+            &known.labels,
+            known.start_nanos,
+            value,
+        );
     }
 }
 

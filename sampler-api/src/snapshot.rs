@@ -12,8 +12,8 @@ use crate::labels::{Labels, LabelsRef};
 mod blocks;
 mod keep;
 
+pub(crate) use blocks::{unix_nanos, BlockRows, SeriesBuf};
 use blocks::{Block, Row};
-pub(crate) use blocks::{BlockRows, SeriesBuf};
 pub(crate) use keep::{Keep, Keeper};
 
 /// Identifies one series for as long as it lives; never reused within a process.

@@ -69,7 +69,7 @@ impl Core {
                 weak: false,
             })
         }));
-        // Each family sizes its own block: see `Writer::reserve`.
+        // Each family sizes its own block (`Writer::rows`).
         let mut series = SeriesBuf::default();
         state.durations.clear();
 

@@ -3,13 +3,14 @@
 //! keeps them (`BlockRows`, and `keep` for why that is sound); any other block copies them
 //! into one buffer of its own.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keep::Keep;
 use super::{Series, SeriesId, SeriesIter, Value};
 use crate::descriptor::Descriptor;
-use crate::labels::{packed_at, packed_prefix, LabelKeys, LabelsRef, PackedValues};
+use crate::labels::{packed_at, packed_prefix, LabelKeys, Labels, LabelsRef, PackedValues};
+use crate::local::lock;
 
 /// Series of one metric that follow one another: one descriptor, one set of keys, and the
 /// label values of every row either in one buffer (`values`) or, for a family's block, where
@@ -61,95 +62,61 @@ impl Block {
 
 impl Drop for Block {
     fn drop(&mut self) {
-        let (mut rows, mut values) = (
-            std::mem::take(&mut self.rows),
-            std::mem::take(&mut self.values),
-        );
-        rows.clear();
-        values.clear();
-        let mut spare = spare();
-        spare.give(rows);
-        spare.give(values);
+        give_rows(std::mem::take(&mut self.rows));
     }
 }
 
-/// Row and label buffers of dropped snapshots, kept for the next harvests: a block the size of
-/// a large family's is past the size the allocator maps fresh for each allocation, and every
-/// page of a fresh mapping is faulted in again on every harvest (10,000 series: about 150
-/// page faults, a third of the harvest's time). Only buffers of at least `MIN_BYTES` are
-/// kept, at most `KEPT` of each kind, the largest ones.
-pub(super) struct Spare {
-    rows: Vec<Vec<Row>>,
-    values: Vec<Vec<u8>>,
-}
+/// Row buffers of dropped snapshots, kept for the next harvests: a family's block of 10,000
+/// rows (400 KB) is past the size the allocator maps fresh for each allocation, and every page
+/// of a fresh mapping is faulted in again on every harvest (about 150 page faults, a third of
+/// the harvest's time). Only buffers of at least `MIN_BYTES` are kept (smaller ones never take
+/// the lock), at most `KEPT`, the largest ones.
+static SPARE_ROWS: Mutex<Vec<Vec<Row>>> = Mutex::new(Vec::new());
 
 const MIN_BYTES: usize = 64 * 1024;
 const KEPT: usize = 8;
 
-static SPARE: Mutex<Spare> = Mutex::new(Spare {
-    rows: Vec::new(),
-    values: Vec::new(),
-});
-
-fn spare() -> MutexGuard<'static, Spare> {
-    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+fn is_large(rows: usize) -> bool {
+    rows.saturating_mul(std::mem::size_of::<Row>()) >= MIN_BYTES
 }
 
-/// The kept buffers of one element type.
-pub(super) trait Kept<T> {
-    fn kept(&mut self) -> &mut Vec<Vec<T>>;
-}
-
-impl Kept<Row> for Spare {
-    fn kept(&mut self) -> &mut Vec<Vec<Row>> {
-        &mut self.rows
-    }
-}
-
-impl Kept<u8> for Spare {
-    fn kept(&mut self) -> &mut Vec<Vec<u8>> {
-        &mut self.values
-    }
-}
-
-impl Spare {
-    /// An empty buffer with room for `n` elements: the smallest kept one that has, else a new
-    /// one.
-    pub(super) fn take<T>(&mut self, n: usize) -> Vec<T>
-    where
-        Self: Kept<T>,
-    {
-        if n.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
-            let kept = self.kept();
-            let fit = (0..kept.len())
-                .filter(|&i| kept[i].capacity() >= n)
-                .min_by_key(|&i| kept[i].capacity());
-            if let Some(i) = fit {
-                return kept.swap_remove(i);
-            }
+/// An empty buffer with room for `n` rows: the smallest kept one that has, else a new one.
+fn take_rows(n: usize) -> Vec<Row> {
+    if is_large(n) {
+        if let Some(rows) = smallest_fit(&mut lock(&SPARE_ROWS), n) {
+            return rows;
         }
-        Vec::with_capacity(n)
     }
+    Vec::with_capacity(n)
+}
 
-    /// Keeps `buf` (empty) if it is large enough and among the `KEPT` largest.
-    pub(super) fn give<T>(&mut self, buf: Vec<T>)
-    where
-        Self: Kept<T>,
-    {
-        debug_assert!(buf.is_empty());
-        let bytes = buf.capacity().saturating_mul(std::mem::size_of::<T>());
-        if bytes < MIN_BYTES {
-            return;
-        }
-        let kept = self.kept();
-        if kept.len() < KEPT {
-            kept.push(buf);
-            return;
-        }
-        if let Some(i) = (0..kept.len()).min_by_key(|&i| kept[i].capacity()) {
-            if kept[i].capacity() < buf.capacity() {
-                kept[i] = buf;
-            }
+/// Takes out of `kept` the smallest buffer with room for `n`, if one has.
+fn smallest_fit<T>(kept: &mut Vec<Vec<T>>, n: usize) -> Option<Vec<T>> {
+    let fit = (0..kept.len())
+        .filter(|&i| kept[i].capacity() >= n)
+        .min_by_key(|&i| kept[i].capacity())?;
+    Some(kept.swap_remove(fit))
+}
+
+/// Keeps `rows` (emptied first) if it is large enough and among the `KEPT` largest.
+fn give_rows(mut rows: Vec<Row>) {
+    if !is_large(rows.capacity()) {
+        return;
+    }
+    rows.clear();
+    keep_largest(&mut lock(&SPARE_ROWS), rows);
+}
+
+/// Adds `buf` to `kept`, or in place of its smallest if it already holds `KEPT` and that one
+/// is smaller than `buf`.
+fn keep_largest<T>(kept: &mut Vec<Vec<T>>, buf: Vec<T>) {
+    if kept.len() < KEPT {
+        kept.push(buf);
+        return;
+    }
+    if let Some(i) = (0..kept.len()).min_by_key(|&i| kept[i].capacity()) {
+        if kept[i].capacity() < buf.capacity() {
+            kept[i] = buf;
         }
     }
 }
@@ -194,7 +161,8 @@ pub(crate) struct SeriesBuf {
     pub(super) len: usize,
 }
 
-fn unix_nanos(t: SystemTime) -> u64 {
+/// `t` in nanoseconds since the Unix epoch (a time before it reads as the epoch).
+pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -204,15 +172,13 @@ impl SeriesBuf {
         self.len
     }
 
-    /// The block the next series of `descriptor` with `keys` goes in: the last one if it is
-    /// of the same metric and keys (and has room for `bytes` more label bytes), else a new
-    /// one, sized for `rows` series.
+    /// The block the next copied series of `descriptor` with `keys` goes in: the last one if it
+    /// is a copying block of the same metric, keys and kind agreement, else a new one.
     #[inline]
     fn block(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
-        rows: usize,
         kind_matches: bool,
     ) -> &mut Block {
         let same = |b: &Block| {
@@ -231,7 +197,7 @@ impl SeriesBuf {
                 keys: keys.cloned(),
                 values: Vec::new(),
                 kept: None,
-                rows: spare().take(rows),
+                rows: Vec::new(),
                 first: self.len,
                 kind_matches,
             });
@@ -253,27 +219,29 @@ impl SeriesBuf {
             keys: keys.cloned(),
             values: Vec::new(),
             kept: Some(kept),
-            rows: spare().take(rows),
+            rows: take_rows(rows),
             first: self.len,
             kind_matches: true,
         });
         BlockRows { buf: self }
     }
 
-    /// Appends one series: `values` are the bytes of the `PackedValues` made for `keys` (empty
-    /// when there are no keys).
+    /// Appends one series, its label values copied into the block.
     #[inline]
     pub(crate) fn push(
         &mut self,
         id: SeriesId,
         descriptor: &Arc<Descriptor>,
-        keys: Option<&LabelKeys>,
-        values: &[u8],
+        labels: &Labels,
         start_nanos: u64,
         value: Value,
     ) {
+        let (keys, values) = match labels.parts() {
+            Some((k, v)) => (Some(k), v),
+            None => (None, &[][..]),
+        };
         let kind_matches = value.kind() == descriptor.kind();
-        let b = self.block(descriptor, keys, 1, kind_matches);
+        let b = self.block(descriptor, keys, kind_matches);
         let at = b.values.len();
         b.values.extend_from_slice(values);
         b.rows.push(Row {
@@ -286,18 +254,8 @@ impl SeriesBuf {
     }
 
     pub(crate) fn push_series(&mut self, s: Series) {
-        let (keys, values) = match s.labels.parts() {
-            Some((k, v)) => (Some(k), v),
-            None => (None, &[][..]),
-        };
-        self.push(
-            s.id,
-            &s.descriptor,
-            keys,
-            values,
-            unix_nanos(s.start_time),
-            s.value,
-        );
+        let start = unix_nanos(s.start_time);
+        self.push(s.id, &s.descriptor, &s.labels, start, s.value);
     }
 
     /// Drops the series from the `len`th on.
@@ -454,40 +412,33 @@ mod tests {
         }
     }
 
-    /// The spare buffers: the smallest that fits is taken, small ones are not kept, and of
-    /// more than `KEPT` only the largest stay.
+    /// The kept buffers: the smallest that fits is taken, of more than `KEPT` only the largest
+    /// stay, and buffers too small to keep never reach them.
     #[test]
     fn spare_buffers_are_reused_smallest_fit_first_and_bounded() {
-        let mut s = Spare {
-            rows: Vec::new(),
-            values: Vec::new(),
-        };
+        let mut kept: Vec<Vec<u8>> = Vec::new();
         let big = MIN_BYTES * 4;
         for cap in [big, big * 2, big * 3] {
-            s.give(Vec::<u8>::with_capacity(cap));
+            keep_largest(&mut kept, Vec::with_capacity(cap));
         }
-        s.give(Vec::<u8>::with_capacity(MIN_BYTES / 2));
-        assert_eq!(s.values.len(), 3, "a small buffer is not kept");
-        let got: Vec<u8> = s.take(big + 1);
+        let got = smallest_fit(&mut kept, big + 1).expect("one fits");
         assert!(
             got.capacity() >= big * 2 && got.capacity() < big * 3,
             "the smallest that fits"
         );
-        let small: Vec<u8> = s.take(16);
-        assert_eq!(s.values.len(), 2, "a small request takes nothing kept");
-        drop(small);
+        assert_eq!(kept.len(), 2);
+        assert!(smallest_fit(&mut kept, big * 4).is_none(), "none fits");
         for i in 0..2 * KEPT {
-            s.give(Vec::<u8>::with_capacity(big * (10 + i)));
+            keep_largest(&mut kept, Vec::with_capacity(big * (10 + i)));
         }
-        assert_eq!(s.values.len(), KEPT);
+        assert_eq!(kept.len(), KEPT);
         assert!(
-            s.values.iter().all(|v| v.capacity() >= big * (10 + KEPT)),
+            kept.iter().all(|v| v.capacity() >= big * (10 + KEPT)),
             "the largest stay"
         );
-        let rows: Vec<Row> = s.take(MIN_BYTES);
-        assert!(rows.capacity() >= MIN_BYTES);
-        s.give(rows);
-        assert_eq!(s.rows.len(), 1);
+        let first_large = MIN_BYTES.div_ceil(std::mem::size_of::<Row>());
+        assert!(!is_large(first_large - 1), "small buffers never take the lock");
+        assert!(is_large(first_large));
     }
 
     #[test]
@@ -496,7 +447,7 @@ mod tests {
         let mut state = crate::sampler::SamplerState::default();
         let mut buf = SeriesBuf::default();
         let mut w = crate::sampler::Writer::new(&mut state, &mut buf, UNIX_EPOCH, Duration::ZERO);
-        w.row(SeriesId::next(), &d, None, &[], 0, Value::Counter(1));
+        w.row(SeriesId::next(), &d, &Labels::empty(), 0, Value::Counter(1));
         assert_eq!(w.rejected(), 1);
         assert_eq!(buf.len(), 0);
     }

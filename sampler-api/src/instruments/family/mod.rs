@@ -34,7 +34,7 @@ use wrong_count::WRONG_COUNT;
 use crate::descriptor::{Descriptor, Kind};
 use crate::event::{emit, Event};
 use crate::family_error::{FamilyError, LabelError};
-use crate::labels::{LabelKeys, PackedValues};
+use crate::labels::{LabelKeys, Labels, PackedValues};
 use crate::lifecycle::{free_slot, slots, Retired, SINK};
 use crate::registry::Registry;
 use crate::snapshot::{Keeper, SeriesId};
@@ -43,7 +43,8 @@ pub(crate) struct FamilyInner {
     id: u32,
     descriptor: Arc<Descriptor>,
     keys: LabelKeys,
-    overflow_keys: LabelKeys,
+    /// The overflow series' labels (`overflow="true"`), made once.
+    overflow_labels: Labels,
     options: FamilyOptions,
     valid: bool,
     hasher: foldhash::fast::RandomState,
@@ -105,7 +106,7 @@ impl FamilyInner {
                 .map(|k| Cow::Owned(k.to_string()))
                 .collect::<Vec<_>>()
                 .into(),
-            overflow_keys: vec![Cow::Borrowed("overflow")].into(),
+            overflow_labels: Labels::with_keys(vec![Cow::Borrowed("overflow")].into(), &["true"]),
             options,
             valid,
             hasher: foldhash::fast::RandomState::default(),

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::expiry::Expiry;
 use super::FamilyInner;
 use crate::descriptor::{Descriptor, Kind};
-use crate::labels::Labels;
 use crate::lifecycle::{board, free_slot};
 use crate::local::{self, Reader};
 use crate::sampler::{Sampler, Writer};
@@ -73,16 +72,8 @@ impl Sampler for FamilyInner {
             if let Some(e) = t.overflow {
                 let entry = t.entry(e);
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
-                let overflow = Labels::with_keys(self.overflow_keys.clone(), &["true"]);
-                let (keys, values) = overflow.parts().expect("one label");
-                out.row(
-                    entry.id,
-                    &self.descriptor,
-                    Some(keys),
-                    values,
-                    entry.start_nanos,
-                    value,
-                );
+                let labels = &self.overflow_labels;
+                out.row(entry.id, &self.descriptor, labels, entry.start_nanos, value);
             }
         }
         drop(timing);
