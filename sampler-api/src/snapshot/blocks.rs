@@ -437,7 +437,10 @@ mod tests {
             "the largest stay"
         );
         let first_large = MIN_BYTES.div_ceil(std::mem::size_of::<Row>());
-        assert!(!is_large(first_large - 1), "small buffers never take the lock");
+        assert!(
+            !is_large(first_large - 1),
+            "small buffers never take the lock"
+        );
         assert!(is_large(first_large));
     }
 
