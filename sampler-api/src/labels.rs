@@ -2,8 +2,9 @@
 //!
 //! A label set is two shared pieces: the keys (one `Arc` per family, shared by all its series)
 //! and the values packed into one allocation. Cloning a `Labels` costs two reference-count
-//! increments and never copies strings. A [`LabelsRef`] reads the same layout in place, in a
-//! snapshot or in a `Labels`.
+//! increments and never copies strings. A [`LabelsRef`] reads label values in place: packed as
+//! a `Labels` packs them (in a `Labels`, or copied into a snapshot), or, for a family's series
+//! in a snapshot, where the family keeps each distinct value once (`text`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +12,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::descriptor::{validate_label_key, NameError};
+
+mod text;
+
+pub(crate) use text::{Text, TextPtr};
 
 /// Shared label keys, as one family (or one sampler's series) uses them.
 pub type LabelKeys = Arc<[Cow<'static, str>]>;
@@ -75,7 +80,7 @@ impl Labels {
         match &self.0 {
             Some(inner) => LabelsRef {
                 keys: Some(&inner.keys),
-                values: inner.values.bytes(),
+                values: Values::Packed(inner.values.bytes()),
             },
             None => LabelsRef::EMPTY,
         }
@@ -158,21 +163,45 @@ impl<'a> From<&'a Labels> for LabelsRef<'a> {
 #[derive(Clone, Copy)]
 pub struct LabelsRef<'a> {
     keys: Option<&'a LabelKeys>,
+    values: Values<'a>,
+}
+
+/// Where a [`LabelsRef`]'s values are.
+#[derive(Clone, Copy)]
+enum Values<'a> {
     /// Bytes laid out as [`PackedValues`] lays them out (a copy of one, whole).
-    values: &'a [u8],
+    Packed(&'a [u8]),
+    /// One text per key, each alive for `'a` (`LabelsRef::from_texts`).
+    Texts(&'a [TextPtr]),
 }
 
 impl<'a> LabelsRef<'a> {
     /// The empty label set.
     pub const EMPTY: LabelsRef<'static> = LabelsRef {
         keys: None,
-        values: &[],
+        values: Values::Packed(&[]),
     };
 
     /// A view of `keys` and the bytes of a [`PackedValues`] made for them (whole: see
     /// `packed_get`'s safety argument).
     pub(crate) fn from_parts(keys: Option<&'a LabelKeys>, values: &'a [u8]) -> Self {
-        LabelsRef { keys, values }
+        LabelsRef {
+            keys,
+            values: Values::Packed(values),
+        }
+    }
+
+    /// A view of `keys` and one value per key, `texts[i]` the value of `keys[i]`.
+    ///
+    /// # Safety
+    /// Every `Text` that `texts` points at lives for `'a`, and `texts` holds at least
+    /// `keys.len()` of them.
+    pub(crate) unsafe fn from_texts(keys: &'a LabelKeys, texts: &'a [TextPtr]) -> Self {
+        debug_assert!(texts.len() >= keys.len());
+        LabelsRef {
+            keys: Some(keys),
+            values: Values::Texts(texts),
+        }
     }
 
     /// How many labels there are.
@@ -202,7 +231,12 @@ impl<'a> LabelsRef<'a> {
         if i >= self.len() {
             return "";
         }
-        packed_get(self.values, i)
+        match self.values {
+            Values::Packed(bytes) => packed_get(bytes, i),
+            // SAFETY: `i < len()`, which `from_texts`' caller made at most `texts.len()`, and
+            // that caller keeps every text alive for `'a`.
+            Values::Texts(texts) => unsafe { texts.get_unchecked(i).get() },
+        }
     }
 
     /// The `(key, value)` pairs in their defined order.
@@ -211,16 +245,25 @@ impl<'a> LabelsRef<'a> {
         this.keys()
             .iter()
             .enumerate()
-            .map(move |(i, k)| (k.as_ref(), packed_get(this.values, i)))
+            .map(move |(i, k)| (k.as_ref(), this.value(i)))
     }
 
     /// An owned copy (the keys shared, the values copied into one allocation).
     pub fn to_owned(&self) -> Labels {
         match self.keys {
-            Some(keys) if !keys.is_empty() => Labels(Some(Inner {
-                keys: keys.clone(),
-                values: PackedValues(Arc::from(self.values)),
-            })),
+            Some(keys) if !keys.is_empty() => {
+                let values = match self.values {
+                    Values::Packed(bytes) => PackedValues(Arc::from(bytes)),
+                    Values::Texts(_) => {
+                        let values: Vec<&str> = (0..keys.len()).map(|i| self.value(i)).collect();
+                        PackedValues::new(&values)
+                    }
+                };
+                Labels(Some(Inner {
+                    keys: keys.clone(),
+                    values,
+                }))
+            }
             _ => Labels::empty(),
         }
     }
@@ -274,23 +317,6 @@ pub(crate) fn packed_prefix(bytes: &[u8]) -> &[u8] {
     &bytes[..4 + 4 * n + end]
 }
 
-/// The whole buffer of the `PackedValues` whose first byte is at `p`.
-///
-/// # Safety
-/// `p` is the start of a `PackedValues`' buffer (`bytes().as_ptr()`) that stays alive and
-/// unchanged for `'a` (it never changes: a `PackedValues` is immutable).
-pub(crate) unsafe fn packed_at<'a>(p: *const u8) -> &'a [u8] {
-    // SAFETY: the buffer starts with its count word and `count` end offsets (`new`), so the
-    // words read lie within it, and its length is exactly the header plus the last end offset;
-    // the caller keeps it alive for `'a`.
-    unsafe {
-        let word = |w: usize| u32::from_le(p.add(w * 4).cast::<u32>().read_unaligned()) as usize;
-        let n = word(0);
-        let end = if n == 0 { 0 } else { word(n) };
-        std::slice::from_raw_parts(p, 4 + 4 * n + end)
-    }
-}
-
 /// Value `i` of bytes laid out by [`PackedValues::new`]; `""` when `i` is not below the
 /// number of values packed.
 fn packed_get(buf: &[u8], i: usize) -> &str {
@@ -323,75 +349,77 @@ pub(crate) struct PackedValues(Arc<[u8]>);
 
 impl PackedValues {
     pub(crate) fn new(values: &[&str]) -> Self {
-        let head = 4 + values.len() * 4;
-        let total = head + values.iter().map(|v| v.len()).sum::<usize>();
-        let mut buf = Vec::with_capacity(total);
-        buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
-        // Checked once for the sum: a wrapped offset would let `get` cut a value mid-character.
-        assert!(
-            u32::try_from(total - head).is_ok(),
-            "the label values of one series must total under 4 GiB"
-        );
-        let mut end = 0u32;
-        for v in values {
-            end += v.len() as u32;
-            buf.extend_from_slice(&end.to_le_bytes());
-        }
-        for v in values {
-            buf.extend_from_slice(v.as_bytes());
-        }
+        let mut buf = Vec::new();
+        pack_into(&mut buf, values);
         PackedValues(Arc::from(buf))
-    }
-
-    /// Value `i`; `""` when `i` is not below the number of values packed.
-    pub(crate) fn get(&self, i: usize) -> &str {
-        packed_get(&self.0, i)
     }
 
     /// The whole buffer, for copying into a snapshot.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
+}
 
-    /// Whether these packed values equal `values`, without allocating.
-    ///
-    /// This runs on every family lookup, so it indexes with raw pointers after checking the
-    /// bounds once per value.
-    #[inline]
-    pub(crate) fn matches(&self, values: &[&str]) -> bool {
-        let buf: &[u8] = &self.0;
-        let (len, n) = (buf.len(), values.len());
-        let head = 4 + n * 4;
-        if len < head {
-            return false;
-        }
-        let base = buf.as_ptr();
-        let word = |i: usize| {
-            debug_assert!(i <= n);
-            // SAFETY: callers pass `i <= n`, and the header of `1 + n` words (`head` bytes)
-            // lies within `buf` (checked above); unaligned reads of plain bytes are fine.
-            u32::from_le(unsafe { base.add(i * 4).cast::<u32>().read_unaligned() }) as usize
-        };
-        if word(0) != n {
-            return false;
-        }
-        let mut pos = head;
-        for i in 0..n {
-            // SAFETY: `i < n == values.len()`.
-            let v = unsafe { values.get_unchecked(i) }.as_bytes();
-            let end = head + word(i + 1);
-            if end != pos + v.len() || end > len {
-                return false;
-            }
-            // SAFETY: `pos + v.len() == end <= len`, so the range lies within `buf`.
-            let stored = unsafe { std::slice::from_raw_parts(base.add(pos), v.len()) };
-            if !short_eq(stored, v) {
-                return false;
-            }
-            pos = end;
-        }
-        pos == len
+/// Lays `values` out in `buf` (emptied first, its capacity kept) as [`PackedValues::new`]
+/// does.
+pub(crate) fn pack_into(buf: &mut Vec<u8>, values: &[&str]) {
+    buf.clear();
+    let head = 4 + values.len() * 4;
+    let total = head + values.iter().map(|v| v.len()).sum::<usize>();
+    // Checked once for the sum: a wrapped offset would let `get` cut a value mid-character.
+    assert!(
+        u32::try_from(total - head).is_ok(),
+        "the label values of one series must total under 4 GiB"
+    );
+    buf.reserve(total);
+    buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    let mut end = 0u32;
+    for v in values {
+        end += v.len() as u32;
+        buf.extend_from_slice(&end.to_le_bytes());
     }
+    for v in values {
+        buf.extend_from_slice(v.as_bytes());
+    }
+}
+
+/// Whether `buf`, laid out by [`pack_into`], holds exactly `values`, without allocating.
+///
+/// This runs on every family lookup, so it indexes with raw pointers after checking the
+/// bounds once per value.
+#[inline]
+pub(crate) fn packed_matches(buf: &[u8], values: &[&str]) -> bool {
+    let (len, n) = (buf.len(), values.len());
+    let head = 4 + n * 4;
+    if len < head {
+        return false;
+    }
+    let base = buf.as_ptr();
+    let word = |i: usize| {
+        debug_assert!(i <= n);
+        // SAFETY: callers pass `i <= n`, and the header of `1 + n` words (`head` bytes)
+        // lies within `buf` (checked above); unaligned reads of plain bytes are fine.
+        u32::from_le(unsafe { base.add(i * 4).cast::<u32>().read_unaligned() }) as usize
+    };
+    if word(0) != n {
+        return false;
+    }
+    let mut pos = head;
+    for i in 0..n {
+        // SAFETY: `i < n == values.len()`.
+        let v = unsafe { values.get_unchecked(i) }.as_bytes();
+        let end = head + word(i + 1);
+        if end != pos + v.len() || end > len {
+            return false;
+        }
+        // SAFETY: `pos + v.len() == end <= len`, so the range lies within `buf`.
+        let stored = unsafe { std::slice::from_raw_parts(base.add(pos), v.len()) };
+        if !short_eq(stored, v) {
+            return false;
+        }
+        pos = end;
+    }
+    pos == len
 }
 
 /// Equality of short byte strings by (overlapping) words, without a call to `memcmp`: label
@@ -466,8 +494,11 @@ mod tests {
             assert_eq!(view.to_owned(), l);
             assert_eq!(got, vals);
             let p = PackedValues::new(&vals);
-            assert!(p.matches(&vals));
-            assert!(!p.matches(&["x", "", "y"]));
+            assert!(packed_matches(p.bytes(), &vals));
+            assert!(!packed_matches(p.bytes(), &["x", "", "y"]));
+            let mut buf = vec![7; 100];
+            pack_into(&mut buf, &vals);
+            assert_eq!(buf, p.bytes());
         }
     }
 

@@ -20,19 +20,35 @@ pub(crate) use keep::{Keep, Keeper};
 ///
 /// Exporters that derive deltas keep their cursor per `SeriesId`: a series that disappears and
 /// comes back gets a new id and a new start time, which reads as a reset.
+///
+/// Ids grow with time: each is the wall-clock time it was made, in nanoseconds since the Unix
+/// epoch, or one more than the id made before it when the clock has not moved past that (many
+/// ids in one tick, or a clock stepped back). A family's series takes its id's time as its
+/// start time, so that it keeps one number for both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesId(u64);
 
 impl SeriesId {
-    /// A fresh id, distinct from every other id of this process.
+    /// A fresh id, larger than every other id made before it in this process.
     pub fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        SeriesId(NEXT.fetch_add(1, Ordering::Relaxed))
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = unix_nanos(SystemTime::now());
+        let before = LAST
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or_else(|last| last);
+        SeriesId(now.max(before + 1))
     }
 
     /// The number behind the id.
     pub fn get(self) -> u64 {
         self.0
+    }
+
+    /// The id whose number is `n` (one that `next` made).
+    pub(crate) fn from_u64(n: u64) -> Self {
+        SeriesId(n)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where a snapshot's series are: blocks of series of one metric and key set, written by the
 //! harvest (`SeriesBuf`). A family's block names its rows' label values where the family
-//! keeps them (`BlockRows`, and `keep` for why that is sound); any other block copies them
-//! into one buffer of its own.
+//! keeps them, one `TextPtr` per value (`BlockRows`, and `keep` for why that is sound); any
+//! other block copies them into one buffer of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,12 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::keep::Keep;
 use super::{Series, SeriesId, SeriesIter, Value};
 use crate::descriptor::Descriptor;
-use crate::labels::{packed_at, packed_prefix, LabelKeys, Labels, LabelsRef, PackedValues};
+use crate::labels::{packed_prefix, LabelKeys, Labels, LabelsRef, TextPtr};
 use crate::local::lock;
 
 /// Series of one metric that follow one another: one descriptor, one set of keys, and the
-/// label values of every row either in one buffer (`values`) or, for a family's block, where
-/// the family keeps them (`kept`, see `keep`).
+/// label values of every row either in one buffer (`values`) or, for a family's block, named
+/// where the family keeps them (`texts`, alive while `kept` is: see `keep`).
 #[derive(Clone)]
 pub(super) struct Block {
     pub(super) descriptor: Arc<Descriptor>,
@@ -22,7 +22,10 @@ pub(super) struct Block {
     /// Each row's label values, laid out as `PackedValues` lays them out, one after another
     /// (empty in a block with `kept`).
     pub(super) values: Vec<u8>,
-    /// For a family's block: what keeps alive the label values its rows point at.
+    /// For a family's block: each row's label values, one per key, where the family keeps
+    /// them.
+    pub(super) texts: Vec<TextPtr>,
+    /// For a family's block: what keeps alive the label values `texts` names.
     pub(super) kept: Option<Arc<Keep>>,
     pub(super) rows: Vec<Row>,
     /// The snapshot's number of the first row.
@@ -37,8 +40,8 @@ pub(super) struct Row {
     pub(super) id: SeriesId,
     pub(super) start_nanos: u64,
     pub(super) value: Value,
-    /// Where this row's packed label values start: an offset into its block's `values`, or,
-    /// in a block with `kept`, their address (0: no labels).
+    /// Where this row's label values start: an offset into its block's `values`, or, in a
+    /// block with `kept`, into its `texts`.
     pub(super) labels: usize,
 }
 
@@ -49,45 +52,62 @@ impl Block {
         let Some(keys) = self.keys.as_ref() else {
             return LabelsRef::EMPTY;
         };
-        let values = match &self.kept {
-            None => packed_prefix(&self.values[row.labels..]),
-            // SAFETY: in a block with `kept`, `labels` is the start of a `PackedValues`'
-            // buffer that was in the family table at the harvest; `kept` keeps it alive as
-            // long as this block (`keep`: K1 to K3), and `&self` outlives `'a`.
-            Some(_) => unsafe { packed_at(row.labels as *const u8) },
-        };
-        LabelsRef::from_parts(Some(keys), values)
+        match &self.kept {
+            None => LabelsRef::from_parts(Some(keys), packed_prefix(&self.values[row.labels..])),
+            // SAFETY: in a block with `kept`, each row names `keys.len()` texts from `labels`
+            // on (`BlockRows::push`), texts that were in the family table at the harvest;
+            // `kept` keeps them alive as long as this block (`keep`: K1 to K3), and `&self`
+            // outlives `'a`.
+            Some(_) => unsafe {
+                LabelsRef::from_texts(keys, &self.texts[row.labels..row.labels + keys.len()])
+            },
+        }
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        give_rows(std::mem::take(&mut self.rows));
+        SPARE_ROWS.give(std::mem::take(&mut self.rows));
+        SPARE_TEXTS.give(std::mem::take(&mut self.texts));
     }
 }
 
-/// Row buffers of dropped snapshots, kept for the next harvests: a family's block of 10,000
-/// rows (400 KB) is past the size the allocator maps fresh for each allocation, and every page
-/// of a fresh mapping is faulted in again on every harvest (about 150 page faults, a third of
-/// the harvest's time). Only buffers of at least `MIN_BYTES` are kept (smaller ones never take
-/// the lock), at most `KEPT`, the largest ones.
-static SPARE_ROWS: Mutex<Vec<Vec<Row>>> = Mutex::new(Vec::new());
+/// Buffers of dropped snapshots' blocks (rows, and a family block's texts), kept for the
+/// next harvests: a family's block of 10,000 rows (400 KB) is past the size the allocator maps
+/// fresh for each allocation, and every page of a fresh mapping is faulted in again on every
+/// harvest (about 150 page faults, a third of the harvest's time). Only buffers of at least
+/// `MIN_BYTES` are kept (smaller ones never take the lock), at most `KEPT`, the largest ones.
+struct Spares<T>(Mutex<Vec<Vec<T>>>);
+
+static SPARE_ROWS: Spares<Row> = Spares(Mutex::new(Vec::new()));
+static SPARE_TEXTS: Spares<TextPtr> = Spares(Mutex::new(Vec::new()));
 
 const MIN_BYTES: usize = 64 * 1024;
 const KEPT: usize = 8;
 
-fn is_large(rows: usize) -> bool {
-    rows.saturating_mul(std::mem::size_of::<Row>()) >= MIN_BYTES
+fn is_large<T>(n: usize) -> bool {
+    n.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES
 }
 
-/// An empty buffer with room for `n` rows: the smallest kept one that has, else a new one.
-fn take_rows(n: usize) -> Vec<Row> {
-    if is_large(n) {
-        if let Some(rows) = smallest_fit(&mut lock(&SPARE_ROWS), n) {
-            return rows;
+impl<T> Spares<T> {
+    /// An empty buffer with room for `n`: the smallest kept one that has, else a new one.
+    fn take(&self, n: usize) -> Vec<T> {
+        if is_large::<T>(n) {
+            if let Some(v) = smallest_fit(&mut lock(&self.0), n) {
+                return v;
+            }
         }
+        Vec::with_capacity(n)
     }
-    Vec::with_capacity(n)
+
+    /// Keeps `v` (emptied first) if it is large enough and among the `KEPT` largest.
+    fn give(&self, mut v: Vec<T>) {
+        if !is_large::<T>(v.capacity()) {
+            return;
+        }
+        v.clear();
+        keep_largest(&mut lock(&self.0), v);
+    }
 }
 
 /// Takes out of `kept` the smallest buffer with room for `n`, if one has.
@@ -96,15 +116,6 @@ fn smallest_fit<T>(kept: &mut Vec<Vec<T>>, n: usize) -> Option<Vec<T>> {
         .filter(|&i| kept[i].capacity() >= n)
         .min_by_key(|&i| kept[i].capacity())?;
     Some(kept.swap_remove(fit))
-}
-
-/// Keeps `rows` (emptied first) if it is large enough and among the `KEPT` largest.
-fn give_rows(mut rows: Vec<Row>) {
-    if !is_large(rows.capacity()) {
-        return;
-    }
-    rows.clear();
-    keep_largest(&mut lock(&SPARE_ROWS), rows);
 }
 
 /// Adds `buf` to `kept`, or in place of its smallest if it already holds `KEPT` and that one
@@ -129,26 +140,29 @@ pub(crate) struct BlockRows<'a> {
 }
 
 impl BlockRows<'_> {
-    /// Appends one series: `values` are its packed values in the family table (`None` when the
-    /// block has no keys). The value must be of the descriptor's kind.
+    /// Appends one series: its id, which is also its start time (`born`, see `SeriesId`),
+    /// and its label values in the family table, one per key of the block (none when it has
+    /// no keys). The value must be of the descriptor's kind.
     ///
-    /// The caller keeps `values` alive as long as the block's `Keep` (`keep`, K2): the
+    /// The caller keeps the texts alive as long as the block's `Keep` (`keep`, K2): the
     /// family buries them in its current `Keep` when it lets them go.
     #[inline(always)]
     pub(crate) fn push(
         &mut self,
-        id: SeriesId,
-        values: Option<&PackedValues>,
-        start_nanos: u64,
+        born: u64,
+        texts: impl ExactSizeIterator<Item = TextPtr>,
         value: Value,
     ) {
         let buf = &mut *self.buf;
         let b = buf.blocks.last_mut().expect("`rows` made the block");
+        debug_assert_eq!(texts.len(), b.keys.as_ref().map_or(0, |k| k.len()));
+        let labels = b.texts.len();
+        b.texts.extend(texts);
         b.rows.push(Row {
-            id,
-            start_nanos,
+            id: SeriesId::from_u64(born),
+            start_nanos: born,
             value,
-            labels: values.map_or(0, |p| p.bytes().as_ptr() as usize),
+            labels,
         });
         buf.len += 1;
     }
@@ -196,6 +210,7 @@ impl SeriesBuf {
                 descriptor: descriptor.clone(),
                 keys: keys.cloned(),
                 values: Vec::new(),
+                texts: Vec::new(),
                 kept: None,
                 rows: Vec::new(),
                 first: self.len,
@@ -218,8 +233,9 @@ impl SeriesBuf {
             descriptor: descriptor.clone(),
             keys: keys.cloned(),
             values: Vec::new(),
+            texts: SPARE_TEXTS.take(rows * keys.map_or(0, |k| k.len())),
             kept: Some(kept),
-            rows: take_rows(rows),
+            rows: SPARE_ROWS.take(rows),
             first: self.len,
             kind_matches: true,
         });
@@ -270,8 +286,11 @@ impl SeriesBuf {
                 continue;
             }
             let keep = len - b.first;
-            if let (Some(r), None) = (b.rows.get(keep), &b.kept) {
-                b.values.truncate(r.labels);
+            if let Some(r) = b.rows.get(keep) {
+                match &b.kept {
+                    None => b.values.truncate(r.labels),
+                    Some(_) => b.texts.truncate(r.labels),
+                }
             }
             b.rows.truncate(keep);
             self.len = len;
@@ -438,10 +457,10 @@ mod tests {
         );
         let first_large = MIN_BYTES.div_ceil(std::mem::size_of::<Row>());
         assert!(
-            !is_large(first_large - 1),
+            !is_large::<Row>(first_large - 1),
             "small buffers never take the lock"
         );
-        assert!(is_large(first_large));
+        assert!(is_large::<Row>(first_large));
     }
 
     #[test]

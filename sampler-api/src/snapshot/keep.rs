@@ -1,17 +1,17 @@
 //! How a snapshot borrows its families' label values instead of copying them.
 //!
-//! A family's harvest writes, for each series, where the series' packed label values are (the
-//! family table's `PackedValues`), not the values themselves; the snapshot's block of that
-//! family holds an `Arc<Keep>`. The values must then stay where they are for as long as any
-//! snapshot that names them lives. The protocol:
+//! A family's harvest writes, for each series, where each of its label values is (the family
+//! table keeps each distinct value once, as a `Text`), not the values themselves; the
+//! snapshot's block of that family holds an `Arc<Keep>`. The values must then stay where they
+//! are for as long as any snapshot that names them lives. The protocol:
 //!
 //! - **K1.** A family has one current `Keep` (its `Keeper`). A harvest of the family takes
 //!   the current one for its block (`Keeper::for_harvest`); if something was buried in it
 //!   since it was made, the harvest first makes a new current one and links the old one to it
 //!   (`next`), so the old one keeps the new one alive.
 //! - **K2.** Values leave a family table only by being buried in the current `Keep`: when
-//!   their series is removed or expires (`FamilyInner::unlink`, under the table's write lock)
-//!   and, for every series left, when the family is dropped.
+//!   the last series that names one is removed or expires (`FamilyInner::unlink`, under the
+//!   table's write lock) and, for every value left, when the family is dropped.
 //! - **K3.** A `Keep` frees what it holds only when it is dropped, that is when no snapshot
 //!   (block) holds it and no older `Keep` links to it.
 //!
@@ -31,13 +31,13 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::labels::PackedValues;
+use crate::labels::Text;
 use crate::local::lock;
 
 /// Label values taken out of a family table, kept while a snapshot may name them (K3).
 #[derive(Default)]
 pub(crate) struct Keep {
-    buried: Mutex<Vec<PackedValues>>,
+    buried: Mutex<Vec<Text>>,
     /// The family's next `Keep`, made after this one had something buried (K1).
     next: OnceLock<Arc<Keep>>,
 }
@@ -81,10 +81,10 @@ impl Keeper {
         current.clone()
     }
 
-    /// Keeps `values`, just taken out of the family table, in the current `Keep` (K2).
-    pub(crate) fn bury(&self, values: PackedValues) {
+    /// Keeps `text`, just taken out of the family table, in the current `Keep` (K2).
+    pub(crate) fn bury(&self, text: Text) {
         let current = lock(&self.current);
-        lock(&current.buried).push(values);
+        lock(&current.buried).push(text);
     }
 
     /// How many values the current `Keep` holds: for tests.
@@ -182,14 +182,14 @@ mod tests {
             Arc::ptr_eq(&a, &keeper.for_harvest()),
             "nothing buried: the same"
         );
-        keeper.bury(crate::labels::PackedValues::new(&["x"]));
+        keeper.bury(Text::new("x"));
         assert_eq!(keeper.buried_now(), 1);
         let b = keeper.for_harvest();
         assert!(!Arc::ptr_eq(&a, &b));
         assert!(Arc::ptr_eq(a.next.get().expect("linked"), &b));
         assert_eq!(keeper.buried_now(), 0);
         for i in 0..100_000 {
-            keeper.bury(crate::labels::PackedValues::new(&[&i.to_string()]));
+            keeper.bury(Text::new(&i.to_string()));
             drop(keeper.for_harvest());
         }
         drop(keeper);

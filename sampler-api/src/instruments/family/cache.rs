@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering::Acquire;
 
 use super::table::OVERFLOW;
 use super::FamilyInner;
-use crate::labels::PackedValues;
+use crate::labels::{pack_into, packed_matches};
 use crate::lifecycle::{board, LeaseTable, Pin, SINK};
 
 /// Lines of a new cache, and of every grown one at most. A set holds `WAYS` lines.
@@ -48,14 +48,16 @@ pub(crate) struct Found {
     _pin: Option<Pin<'static>>,
 }
 
-/// A line keyed by the hash of the contents, owning a copy of them for confirmation (a clone of
-/// the entry's values: one allocation per series, whatever the number of threads).
+/// A line keyed by the hash of the contents, owning a copy of them for confirmation, packed
+/// (`pack_into`) into a buffer the line keeps and refills: a line taken over by another series
+/// allocates only when the new values need more room, and no thread writes a reference count
+/// another thread's cache shares.
 struct CacheLine {
     family: u32,
     epoch: u32,
     entry: u32,
     slot: u32,
-    values: Option<PackedValues>,
+    values: Vec<u8>,
 }
 
 const EMPTY_LINE: CacheLine = CacheLine {
@@ -63,7 +65,7 @@ const EMPTY_LINE: CacheLine = CacheLine {
     epoch: 0,
     entry: 0,
     slot: 0,
-    values: None,
+    values: Vec::new(),
 };
 
 /// A line keyed by where the caller's strings are (and the family), linking to a content line.
@@ -130,12 +132,8 @@ impl Cache {
     #[inline(always)]
     fn confirm(&self, i: usize, family: u32, epoch: u32, values: &[&str]) -> Option<(u32, u32)> {
         let line = self.lines.get(i)?;
-        if line.family == family && line.epoch == epoch {
-            if let Some(p) = &line.values {
-                if p.matches(values) {
-                    return Some((line.entry, line.slot));
-                }
-            }
+        if line.family == family && line.epoch == epoch && packed_matches(&line.values, values) {
+            return Some((line.entry, line.slot));
         }
         None
     }
@@ -330,7 +328,6 @@ impl FamilyInner {
         #[cfg(test)]
         tests::SLOW.with(|n| n.set(n.get() + 1));
         let kind = self.kind();
-        let mut old = None;
         let mut old_cache = None;
         let cached = CACHE
             .try_with(|c| {
@@ -361,36 +358,32 @@ impl FamilyInner {
                 c.lines[i].family = 0;
                 let leases = c.leases;
                 let mut live = 0;
-                let (entry, slot, packed, created) =
-                    self.find_or_insert(values, hash, |t, _, slot| {
-                        leases.set(i, kind, slot);
-                        live = t.live;
-                    });
+                let (entry, slot, created) = self.find_or_insert(values, hash, |t, _, slot| {
+                    leases.set(i, kind, slot);
+                    live = t.live;
+                });
                 if !created {
                     c.misses += 1;
                     c.want = c.want.max(live.saturating_add(live / 4));
                 }
-                let line = CacheLine {
-                    family: self.id,
-                    epoch,
-                    entry,
-                    slot,
-                    values: Some(packed.unwrap_or_else(|| PackedValues::new(values))),
-                };
-                old = Some(std::mem::replace(&mut c.lines[i], line));
+                // The line's buffer is refilled; growing it may allocate, and a lookup from
+                // inside the allocator finds the cache busy (see above).
+                let line = &mut c.lines[i];
+                pack_into(&mut line.values, values);
+                (line.entry, line.slot, line.epoch) = (entry, slot, epoch);
+                line.family = self.id;
                 Some((i, slot))
             })
             .ok()
             .flatten();
-        // The replaced line (and cache) are dropped after the borrow ends: dropping their
-        // values may free memory, and a global allocator may record metrics (see `lookup`).
-        drop(old);
+        // A replaced cache is dropped after the borrow ends: dropping its lines frees memory,
+        // and a global allocator may record metrics (see `lookup`).
         drop(old_cache);
         match cached {
             Some((i, slot)) => (Some(i), Found { slot, _pin: None }),
             None => {
                 let pin = board().pin();
-                let (_, slot, _, _) = self.find_or_insert(values, hash, |_, _, _| {});
+                let (_, slot, _) = self.find_or_insert(values, hash, |_, _, _| {});
                 (
                     None,
                     Found {

@@ -8,13 +8,14 @@ use std::time::Duration;
 use super::table::Entry;
 use super::FamilyInner;
 use crate::local::lock;
-use crate::snapshot::{SeriesId, Value};
+use crate::snapshot::Value;
 
 /// What idle expiry remembers of one entry between harvests.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Idle {
-    /// The series seen; another id means the entry number was reused.
-    id: Option<SeriesId>,
+    /// The series seen (its `Entry::born`; 0: none); another means the entry number was
+    /// reused.
+    born: u64,
     /// The reading seen last (a counter's total, a gauge's bits, a timing's count).
     last: u64,
     /// Harvests in a row without change.
@@ -45,9 +46,9 @@ impl<'a> Expiry<'a> {
             self.idle.resize(e as usize + 1, Idle::default());
         }
         let st = &mut self.idle[e as usize];
-        if st.id != Some(entry.id) || st.last != key {
+        if st.born != entry.born || st.last != key {
             *st = Idle {
-                id: Some(entry.id),
+                born: entry.born,
                 last: key,
                 harvests: 0,
             };
@@ -67,16 +68,17 @@ fn value_key(v: &Value) -> u64 {
 }
 
 impl FamilyInner {
-    /// Removes the `expired` entries that still no handle holds.
-    pub(super) fn expire(&self, expired: Vec<u32>) {
+    /// Removes the `expired` series (entry number and `born`) that are still there and that
+    /// still no handle holds.
+    pub(super) fn expire(&self, expired: Vec<(u32, u64)>) {
         let mut t = self.write();
-        for e in expired {
-            // Check again under the write lock: a handle may have been taken meanwhile.
-            if t.entry(e).handles.load(Acquire) == 0 {
-                if let Some(p) = t.entry(e).values.clone() {
-                    let hash = self.hash_packed(&p);
-                    self.unlink(&mut t, e, hash);
-                }
+        for (e, born) in expired {
+            // Check again under the write lock: a handle may have been taken meanwhile, or
+            // the series removed (and its entry number reused by another).
+            let entry = t.entry(e);
+            if entry.born == born && entry.handles.load(Acquire) == 0 {
+                let hash = t.hash_entry(e);
+                self.unlink(&mut t, e, hash);
             }
         }
     }

@@ -22,10 +22,8 @@ mod table;
 mod wrong_count;
 
 use std::borrow::Cow;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use options::{FamilyOptions, DEFAULT_LIMIT};
 use table::{Entry, Table, OVERFLOW};
@@ -34,7 +32,7 @@ use wrong_count::WRONG_COUNT;
 use crate::descriptor::{Descriptor, Kind};
 use crate::event::{emit, Event};
 use crate::family_error::{FamilyError, LabelError};
-use crate::labels::{LabelKeys, Labels, PackedValues};
+use crate::labels::{LabelKeys, Labels};
 use crate::lifecycle::{free_slot, slots, Retired, SINK};
 use crate::registry::Registry;
 use crate::snapshot::{Keeper, SeriesId};
@@ -71,12 +69,6 @@ fn is_series(entry: u32) -> bool {
     entry != OVERFLOW && entry != WRONG_COUNT
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl FamilyInner {
     /// A family, and the first mistake in its definition if it has one (it is then made all
     /// the same: it records, and its harvest rejects it).
@@ -98,6 +90,7 @@ impl FamilyInner {
             )
             .with_divisor(descriptor.divisor()),
         );
+        let hasher = foldhash::fast::RandomState::default();
         let family = FamilyInner {
             id: NEXT.fetch_add(1, Relaxed),
             descriptor,
@@ -109,9 +102,9 @@ impl FamilyInner {
             overflow_labels: Labels::with_keys(vec![Cow::Borrowed("overflow")].into(), &["true"]),
             options,
             valid,
-            hasher: foldhash::fast::RandomState::default(),
             epoch: AtomicU32::new(0),
-            table: RwLock::new(Table::default()),
+            table: RwLock::new(Table::new(keys.len(), hasher)),
+            hasher,
             overflow_hits: AtomicU64::new(0),
             wrong_counts: AtomicU64::new(0),
             wrong_count_said: AtomicBool::new(false),
@@ -185,36 +178,19 @@ impl FamilyInner {
 
     #[inline]
     fn hash(&self, values: &[&str]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for v in values {
-            h.write_usize(v.len());
-            h.write(v.as_bytes());
-        }
-        h.finish()
+        Table::hash_values(&self.hasher, values.iter().copied())
     }
 
-    fn hash_packed(&self, p: &PackedValues) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for i in 0..self.keys.len() {
-            let v = p.get(i);
-            h.write_usize(v.len());
-            h.write(v.as_bytes());
-        }
-        h.finish()
-    }
-
-    fn new_entry(&self, values: Option<PackedValues>, slot: u32) -> Entry {
+    fn new_entry(&self, slot: u32) -> Entry {
         Entry {
-            values,
             slot,
             handles: AtomicU32::new(0),
-            id: SeriesId::next(),
-            start_nanos: now_nanos(),
+            born: SeriesId::next().get(),
         }
     }
 
-    /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot, values,
-    /// created)`, the values a copy of the entry's, `None` for the overflow series. Values of
+    /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot,
+    /// created)`. Values of
     /// the wrong count find no entry: `WRONG_COUNT` and the sink, which no harvest reads.
     /// `found` runs while the table's lock is still held when the entry is a label set's (so
     /// that no removal can come between the lookup and what `found` does: take a handle, or a
@@ -224,41 +200,39 @@ impl FamilyInner {
         values: &[&str],
         hash: u64,
         found: impl FnOnce(&Table, u32, u32),
-    ) -> (u32, u32, Option<PackedValues>, bool) {
+    ) -> (u32, u32, bool) {
         if values.len() != self.keys.len() {
             self.wrong_count(values.len());
             found(&self.read(), WRONG_COUNT, SINK);
-            return (WRONG_COUNT, SINK, None, false);
+            return (WRONG_COUNT, SINK, false);
         }
         {
             let t = self.read();
             if let Some(e) = t.find(hash, values) {
-                let entry = t.entry(e);
-                found(&t, e, entry.slot);
-                return (e, entry.slot, entry.values.clone(), false);
+                let slot = t.entry(e).slot;
+                found(&t, e, slot);
+                return (e, slot, false);
             }
         }
         {
             let mut t = self.write();
             if let Some(e) = t.find(hash, values) {
-                let entry = t.entry(e);
-                found(&t, e, entry.slot);
-                return (e, entry.slot, entry.values.clone(), false);
+                let slot = t.entry(e).slot;
+                found(&t, e, slot);
+                return (e, slot, false);
             }
             if t.live < self.options.limit {
                 if let Some(slot) = slots(self.kind()).alloc() {
-                    let packed = PackedValues::new(values);
-                    let e = t.push(self.new_entry(Some(packed.clone()), slot));
-                    t.link(hash, e, |p| self.hash_packed(p));
+                    let e = t.insert(hash, values, self.new_entry(slot));
                     found(&t, e, slot);
-                    return (e, slot, Some(packed), true);
+                    return (e, slot, true);
                 }
             }
         }
         self.count_overflow();
         let slot = self.overflow_slot();
         found(&self.read(), OVERFLOW, slot);
-        (OVERFLOW, slot, None, false)
+        (OVERFLOW, slot, false)
     }
 
     fn count_overflow(&self) {
@@ -269,7 +243,7 @@ impl FamilyInner {
     /// table's lock, so no removal comes between): for `Handle::new`.
     pub(crate) fn get(&self, values: &[&str]) -> (u32, u32) {
         let hash = self.hash(values);
-        let (entry, slot, _, _) = self.find_or_insert(values, hash, |t, e, _| {
+        let (entry, slot, _) = self.find_or_insert(values, hash, |t, e, _| {
             if is_series(e) {
                 t.entry(e).handles.fetch_add(1, Relaxed);
             }
@@ -306,10 +280,7 @@ impl FamilyInner {
 
     /// Takes entry `e` out of the table (write-locked: `t`) and retires its slot.
     fn unlink(&self, t: &mut Table, e: u32, hash: u64) {
-        let (slot, values) = t.unlink(hash, e);
-        if let Some(values) = values {
-            self.keeper.bury(values);
-        }
+        let slot = t.unlink(hash, e, |text| self.keeper.bury(text));
         self.epoch.fetch_add(1, Release);
         self.retired.push(slot);
     }
@@ -328,15 +299,16 @@ impl Drop for FamilyInner {
         // naming it are never hit again (family ids are not reused): every slot is freed now.
         let kind = self.kind();
         let t = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Live label sets and the overflow series (removed entries' slots were retired).
         let slots: Vec<u32> = t
-            .iter()
-            .filter(|(e, entry)| entry.values.is_some() || t.overflow == Some(*e))
+            .entries()
+            .filter(|(_, entry)| entry.born != 0)
             .map(|(_, entry)| entry.slot)
             .chain(self.retired.take_all())
             .collect();
         // Snapshots may outlive the family: its label values go where they can keep them.
-        for values in t.take_values() {
-            self.keeper.bury(values);
+        for text in t.take_texts() {
+            self.keeper.bury(text);
         }
         for slot in slots {
             free_slot(kind, slot);

@@ -20,8 +20,7 @@ impl FamilyInner {
         }
         match slots(self.kind()).alloc() {
             Some(slot) => {
-                let e = t.push(self.new_entry(None, slot));
-                t.overflow = Some(e);
+                t.push_overflow(self.new_entry(slot));
                 drop(t);
                 // Said once per family: the overflow series is made once.
                 crate::event::emit(crate::event::Event::FamilyFull {

@@ -9,7 +9,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::lifecycle::{board, free_slot};
 use crate::local::{self, Reader};
 use crate::sampler::{Sampler, Writer};
-use crate::snapshot::Value;
+use crate::snapshot::{SeriesId, Value};
 
 impl FamilyInner {
     fn read_value(
@@ -54,26 +54,23 @@ impl Sampler for FamilyInner {
             let keys = Some(&self.keys).filter(|k| !k.is_empty());
             // Under the table's read lock, so no removal buries anything during the harvest.
             let mut rows = out.rows(&self.descriptor, keys, t.live, self.keeper.for_harvest());
-            for (e, entry) in t.iter() {
-                let Some(values) = entry.values.as_ref() else {
-                    continue;
-                };
+            for (e, entry, ids) in t.label_sets() {
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
                 if let Some(x) = expiry.as_mut() {
                     if x.expired(e, entry, &value) {
-                        expired.push(e);
+                        expired.push((e, entry.born));
                         continue;
                     }
                 }
-                let values = keys.and(Some(values));
-                rows.push(entry.id, values, entry.start_nanos, value);
+                rows.push(entry.born, ids.iter().map(|&id| t.text_ptr(id)), value);
             }
             // The overflow series after the label sets (spec/sampler-api.md, "Order").
             if let Some(e) = t.overflow {
                 let entry = t.entry(e);
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
                 let labels = &self.overflow_labels;
-                out.row(entry.id, &self.descriptor, labels, entry.start_nanos, value);
+                let id = SeriesId::from_u64(entry.born);
+                out.row(id, &self.descriptor, labels, entry.born, value);
             }
         }
         drop(timing);

@@ -1,34 +1,41 @@
 //! A family's table: its entries (one per label set, plus the overflow series) in chunks that
-//! never move, and the index from label values to entries.
+//! never move, each entry's label values as numbers into the family's distinct values (each
+//! value kept once, however many label sets use it), and the index from label values to
+//! entries.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU32;
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-use crate::labels::PackedValues;
-use crate::snapshot::SeriesId;
+use crate::labels::{Text, TextPtr};
 
 /// The entry number lookups give for the overflow series (which no handle count covers: it
 /// lives as long as its family).
 pub(crate) const OVERFLOW: u32 = u32::MAX;
 
 pub(crate) struct Entry {
-    /// `None` once removed (the entry number waits for reuse), and for the overflow series.
-    pub(super) values: Option<PackedValues>,
     pub(super) slot: u32,
     /// Handles to this entry; taken and checked only under the table's lock (see `lifecycle`).
     pub(super) handles: AtomicU32,
-    pub(super) id: SeriesId,
-    pub(super) start_nanos: u64,
+    /// The series' `SeriesId` and start time in one (see `SeriesId`); 0 once removed (the
+    /// entry number waits for reuse).
+    pub(super) born: u64,
 }
 
 const ENTRY_CHUNK: usize = 1024;
 
-#[derive(Default)]
 pub(super) struct Table {
+    /// Label values per entry.
+    width: usize,
+    hasher: RandomState,
     index: HashTable<u32>,
     /// Entries in chunks of `ENTRY_CHUNK`, so growth never copies or over-allocates much.
     chunks: Vec<Vec<Entry>>,
+    /// Each entry's value numbers (`width` of them), in chunks beside `chunks`.
+    ids: Vec<Vec<u32>>,
+    values: Values,
     free: Vec<u32>,
     /// Label sets present (the overflow series aside).
     pub(super) live: usize,
@@ -36,30 +43,94 @@ pub(super) struct Table {
     pub(super) overflow: Option<u32>,
 }
 
+/// A family's distinct label values, each kept once and numbered, with how many entries name
+/// it. A value no entry names any more leaves (for the family's `Keep`, see `unlink`) and its
+/// number is reused.
+#[derive(Default)]
+struct Values {
+    index: HashTable<u32>,
+    texts: Vec<Option<Text>>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+}
+
 impl Table {
+    /// An empty table for label sets of `width` values, hashed with `hasher` (the family's).
+    pub(super) fn new(width: usize, hasher: RandomState) -> Self {
+        Table {
+            width,
+            hasher,
+            index: HashTable::new(),
+            chunks: Vec::new(),
+            ids: Vec::new(),
+            values: Values::default(),
+            free: Vec::new(),
+            live: 0,
+            overflow: None,
+        }
+    }
+
+    /// The hash the index keeps label values under (`FamilyInner::hash` is the same).
+    pub(super) fn hash_values<'a>(
+        hasher: &RandomState,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> u64 {
+        let mut h = hasher.build_hasher();
+        for v in values {
+            h.write_usize(v.len());
+            h.write(v.as_bytes());
+        }
+        h.finish()
+    }
+
     pub(super) fn entry(&self, e: u32) -> &Entry {
         &self.chunks[e as usize / ENTRY_CHUNK][e as usize % ENTRY_CHUNK]
     }
 
-    fn entry_mut(&mut self, e: u32) -> &mut Entry {
-        &mut self.chunks[e as usize / ENTRY_CHUNK][e as usize % ENTRY_CHUNK]
+    /// Entry `e`'s value numbers.
+    #[inline]
+    pub(super) fn ids(&self, e: u32) -> &[u32] {
+        let at = e as usize % ENTRY_CHUNK * self.width;
+        match self.ids.get(e as usize / ENTRY_CHUNK) {
+            Some(chunk) => &chunk[at..at + self.width],
+            None => &[],
+        }
     }
 
-    /// Stores `entry` (in a free entry number if there is one) and returns its number.
-    pub(super) fn push(&mut self, entry: Entry) -> u32 {
-        if let Some(e) = self.free.pop() {
-            *self.entry_mut(e) = entry;
-            return e;
-        }
-        if self.chunks.last().map_or(true, |c| c.len() == ENTRY_CHUNK) {
-            self.chunks.push(Vec::with_capacity(ENTRY_CHUNK));
-        }
-        let n = (self.chunks.len() - 1) * ENTRY_CHUNK + self.chunks.last().map_or(0, |c| c.len());
-        self.chunks.last_mut().expect("chunk").push(entry);
-        n as u32
+    /// The value numbered `id`, which an entry names.
+    fn text(&self, id: u32) -> &Text {
+        self.values.texts[id as usize]
+            .as_ref()
+            .expect("a value an entry names")
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
+    /// Where the value numbered `id` is, for a snapshot (which keeps it alive past the table:
+    /// see `unlink` and `snapshot::keep`).
+    #[inline]
+    pub(super) fn text_ptr(&self, id: u32) -> TextPtr {
+        self.text(id).ptr()
+    }
+
+    /// Entry `e`'s label values.
+    fn strs(&self, e: u32) -> impl Iterator<Item = &str> {
+        self.ids(e).iter().map(|&id| self.text(id).as_str())
+    }
+
+    /// The hash of entry `e`'s label values.
+    pub(super) fn hash_entry(&self, e: u32) -> u64 {
+        Self::hash_values(&self.hasher, self.strs(e))
+    }
+
+    /// The label sets present: number, entry and value numbers of each.
+    pub(super) fn label_sets(&self) -> impl Iterator<Item = (u32, &Entry, &[u32])> {
+        let overflow = self.overflow.unwrap_or(u32::MAX);
+        self.entries()
+            .filter(move |&(e, entry)| entry.born != 0 && e != overflow)
+            .map(|(e, entry)| (e, entry, self.ids(e)))
+    }
+
+    /// Every entry, removed ones included.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (u32, &Entry)> {
         self.chunks
             .iter()
             .flatten()
@@ -67,49 +138,241 @@ impl Table {
             .map(|(i, e)| (i as u32, e))
     }
 
-    /// The entry holding exactly `values`, whose hash is `hash`.
+    /// The label set holding exactly `values` (one per key), whose hash is `hash`.
     pub(super) fn find(&self, hash: u64, values: &[&str]) -> Option<u32> {
         self.index
-            .find(hash, |&e| {
-                self.entry(e)
-                    .values
-                    .as_ref()
-                    .is_some_and(|p| p.matches(values))
-            })
+            .find(hash, |&e| self.strs(e).eq(values.iter().copied()))
             .copied()
     }
 
-    /// Indexes entry `e` (just pushed) under `hash`; `rehash` gives the hash of other entries'
-    /// values when the index grows.
-    pub(super) fn link(&mut self, hash: u64, e: u32, rehash: impl Fn(&PackedValues) -> u64) {
-        let Table { index, chunks, .. } = self;
-        index.insert_unique(hash, e, |&x| {
-            let entry = &chunks[x as usize / ENTRY_CHUNK][x as usize % ENTRY_CHUNK];
-            entry.values.as_ref().map_or(0, &rehash)
-        });
-        self.live += 1;
+    /// Stores `entry` (in a free entry number if there is one) with value numbers `ids` (none
+    /// for the overflow series) and returns its number.
+    fn push(&mut self, entry: Entry, ids: &[u32]) -> u32 {
+        let e = match self.free.pop() {
+            Some(e) => {
+                let (c, i) = (e as usize / ENTRY_CHUNK, e as usize % ENTRY_CHUNK);
+                self.chunks[c][i] = entry;
+                e
+            }
+            None => {
+                if self.chunks.last().map_or(true, |c| c.len() == ENTRY_CHUNK) {
+                    self.chunks.push(Vec::with_capacity(ENTRY_CHUNK));
+                    if self.width > 0 {
+                        self.ids.push(vec![0; ENTRY_CHUNK * self.width]);
+                    }
+                }
+                let full = (self.chunks.len() - 1) * ENTRY_CHUNK;
+                let last = self.chunks.last_mut().expect("a chunk");
+                last.push(entry);
+                (full + last.len() - 1) as u32
+            }
+        };
+        if let Some(chunk) = self.ids.get_mut(e as usize / ENTRY_CHUNK) {
+            let at = e as usize % ENTRY_CHUNK * self.width;
+            chunk[at..at + self.width].copy_from_slice(ids);
+        }
+        e
     }
 
-    /// Takes entry `e` (indexed under `hash`) out: no lookup finds it from now on, and its
-    /// number may be reused. Returns its slot, which the caller retires, and its label values,
-    /// which the caller keeps while snapshots may name them.
-    pub(super) fn unlink(&mut self, hash: u64, e: u32) -> (u32, Option<PackedValues>) {
+    /// Stores the overflow series' entry (which names no values) and returns its number.
+    pub(super) fn push_overflow(&mut self, entry: Entry) -> u32 {
+        let e = self.push(entry, &vec![0; self.width]);
+        self.overflow = Some(e);
+        e
+    }
+
+    /// Stores `entry` as the label set `values` (one per key, not present yet), whose hash is
+    /// `hash`, and returns its number.
+    pub(super) fn insert(&mut self, hash: u64, values: &[&str], entry: Entry) -> u32 {
+        let ids: Vec<u32> = values
+            .iter()
+            .map(|v| self.values.intern(&self.hasher, v))
+            .collect();
+        let e = self.push(entry, &ids);
+        let Table {
+            index,
+            ids,
+            values,
+            hasher,
+            width,
+            ..
+        } = self;
+        index.insert_unique(hash, e, |&x| {
+            let at = x as usize % ENTRY_CHUNK * *width;
+            let of = &ids[x as usize / ENTRY_CHUNK][at..at + *width];
+            Self::hash_values(hasher, of.iter().map(|&id| values.str(id)))
+        });
+        self.live += 1;
+        e
+    }
+
+    /// Takes label set `e` (indexed under `hash`) out: no lookup finds it from now on, and its
+    /// number may be reused. Returns its slot, which the caller retires; each of its values
+    /// that no other label set names leaves through `bury`, which keeps it while snapshots
+    /// may name it.
+    pub(super) fn unlink(&mut self, hash: u64, e: u32, mut bury: impl FnMut(Text)) -> u32 {
         if let Ok(found) = self.index.find_entry(hash, |&x| x == e) {
             found.remove();
         }
-        let entry = self.entry_mut(e);
-        let values = entry.values.take();
+        let (c, i) = (e as usize / ENTRY_CHUNK, e as usize % ENTRY_CHUNK);
+        let entry = &mut self.chunks[c][i];
+        entry.born = 0;
         let slot = entry.slot;
+        if let Some(chunk) = self.ids.get(c) {
+            for &id in &chunk[i * self.width..(i + 1) * self.width] {
+                if let Some(text) = self.values.release(&self.hasher, id) {
+                    bury(text);
+                }
+            }
+        }
         self.free.push(e);
         self.live -= 1;
-        (slot, values)
+        slot
     }
 
-    /// Takes every entry's label values out (the family is being dropped).
-    pub(super) fn take_values(&mut self) -> impl Iterator<Item = PackedValues> + '_ {
-        self.chunks
-            .iter_mut()
-            .flatten()
-            .filter_map(|e| e.values.take())
+    /// Takes every value out (the family is being dropped).
+    pub(super) fn take_texts(&mut self) -> impl Iterator<Item = Text> + '_ {
+        self.values.index.clear();
+        self.values.texts.iter_mut().filter_map(Option::take)
+    }
+}
+
+impl Values {
+    fn str(&self, id: u32) -> &str {
+        self.texts[id as usize].as_ref().map_or("", |t| t.as_str())
+    }
+
+    fn hash(hasher: &RandomState, v: &str) -> u64 {
+        Table::hash_values(hasher, [v])
+    }
+
+    /// The number of `v`, made if new, named by one more entry.
+    fn intern(&mut self, hasher: &RandomState, v: &str) -> u32 {
+        let hash = Self::hash(hasher, v);
+        let Values {
+            index,
+            texts,
+            refs,
+            free,
+        } = self;
+        let text = |id: u32| texts[id as usize].as_ref().map_or("", |t| t.as_str());
+        if let Some(&id) = index.find(hash, |&id| text(id) == v) {
+            refs[id as usize] += 1;
+            return id;
+        }
+        let id = match free.pop() {
+            Some(id) => id,
+            None => {
+                texts.push(None);
+                refs.push(0);
+                (texts.len() - 1) as u32
+            }
+        };
+        texts[id as usize] = Some(Text::new(v));
+        refs[id as usize] = 1;
+        index.insert_unique(hash, id, |&x| {
+            Self::hash(
+                hasher,
+                texts[x as usize].as_ref().map_or("", |t| t.as_str()),
+            )
+        });
+        id
+    }
+
+    /// One entry fewer names value `id`: if none does any more, the value leaves (returned)
+    /// and its number is free.
+    fn release(&mut self, hasher: &RandomState, id: u32) -> Option<Text> {
+        let refs = &mut self.refs[id as usize];
+        *refs -= 1;
+        if *refs > 0 {
+            return None;
+        }
+        let hash = Self::hash(hasher, self.str(id));
+        if let Ok(found) = self.index.find_entry(hash, |&x| x == id) {
+            found.remove();
+        }
+        self.free.push(id);
+        self.texts[id as usize].take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(born: u64) -> Entry {
+        Entry {
+            slot: born as u32,
+            handles: AtomicU32::new(0),
+            born,
+        }
+    }
+
+    fn hash(t: &Table, values: &[&str]) -> u64 {
+        Table::hash_values(&t.hasher, values.iter().copied())
+    }
+
+    /// Values are kept once however many label sets name them, leave when the last one
+    /// goes, and their numbers and the entries' numbers are reused.
+    #[test]
+    fn values_are_kept_once_and_leave_with_their_last_label_set() {
+        let mut t = Table::new(2, RandomState::default());
+        let sets: Vec<[String; 2]> = (0..3000)
+            .map(|i| [format!("svc{}", i % 7), format!("/route/{i}")])
+            .collect();
+        for (i, [a, b]) in sets.iter().enumerate() {
+            let v = [a.as_str(), b.as_str()];
+            assert_eq!(t.find(hash(&t, &v), &v), None);
+            let e = t.insert(hash(&t, &v), &v, entry(i as u64 + 1));
+            assert_eq!(e, i as u32);
+        }
+        assert_eq!(t.values.index.len(), 7 + 3000);
+        for (i, [a, b]) in sets.iter().enumerate() {
+            let v = [a.as_str(), b.as_str()];
+            assert_eq!(t.find(hash(&t, &v), &v), Some(i as u32));
+            assert_eq!(t.strs(i as u32).collect::<Vec<_>>(), v);
+            assert_eq!(t.hash_entry(i as u32), hash(&t, &v));
+        }
+        // Every label set of svc3 goes: svc3 leaves with the last of them.
+        let mut buried = Vec::new();
+        for (i, [a, b]) in sets.iter().enumerate().filter(|(i, _)| i % 7 == 3) {
+            let v = [a.as_str(), b.as_str()];
+            let slot = t.unlink(hash(&t, &v), i as u32, |text| {
+                buried.push(text.as_str().to_owned())
+            });
+            assert_eq!(slot, i as u32 + 1);
+        }
+        let gone = (0..sets.len()).filter(|i| i % 7 == 3).count();
+        // Each route went with its label set, svc3 with the last of them (before its route).
+        assert_eq!(buried.len(), gone + 1);
+        assert_eq!(buried.iter().filter(|b| b.starts_with("svc")).count(), 1);
+        assert_eq!(buried[buried.len() - 2], "svc3");
+        assert_eq!(t.live, 3000 - gone);
+        assert_eq!(t.label_sets().count(), 3000 - gone);
+        // New label sets take the free numbers, and find each other again.
+        let v = ["svc3", "/again"];
+        let e = t.insert(hash(&t, &v), &v, entry(9999));
+        assert_eq!(e % 7, 3, "a free entry number is reused");
+        assert_eq!(t.find(hash(&t, &v), &v), Some(e));
+        assert_eq!(t.values.index.len(), 7 + 3000 - gone + 1);
+        for (i, [a, b]) in sets.iter().enumerate().filter(|(i, _)| i % 7 != 3) {
+            let v = [a.as_str(), b.as_str()];
+            assert_eq!(t.find(hash(&t, &v), &v), Some(i as u32));
+        }
+        // The overflow series names no value and is no label set.
+        let o = t.push_overflow(entry(10_000));
+        assert!(t.label_sets().all(|(e, _, _)| e != o));
+        assert_eq!(t.take_texts().count(), 7 + 3000 - gone + 1);
+    }
+
+    /// A family with no keys: one entry, no values.
+    #[test]
+    fn a_table_without_keys_holds_its_one_series() {
+        let mut t = Table::new(0, RandomState::default());
+        let e = t.insert(hash(&t, &[]), &[], entry(1));
+        assert_eq!(t.find(hash(&t, &[]), &[]), Some(e));
+        assert!(t.ids(e).is_empty());
+        assert_eq!(t.unlink(hash(&t, &[]), e, |_| panic!("no values")), 1);
+        assert_eq!(t.find(hash(&t, &[]), &[]), None);
     }
 }
