@@ -171,8 +171,12 @@ pub struct LabelsRef<'a> {
 enum Values<'a> {
     /// Bytes laid out as [`PackedValues`] lays them out (a copy of one, whole).
     Packed(&'a [u8]),
-    /// One text per key, each alive for `'a` (`LabelsRef::from_texts`).
-    Texts(&'a [TextPtr]),
+    /// One number per key into `texts`, where the values are, each alive for `'a`
+    /// (`LabelsRef::from_texts`).
+    Texts {
+        ids: &'a [u32],
+        texts: &'a [TextPtr],
+    },
 }
 
 impl<'a> LabelsRef<'a> {
@@ -191,16 +195,18 @@ impl<'a> LabelsRef<'a> {
         }
     }
 
-    /// A view of `keys` and one value per key, `texts[i]` the value of `keys[i]`.
+    /// A view of `keys` and one value per key: `texts[ids[i]]` is the value of `keys[i]`.
     ///
     /// # Safety
-    /// Every `Text` that `texts` points at lives for `'a`, and `texts` holds at least
-    /// `keys.len()` of them.
-    pub(crate) unsafe fn from_texts(keys: &'a LabelKeys, texts: &'a [TextPtr]) -> Self {
-        debug_assert!(texts.len() >= keys.len());
+    /// For every `i < keys.len()`, `texts[ids[i]]` points at a `Text` that lives for `'a`.
+    pub(crate) unsafe fn from_texts(
+        keys: &'a LabelKeys,
+        ids: &'a [u32],
+        texts: &'a [TextPtr],
+    ) -> Self {
         LabelsRef {
             keys: Some(keys),
-            values: Values::Texts(texts),
+            values: Values::Texts { ids, texts },
         }
     }
 
@@ -233,9 +239,12 @@ impl<'a> LabelsRef<'a> {
         }
         match self.values {
             Values::Packed(bytes) => packed_get(bytes, i),
-            // SAFETY: `i < len()`, which `from_texts`' caller made at most `texts.len()`, and
-            // that caller keeps every text alive for `'a`.
-            Values::Texts(texts) => unsafe { texts.get_unchecked(i).get() },
+            Values::Texts { ids, texts } => match ids.get(i).and_then(|&n| texts.get(n as usize)) {
+                // SAFETY: `i < len()`, and `from_texts`' caller keeps the text of each key's
+                // number alive for `'a`.
+                Some(t) => unsafe { t.get() },
+                None => "",
+            },
         }
     }
 
@@ -254,7 +263,7 @@ impl<'a> LabelsRef<'a> {
             Some(keys) if !keys.is_empty() => {
                 let values = match self.values {
                     Values::Packed(bytes) => PackedValues(Arc::from(bytes)),
-                    Values::Texts(_) => {
+                    Values::Texts { .. } => {
                         let values: Vec<&str> = (0..keys.len()).map(|i| self.value(i)).collect();
                         PackedValues::new(&values)
                     }

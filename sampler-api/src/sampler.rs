@@ -10,7 +10,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::distribution::Distribution;
 use crate::labels::LabelKeys;
 use crate::labels::Labels;
-use crate::snapshot::{unix_nanos, BlockRows, Keep, SeriesBuf, SeriesId, Value};
+use crate::snapshot::{unix_nanos, BlockRows, Keep, SeriesBuf, SeriesId, TableLabels, Value};
 
 /// A source of readings, polled once per harvest.
 ///
@@ -239,8 +239,9 @@ impl<'a> Writer<'a> {
         keys: Option<&LabelKeys>,
         rows: usize,
         kept: Arc<Keep>,
+        labels: TableLabels<'_>,
     ) -> BlockRows<'_> {
-        self.out.rows(descriptor, keys, rows, kept)
+        self.out.rows(descriptor, keys, rows, kept, labels)
     }
 
     /// Appends a series that already carries its identity (a family's overflow series, which

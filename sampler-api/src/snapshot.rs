@@ -12,7 +12,7 @@ use crate::labels::{Labels, LabelsRef};
 mod blocks;
 mod keep;
 
-pub(crate) use blocks::{unix_nanos, BlockRows, SeriesBuf};
+pub(crate) use blocks::{unix_nanos, BlockRows, SeriesBuf, TableLabels};
 use blocks::{Block, Row};
 pub(crate) use keep::{Keep, Keeper};
 

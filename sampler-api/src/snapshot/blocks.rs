@@ -1,7 +1,8 @@
 //! Where a snapshot's series are: blocks of series of one metric and key set, written by the
 //! harvest (`SeriesBuf`). A family's block names its rows' label values where the family
-//! keeps them, one `TextPtr` per value (`BlockRows`, and `keep` for why that is sound); any
-//! other block copies them into one buffer of its own.
+//! keeps them: it copies the family's value numbers of every entry and where each numbered
+//! value is (`BlockRows`, and `keep` for why that is sound), a copy made in bulk, not per
+//! series; any other block copies the values into one buffer of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use crate::local::lock;
 
 /// Series of one metric that follow one another: one descriptor, one set of keys, and the
 /// label values of every row either in one buffer (`values`) or, for a family's block, named
-/// where the family keeps them (`texts`, alive while `kept` is: see `keep`).
+/// where the family keeps them (`ids` and `texts`, alive while `kept` is: see `keep`).
 #[derive(Clone)]
 pub(super) struct Block {
     pub(super) descriptor: Arc<Descriptor>,
@@ -22,8 +23,10 @@ pub(super) struct Block {
     /// Each row's label values, laid out as `PackedValues` lays them out, one after another
     /// (empty in a block with `kept`).
     pub(super) values: Vec<u8>,
-    /// For a family's block: each row's label values, one per key, where the family keeps
-    /// them.
+    /// For a family's block: the family's value numbers of every entry (one per key), as the
+    /// family table had them at the harvest.
+    pub(super) ids: Vec<u32>,
+    /// For a family's block: where each numbered value is (stale for numbers no row names).
     pub(super) texts: Vec<TextPtr>,
     /// For a family's block: what keeps alive the label values `texts` names.
     pub(super) kept: Option<Arc<Keep>>,
@@ -41,7 +44,7 @@ pub(super) struct Row {
     pub(super) start_nanos: u64,
     pub(super) value: Value,
     /// Where this row's label values start: an offset into its block's `values`, or, in a
-    /// block with `kept`, into its `texts`.
+    /// block with `kept`, into its `ids`.
     pub(super) labels: usize,
 }
 
@@ -54,12 +57,16 @@ impl Block {
         };
         match &self.kept {
             None => LabelsRef::from_parts(Some(keys), packed_prefix(&self.values[row.labels..])),
-            // SAFETY: in a block with `kept`, each row names `keys.len()` texts from `labels`
-            // on (`BlockRows::push`), texts that were in the family table at the harvest;
-            // `kept` keeps them alive as long as this block (`keep`: K1 to K3), and `&self`
-            // outlives `'a`.
+            // SAFETY: in a block with `kept`, a row's `keys.len()` numbers from `labels` on are
+            // those of a series the family table held at the harvest (`BlockRows::push`), and
+            // `texts` has where each of its values was then; `kept` keeps them alive as long
+            // as this block (`keep`: K1 to K3), and `&self` outlives `'a`.
             Some(_) => unsafe {
-                LabelsRef::from_texts(keys, &self.texts[row.labels..row.labels + keys.len()])
+                let ids = self
+                    .ids
+                    .get(row.labels..row.labels + keys.len())
+                    .unwrap_or(&[]);
+                LabelsRef::from_texts(keys, ids, &self.texts)
             },
         }
     }
@@ -68,11 +75,12 @@ impl Block {
 impl Drop for Block {
     fn drop(&mut self) {
         SPARE_ROWS.give(std::mem::take(&mut self.rows));
+        SPARE_IDS.give(std::mem::take(&mut self.ids));
         SPARE_TEXTS.give(std::mem::take(&mut self.texts));
     }
 }
 
-/// Buffers of dropped snapshots' blocks (rows, and a family block's texts), kept for the
+/// Buffers of dropped snapshots' blocks (rows, and a family block's numbers and texts), kept for the
 /// next harvests: a family's block of 10,000 rows (400 KB) is past the size the allocator maps
 /// fresh for each allocation, and every page of a fresh mapping is faulted in again on every
 /// harvest (about 150 page faults, a third of the harvest's time). Only buffers of at least
@@ -80,6 +88,7 @@ impl Drop for Block {
 struct Spares<T>(Mutex<Vec<Vec<T>>>);
 
 static SPARE_ROWS: Spares<Row> = Spares(Mutex::new(Vec::new()));
+static SPARE_IDS: Spares<u32> = Spares(Mutex::new(Vec::new()));
 static SPARE_TEXTS: Spares<TextPtr> = Spares(Mutex::new(Vec::new()));
 
 const MIN_BYTES: usize = 64 * 1024;
@@ -134,38 +143,37 @@ fn keep_largest<T>(kept: &mut Vec<Vec<T>>, buf: Vec<T>) {
 
 /// Writes series of one family into the last block of a [`SeriesBuf`], naming their label
 /// values where the family table keeps them (see `keep`): what a family's harvest does for
-/// each of its series, with no check of the descriptor and no copy per series.
+/// each of its series, with no check of the descriptor and no copy of labels per series.
 pub(crate) struct BlockRows<'a> {
     buf: &'a mut SeriesBuf,
+    /// Label values per series.
+    width: usize,
 }
 
 impl BlockRows<'_> {
-    /// Appends one series: its id, which is also its start time (`born`, see `SeriesId`),
-    /// and its label values in the family table, one per key of the block (none when it has
-    /// no keys). The value must be of the descriptor's kind.
-    ///
-    /// The caller keeps the texts alive as long as the block's `Keep` (`keep`, K2): the
-    /// family buries them in its current `Keep` when it lets them go.
+    /// Appends one series: its id, which is also its start time (`born`, see `SeriesId`), its
+    /// value, which must be of the descriptor's kind, and its entry number in the family
+    /// table, whose value numbers the block copied (`SeriesBuf::rows`).
     #[inline(always)]
-    pub(crate) fn push(
-        &mut self,
-        born: u64,
-        texts: impl ExactSizeIterator<Item = TextPtr>,
-        value: Value,
-    ) {
+    pub(crate) fn push(&mut self, born: u64, value: Value, entry: u32) {
         let buf = &mut *self.buf;
         let b = buf.blocks.last_mut().expect("`rows` made the block");
-        debug_assert_eq!(texts.len(), b.keys.as_ref().map_or(0, |k| k.len()));
-        let labels = b.texts.len();
-        b.texts.extend(texts);
         b.rows.push(Row {
             id: SeriesId::from_u64(born),
             start_nanos: born,
             value,
-            labels,
+            labels: entry as usize * self.width,
         });
         buf.len += 1;
     }
+}
+
+/// A family table's label values at a harvest, for its block: every entry's value numbers
+/// (`width` per entry, in chunks in entry order) and where each numbered value is. The family
+/// keeps every value a live entry names alive as long as the block's `Keep` (`keep`, K2).
+pub(crate) struct TableLabels<'a> {
+    pub(crate) ids: &'a [Vec<u32>],
+    pub(crate) texts: &'a [TextPtr],
 }
 
 /// The series a harvest writes, grouped into blocks as they come.
@@ -210,6 +218,7 @@ impl SeriesBuf {
                 descriptor: descriptor.clone(),
                 keys: keys.cloned(),
                 values: Vec::new(),
+                ids: Vec::new(),
                 texts: Vec::new(),
                 kept: None,
                 rows: Vec::new(),
@@ -221,25 +230,35 @@ impl SeriesBuf {
     }
 
     /// A writer of up to `rows` series of one family (`descriptor`, `keys`) into a new block
-    /// whose label values `kept` keeps alive.
+    /// whose label values `kept` keeps alive, named by number as `labels` names them.
     pub(crate) fn rows(
         &mut self,
         descriptor: &Arc<Descriptor>,
         keys: Option<&LabelKeys>,
         rows: usize,
         kept: Arc<Keep>,
+        labels: TableLabels<'_>,
     ) -> BlockRows<'_> {
+        let width = keys.map_or(0, |k| k.len());
+        let (mut ids, mut texts) = (SPARE_IDS.take(0), SPARE_TEXTS.take(0));
+        if width > 0 {
+            ids = SPARE_IDS.take(labels.ids.iter().map(Vec::len).sum());
+            labels.ids.iter().for_each(|c| ids.extend_from_slice(c));
+            texts = SPARE_TEXTS.take(labels.texts.len());
+            texts.extend_from_slice(labels.texts);
+        }
         self.blocks.push(Block {
             descriptor: descriptor.clone(),
             keys: keys.cloned(),
             values: Vec::new(),
-            texts: SPARE_TEXTS.take(rows * keys.map_or(0, |k| k.len())),
+            ids,
+            texts,
             kept: Some(kept),
             rows: SPARE_ROWS.take(rows),
             first: self.len,
             kind_matches: true,
         });
-        BlockRows { buf: self }
+        BlockRows { buf: self, width }
     }
 
     /// Appends one series, its label values copied into the block.
@@ -286,11 +305,8 @@ impl SeriesBuf {
                 continue;
             }
             let keep = len - b.first;
-            if let Some(r) = b.rows.get(keep) {
-                match &b.kept {
-                    None => b.values.truncate(r.labels),
-                    Some(_) => b.texts.truncate(r.labels),
-                }
+            if let (Some(r), None) = (b.rows.get(keep), &b.kept) {
+                b.values.truncate(r.labels);
             }
             b.rows.truncate(keep);
             self.len = len;

@@ -53,17 +53,18 @@ impl Sampler for FamilyInner {
             let t = self.read();
             let keys = Some(&self.keys).filter(|k| !k.is_empty());
             // Under the table's read lock, so no removal buries anything during the harvest.
-            let mut rows = out.rows(&self.descriptor, keys, t.live, self.keeper.for_harvest());
-            for (e, entry, ids) in t.label_sets() {
+            let kept = self.keeper.for_harvest();
+            let mut rows = out.rows(&self.descriptor, keys, t.live, kept, t.labels());
+            t.for_each_label_set(|e, entry| {
                 let value = self.read_value(&reader, entry.slot, timing.as_ref());
                 if let Some(x) = expiry.as_mut() {
                     if x.expired(e, entry, &value) {
                         expired.push((e, entry.born));
-                        continue;
+                        return;
                     }
                 }
-                rows.push(entry.born, ids.iter().map(|&id| t.text_ptr(id)), value);
-            }
+                rows.push(entry.born, value, e);
+            });
             // The overflow series after the label sets (spec/sampler-api.md, "Order").
             if let Some(e) = t.overflow {
                 let entry = t.entry(e);

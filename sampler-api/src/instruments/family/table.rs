@@ -10,6 +10,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use crate::labels::{Text, TextPtr};
+use crate::snapshot::TableLabels;
 
 /// The entry number lookups give for the overflow series (which no handle count covers: it
 /// lives as long as its family).
@@ -50,6 +51,8 @@ pub(super) struct Table {
 struct Values {
     index: HashTable<u32>,
     texts: Vec<Option<Text>>,
+    /// Where each text is (stale for a free number).
+    ptrs: Vec<TextPtr>,
     refs: Vec<u32>,
     free: Vec<u32>,
 }
@@ -97,23 +100,20 @@ impl Table {
         }
     }
 
-    /// The value numbered `id`, which an entry names.
-    fn text(&self, id: u32) -> &Text {
-        self.values.texts[id as usize]
-            .as_ref()
-            .expect("a value an entry names")
-    }
-
-    /// Where the value numbered `id` is, for a snapshot (which keeps it alive past the table:
-    /// see `unlink` and `snapshot::keep`).
-    #[inline]
-    pub(super) fn text_ptr(&self, id: u32) -> TextPtr {
-        self.text(id).ptr()
+    /// Every entry's value numbers and where each numbered value is, for a snapshot's block
+    /// (which keeps the values alive past the table: see `unlink` and `snapshot::keep`). The
+    /// place of a free number is stale, and so are the numbers of a removed entry: no series
+    /// in the block names them.
+    pub(super) fn labels(&self) -> TableLabels<'_> {
+        TableLabels {
+            ids: &self.ids,
+            texts: &self.values.ptrs,
+        }
     }
 
     /// Entry `e`'s label values.
     fn strs(&self, e: u32) -> impl Iterator<Item = &str> {
-        self.ids(e).iter().map(|&id| self.text(id).as_str())
+        self.ids(e).iter().map(|&id| self.values.str(id))
     }
 
     /// The hash of entry `e`'s label values.
@@ -121,12 +121,18 @@ impl Table {
         Self::hash_values(&self.hasher, self.strs(e))
     }
 
-    /// The label sets present: number, entry and value numbers of each.
-    pub(super) fn label_sets(&self) -> impl Iterator<Item = (u32, &Entry, &[u32])> {
+    /// Runs `f` on each label set present: its number and entry.
+    #[inline]
+    pub(super) fn for_each_label_set(&self, mut f: impl FnMut(u32, &Entry)) {
         let overflow = self.overflow.unwrap_or(u32::MAX);
-        self.entries()
-            .filter(move |&(e, entry)| entry.born != 0 && e != overflow)
-            .map(|(e, entry)| (e, entry, self.ids(e)))
+        for (c, entries) in self.chunks.iter().enumerate() {
+            for (i, entry) in entries.iter().enumerate() {
+                let e = (c * ENTRY_CHUNK + i) as u32;
+                if entry.born != 0 && e != overflow {
+                    f(e, entry);
+                }
+            }
+        }
     }
 
     /// Every entry, removed ones included.
@@ -252,6 +258,7 @@ impl Values {
         let Values {
             index,
             texts,
+            ptrs,
             refs,
             free,
         } = self;
@@ -260,16 +267,20 @@ impl Values {
             refs[id as usize] += 1;
             return id;
         }
+        let text = Text::new(v);
+        let ptr = text.ptr();
         let id = match free.pop() {
-            Some(id) => id,
+            Some(id) => {
+                (texts[id as usize], ptrs[id as usize], refs[id as usize]) = (Some(text), ptr, 1);
+                id
+            }
             None => {
-                texts.push(None);
-                refs.push(0);
+                texts.push(Some(text));
+                ptrs.push(ptr);
+                refs.push(1);
                 (texts.len() - 1) as u32
             }
         };
-        texts[id as usize] = Some(Text::new(v));
-        refs[id as usize] = 1;
         index.insert_unique(hash, id, |&x| {
             Self::hash(
                 hasher,
@@ -348,7 +359,12 @@ mod tests {
         assert_eq!(buried.iter().filter(|b| b.starts_with("svc")).count(), 1);
         assert_eq!(buried[buried.len() - 2], "svc3");
         assert_eq!(t.live, 3000 - gone);
-        assert_eq!(t.label_sets().count(), 3000 - gone);
+        let mut sets_left = 0;
+        t.for_each_label_set(|e, _| {
+            assert_eq!(t.ids(e).len(), 2);
+            sets_left += 1;
+        });
+        assert_eq!(sets_left, 3000 - gone);
         // New label sets take the free numbers, and find each other again.
         let v = ["svc3", "/again"];
         let e = t.insert(hash(&t, &v), &v, entry(9999));
@@ -361,7 +377,7 @@ mod tests {
         }
         // The overflow series names no value and is no label set.
         let o = t.push_overflow(entry(10_000));
-        assert!(t.label_sets().all(|(e, _, _)| e != o));
+        t.for_each_label_set(|e, _| assert_ne!(e, o));
         assert_eq!(t.take_texts().count(), 7 + 3000 - gone + 1);
     }
 
