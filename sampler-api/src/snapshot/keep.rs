@@ -1,9 +1,10 @@
 //! How a snapshot borrows its families' label values instead of copying them.
 //!
-//! A family's harvest writes, for each series, where each of its label values is (the family
-//! table keeps each distinct value once, as a `Text`), not the values themselves; the
-//! snapshot's block of that family holds an `Arc<Keep>`. The values must then stay where they
-//! are for as long as any snapshot that names them lives. The protocol:
+//! A family's harvest names each series' label values where the family table keeps them
+//! (each distinct value once, as a `Text`): the block copies the table's value numbers and
+//! the address of each numbered `Text`, not the values themselves, and holds an `Arc<Keep>`.
+//! The values must then stay where they are for as long as any snapshot that names them
+//! lives. The protocol:
 //!
 //! - **K1.** A family has one current `Keep` (its `Keeper`). A harvest of the family takes
 //!   the current one for its block (`Keeper::for_harvest`); if something was buried in it
@@ -21,7 +22,9 @@
 //! at the time, which is the one harvest H took or one made later, linked from it (K1). The
 //! block holds the one H took, so every value it names is alive (K3). Two harvests of one
 //! family at once (two harvesters) both hold the read lock, so neither buries; the swap in
-//! K1 is under the keeper's lock, so each links the one before it.
+//! K1 is under the keeper's lock, so each links the one before it. (The block's copy also
+//! holds the numbers of removed entries and the stale addresses of free numbers; no row names
+//! them, so nothing reads them.)
 //!
 //! The cost: a family with no removals makes no `Keep` after its first; one with removals
 //! makes at most one per harvest, and removed values live until the snapshots from before
