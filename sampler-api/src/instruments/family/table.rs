@@ -32,7 +32,8 @@ pub(super) struct Table {
     width: usize,
     hasher: RandomState,
     index: HashTable<u32>,
-    /// Entries in chunks of `ENTRY_CHUNK`, so growth never copies or over-allocates much.
+    /// Entries in chunks of `ENTRY_CHUNK`, so growth copies and over-allocates little (only
+    /// the first chunk grows, from empty).
     chunks: Vec<Vec<Entry>>,
     /// Each entry's value numbers (`width` of them), in chunks beside `chunks`.
     ids: Vec<Vec<u32>>,
@@ -162,15 +163,26 @@ impl Table {
             }
             None => {
                 if self.chunks.last().map_or(true, |c| c.len() == ENTRY_CHUNK) {
-                    self.chunks.push(Vec::with_capacity(ENTRY_CHUNK));
+                    // The first chunk grows as entries come (a family of a few series stays
+                    // small); later ones are made whole.
+                    let room = if self.chunks.is_empty() {
+                        0
+                    } else {
+                        ENTRY_CHUNK
+                    };
+                    self.chunks.push(Vec::with_capacity(room));
                     if self.width > 0 {
-                        self.ids.push(vec![0; ENTRY_CHUNK * self.width]);
+                        self.ids.push(Vec::with_capacity(room * self.width));
                     }
                 }
                 let full = (self.chunks.len() - 1) * ENTRY_CHUNK;
                 let last = self.chunks.last_mut().expect("a chunk");
                 last.push(entry);
-                (full + last.len() - 1) as u32
+                let n = last.len();
+                if let Some(ids) = self.ids.last_mut() {
+                    ids.resize(n * self.width, 0);
+                }
+                (full + n - 1) as u32
             }
         };
         if let Some(chunk) = self.ids.get_mut(e as usize / ENTRY_CHUNK) {
