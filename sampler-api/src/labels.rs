@@ -511,6 +511,33 @@ mod tests {
         }
     }
 
+    /// The compare a cache hit makes: equal only for the same values, in the same order, cut
+    /// in the same places.
+    #[test]
+    fn packed_values_match_only_themselves() {
+        let sets: [&[&str]; 9] = [
+            &[],
+            &[""],
+            &["", ""],
+            &["ab", "c"],
+            &["a", "bc"],
+            &["abc"],
+            &["c", "ab"],
+            &["GET", "/api/v1/items/17", "200"],
+            &["GET", "/api/v1/items/71", "200"],
+        ];
+        for a in sets {
+            let mut buf = Vec::new();
+            pack_into(&mut buf, a);
+            for b in sets {
+                assert_eq!(packed_matches(&buf, b), a == b, "{a:?} against {b:?}");
+            }
+            for cut in 0..buf.len() {
+                assert!(!packed_matches(&buf[..cut], a), "{a:?} cut at {cut}");
+            }
+        }
+    }
+
     #[test]
     fn bad_key_rejected() {
         assert!(Labels::from_pairs(&[("Bad", "x")]).is_err());

@@ -1,7 +1,7 @@
-//! A family's table: its entries (one per label set, plus the overflow series) in chunks that
-//! never move, each entry's label values as numbers into the family's distinct values (each
-//! value kept once, however many label sets use it), and the index from label values to
-//! entries.
+//! A family's table: its entries (one per label set, plus the overflow series) in chunks,
+//! each entry's label values as numbers into the family's distinct values (each value kept
+//! once, however many label sets use it), and the index from label values to entries. It is
+//! read and written only under the family's lock.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU32;
