@@ -373,22 +373,36 @@ impl PackedValues {
 /// does.
 pub(crate) fn pack_into(buf: &mut Vec<u8>, values: &[&str]) {
     buf.clear();
-    let head = 4 + values.len() * 4;
-    let total = head + values.iter().map(|v| v.len()).sum::<usize>();
-    // Checked once for the sum: a wrapped offset would let `get` cut a value mid-character.
+    buf.resize(packed_len(values), 0);
+    pack_to(buf, values);
+}
+
+/// How many bytes `values` take packed.
+///
+/// # Panics
+/// When the values total 4 GiB or more: a wrapped offset would let `get` cut a value
+/// mid-character.
+pub(crate) fn packed_len(values: &[&str]) -> usize {
+    let bytes = values.iter().map(|v| v.len()).sum::<usize>();
     assert!(
-        u32::try_from(total - head).is_ok(),
+        u32::try_from(bytes).is_ok(),
         "the label values of one series must total under 4 GiB"
     );
-    buf.reserve(total);
-    buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
-    let mut end = 0u32;
-    for v in values {
-        end += v.len() as u32;
-        buf.extend_from_slice(&end.to_le_bytes());
-    }
-    for v in values {
-        buf.extend_from_slice(v.as_bytes());
+    4 + values.len() * 4 + bytes
+}
+
+/// Lays `values` out in `out`, which is exactly [`packed_len`] long: a little-endian `u32`
+/// count, the end offset of each value, then the bytes of every value one after another.
+pub(crate) fn pack_to(out: &mut [u8], values: &[&str]) {
+    let head = 4 + values.len() * 4;
+    out[..4].copy_from_slice(&(values.len() as u32).to_le_bytes());
+    let mut end = 0;
+    for (i, v) in values.iter().enumerate() {
+        let at = head + end;
+        out[at..at + v.len()].copy_from_slice(v.as_bytes());
+        end += v.len();
+        // Below `u32::MAX`: `packed_len` checked the total.
+        out[4 + i * 4..8 + i * 4].copy_from_slice(&(end as u32).to_le_bytes());
     }
 }
 

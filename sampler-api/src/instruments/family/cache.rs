@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering::Acquire;
 
 use super::table::OVERFLOW;
 use super::FamilyInner;
-use crate::labels::{pack_into, packed_matches};
+use crate::labels::{pack_to, packed_len, packed_matches};
 use crate::lifecycle::{board, LeaseTable, Pin, SINK};
 
 /// Lines of a new cache, and of every grown one at most. A set holds `WAYS` lines.
@@ -49,15 +49,16 @@ pub(crate) struct Found {
 }
 
 /// A line keyed by the hash of the contents, owning a copy of them for confirmation, packed
-/// (`pack_into`) into a buffer the line keeps and refills: a line taken over by another series
-/// allocates only when the new values need more room, and no thread writes a reference count
-/// another thread's cache shares.
+/// (`pack_to`): no thread writes a reference count another thread's cache shares. One line is
+/// one cache line of the processor, and holds short values (most label sets) itself, so a hit
+/// reads no memory of the values elsewhere and filling a line allocates nothing.
+#[repr(align(64))]
 struct CacheLine {
     family: u32,
     epoch: u32,
     entry: u32,
     slot: u32,
-    values: Vec<u8>,
+    values: LineValues,
 }
 
 const EMPTY_LINE: CacheLine = CacheLine {
@@ -65,8 +66,63 @@ const EMPTY_LINE: CacheLine = CacheLine {
     epoch: 0,
     entry: 0,
     slot: 0,
-    values: Vec::new(),
+    values: LineValues::Inline {
+        len: 0,
+        bytes: [0; INLINE],
+    },
 };
+
+/// Packed values up to this long sit in their line (which is then 64 bytes in all).
+const INLINE: usize = 46;
+
+/// A line's packed copy of its values.
+enum LineValues {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl LineValues {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            LineValues::Inline { len, bytes } => &bytes[..*len as usize],
+            LineValues::Heap(b) => b,
+        }
+    }
+
+    /// Holds `values` from now on; returns the buffer of what it held before, if it had one,
+    /// for the caller to drop (see `lookup_slow`).
+    fn fill(&mut self, values: &[&str]) -> Option<Box<[u8]>> {
+        let n = packed_len(values);
+        if n <= INLINE {
+            let mut bytes = [0; INLINE];
+            pack_to(&mut bytes[..n], values);
+            let old = std::mem::replace(
+                self,
+                LineValues::Inline {
+                    len: n as u8,
+                    bytes,
+                },
+            );
+            return match old {
+                LineValues::Heap(b) => Some(b),
+                LineValues::Inline { .. } => None,
+            };
+        }
+        if let LineValues::Heap(b) = self {
+            if b.len() == n {
+                pack_to(b, values);
+                return None;
+            }
+        }
+        let mut b = vec![0; n].into_boxed_slice();
+        pack_to(&mut b, values);
+        match std::mem::replace(self, LineValues::Heap(b)) {
+            LineValues::Heap(old) => Some(old),
+            LineValues::Inline { .. } => None,
+        }
+    }
+}
 
 /// A line keyed by where the caller's strings are (and the family), linking to a content line.
 /// It needs no epoch, and a key shared by two families misleads nothing: the content line it
@@ -132,7 +188,10 @@ impl Cache {
     #[inline(always)]
     fn confirm(&self, i: usize, family: u32, epoch: u32, values: &[&str]) -> Option<(u32, u32)> {
         let line = self.lines.get(i)?;
-        if line.family == family && line.epoch == epoch && packed_matches(&line.values, values) {
+        if line.family == family
+            && line.epoch == epoch
+            && packed_matches(line.values.bytes(), values)
+        {
             return Some((line.entry, line.slot));
         }
         None
@@ -329,6 +388,7 @@ impl FamilyInner {
         tests::SLOW.with(|n| n.set(n.get() + 1));
         let kind = self.kind();
         let mut old_cache = None;
+        let mut old_values = None;
         let cached = CACHE
             .try_with(|c| {
                 // Held until the line is filled: a lookup from inside this one (an allocator
@@ -366,18 +426,20 @@ impl FamilyInner {
                     c.misses += 1;
                     c.want = c.want.max(live.saturating_add(live / 4));
                 }
-                // The line's buffer is refilled; growing it may allocate, and a lookup from
-                // inside the allocator finds the cache busy (see above).
+                // Values too long for the line take a buffer: allocating it may record (an
+                // allocator recording metrics), and a lookup from inside finds the cache busy
+                // (see above).
                 let line = &mut c.lines[i];
-                pack_into(&mut line.values, values);
+                old_values = line.values.fill(values);
                 (line.entry, line.slot, line.epoch) = (entry, slot, epoch);
                 line.family = self.id;
                 Some((i, slot))
             })
             .ok()
             .flatten();
-        // A replaced cache is dropped after the borrow ends: dropping its lines frees memory,
-        // and a global allocator may record metrics (see `lookup`).
+        // A replaced cache or line buffer is dropped after the borrow ends: freeing memory may
+        // run a global allocator that records metrics (see `lookup`).
+        drop(old_values);
         drop(old_cache);
         match cached {
             Some((i, slot)) => (Some(i), Found { slot, _pin: None }),
@@ -461,6 +523,40 @@ mod tests {
             .join()
             .expect("lookup thread")
         })
+    }
+
+    /// A line is one processor cache line; its values sit in it when short, else in a buffer
+    /// it reuses while the length stays, and confirm exactly what they hold either way.
+    #[test]
+    fn a_line_holds_short_values_itself_and_long_ones_in_a_buffer() {
+        use super::{packed_matches, CacheLine, LineValues, EMPTY_LINE};
+        assert_eq!(std::mem::size_of::<CacheLine>(), 64);
+        let mut line = EMPTY_LINE;
+        assert!(!packed_matches(line.values.bytes(), &[]));
+        let long = "x".repeat(100);
+        let sets: [&[&str]; 6] = [
+            &["GET", "/api/v1/items/1234", "200"],
+            &[&long, "a"],
+            &[&long, "b"],
+            &["", ""],
+            &[&long],
+            &[],
+        ];
+        for (i, set) in sets.iter().enumerate() {
+            let old = line.values.fill(set);
+            assert_eq!(
+                old.is_some(),
+                i == 3 || i == 5,
+                "a buffer given back at {i}"
+            );
+            assert_eq!(
+                matches!(line.values, LineValues::Inline { .. }),
+                !set.iter().any(|v| v.len() == 100)
+            );
+            for other in sets {
+                assert_eq!(packed_matches(line.values.bytes(), other), *set == other);
+            }
+        }
     }
 
     /// 100 three-label sets looked up in random order by one thread: after a first pass, every
