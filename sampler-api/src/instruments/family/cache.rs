@@ -90,34 +90,29 @@ impl LineValues {
         }
     }
 
-    /// Holds `values` from now on; returns the buffer of what it held before, if it had one,
-    /// for the caller to drop (see `lookup_slow`).
+    /// Holds `values` from now on; returns the buffer of what it held before, if it had one
+    /// and it was not reused, for the caller to drop (see `lookup_slow`).
     fn fill(&mut self, values: &[&str]) -> Option<Box<[u8]>> {
         let n = packed_len(values);
-        if n <= INLINE {
-            let mut bytes = [0; INLINE];
-            pack_to(&mut bytes[..n], values);
-            let old = std::mem::replace(
-                self,
-                LineValues::Inline {
-                    len: n as u8,
-                    bytes,
-                },
-            );
-            return match old {
-                LineValues::Heap(b) => Some(b),
-                LineValues::Inline { .. } => None,
-            };
-        }
         if let LineValues::Heap(b) = self {
             if b.len() == n {
                 pack_to(b, values);
                 return None;
             }
         }
-        let mut b = vec![0; n].into_boxed_slice();
-        pack_to(&mut b, values);
-        match std::mem::replace(self, LineValues::Heap(b)) {
+        let new = if n <= INLINE {
+            let mut bytes = [0; INLINE];
+            pack_to(&mut bytes[..n], values);
+            LineValues::Inline {
+                len: n as u8,
+                bytes,
+            }
+        } else {
+            let mut b = vec![0; n].into_boxed_slice();
+            pack_to(&mut b, values);
+            LineValues::Heap(b)
+        };
+        match std::mem::replace(self, new) {
             LineValues::Heap(old) => Some(old),
             LineValues::Inline { .. } => None,
         }
