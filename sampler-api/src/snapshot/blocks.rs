@@ -80,11 +80,12 @@ impl Drop for Block {
     }
 }
 
-/// Buffers of dropped snapshots' blocks (rows, and a family block's numbers and texts), kept for the
-/// next harvests: a family's block of 10,000 rows (400 KB) is past the size the allocator maps
-/// fresh for each allocation, and every page of a fresh mapping is faulted in again on every
-/// harvest (about 150 page faults, a third of the harvest's time). Only buffers of at least
-/// `MIN_BYTES` are kept (smaller ones never take the lock), at most `KEPT`, the largest ones.
+/// Buffers of dropped snapshots' blocks (rows, and a family block's numbers and texts), kept
+/// for the next harvests: a family's block of 10,000 rows (400 KB) is past the size the
+/// allocator maps fresh for each allocation, and every page of a fresh mapping is faulted in
+/// again on every harvest (about 150 page faults, a third of the harvest's time). Only buffers
+/// of at least `MIN_BYTES` are kept (smaller ones never take the lock), at most `KEPT`, the
+/// largest ones.
 struct Spares<T>(Mutex<Vec<Vec<T>>>);
 
 static SPARE_ROWS: Spares<Row> = Spares(Mutex::new(Vec::new()));
@@ -240,7 +241,7 @@ impl SeriesBuf {
         labels: TableLabels<'_>,
     ) -> BlockRows<'_> {
         let width = keys.map_or(0, |k| k.len());
-        let (mut ids, mut texts) = (SPARE_IDS.take(0), SPARE_TEXTS.take(0));
+        let (mut ids, mut texts) = (Vec::new(), Vec::new());
         if width > 0 {
             ids = SPARE_IDS.take(labels.ids.iter().map(Vec::len).sum());
             labels.ids.iter().for_each(|c| ids.extend_from_slice(c));
@@ -477,6 +478,29 @@ mod tests {
             "small buffers never take the lock"
         );
         assert!(is_large::<Row>(first_large));
+    }
+
+    /// A run holds values of its descriptor's kind only, or of another kind only: what
+    /// `from_series` is given in one metric with both makes two runs.
+    #[test]
+    fn a_run_never_mixes_values_of_the_kind_and_of_another() {
+        let d = Arc::new(Descriptor::counter("c", "1", ""));
+        let mut wrong = series(&d, &[("k", "x")], 2);
+        wrong.value = Value::Gauge(1.0);
+        let all = vec![
+            series(&d, &[("k", "w")], 1),
+            wrong,
+            series(&d, &[("k", "y")], 3),
+        ];
+        let snap = Snapshot::from_series(UNIX_EPOCH, Duration::ZERO, 1, all.clone());
+        let lens: Vec<usize> = snap.runs().map(|r| r.len()).collect();
+        assert_eq!(lens, [1, 1, 1]);
+        for r in snap.runs() {
+            let first = r.series().next().expect("a series").value().kind();
+            assert!(r.series().all(|s| s.value().kind() == first));
+        }
+        let back: Vec<Series> = snap.series().map(|s| s.to_owned()).collect();
+        assert_eq!(back, all);
     }
 
     #[test]
