@@ -23,9 +23,10 @@ impl Text {
         unsafe { std::str::from_utf8_unchecked(&self.0[4..]) }
     }
 
-    /// Where this text is: valid for as long as this `Text` lives.
+    /// Where this text is: valid for as long as this `Text` lives. Made from the whole buffer
+    /// (not its first byte), so that reads through it may cover every byte of it.
     pub(crate) fn ptr(&self) -> TextPtr {
-        TextPtr(NonNull::from(&self.0[0]))
+        TextPtr(NonNull::from(&*self.0).cast::<u8>())
     }
 }
 
