@@ -358,8 +358,8 @@ pub(crate) struct PackedValues(Arc<[u8]>);
 
 impl PackedValues {
     pub(crate) fn new(values: &[&str]) -> Self {
-        let mut buf = Vec::new();
-        pack_into(&mut buf, values);
+        let mut buf = vec![0; packed_len(values)];
+        pack_to(&mut buf, values);
         PackedValues(Arc::from(buf))
     }
 
@@ -367,14 +367,6 @@ impl PackedValues {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
-}
-
-/// Lays `values` out in `buf` (emptied first, its capacity kept) as [`PackedValues::new`]
-/// does.
-pub(crate) fn pack_into(buf: &mut Vec<u8>, values: &[&str]) {
-    buf.clear();
-    buf.resize(packed_len(values), 0);
-    pack_to(buf, values);
 }
 
 /// How many bytes `values` take packed.
@@ -406,7 +398,7 @@ pub(crate) fn pack_to(out: &mut [u8], values: &[&str]) {
     }
 }
 
-/// Whether `buf`, laid out by [`pack_into`], holds exactly `values`, without allocating.
+/// Whether `buf`, laid out by [`pack_to`], holds exactly `values`, without allocating.
 ///
 /// This runs on every family lookup, so it indexes with raw pointers after checking the
 /// bounds once per value.
@@ -519,8 +511,8 @@ mod tests {
             let p = PackedValues::new(&vals);
             assert!(packed_matches(p.bytes(), &vals));
             assert!(!packed_matches(p.bytes(), &["x", "", "y"]));
-            let mut buf = vec![7; 100];
-            pack_into(&mut buf, &vals);
+            let mut buf = vec![7; packed_len(&vals)];
+            pack_to(&mut buf, &vals);
             assert_eq!(buf, p.bytes());
         }
     }
@@ -541,8 +533,8 @@ mod tests {
             &["GET", "/api/v1/items/71", "200"],
         ];
         for a in sets {
-            let mut buf = Vec::new();
-            pack_into(&mut buf, a);
+            let mut buf = vec![0; packed_len(a)];
+            pack_to(&mut buf, a);
             for b in sets {
                 assert_eq!(packed_matches(&buf, b), a == b, "{a:?} against {b:?}");
             }

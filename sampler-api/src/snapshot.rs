@@ -30,6 +30,12 @@ pub struct SeriesId(u64);
 
 impl SeriesId {
     /// A fresh id, larger than every other id made before it in this process.
+    ///
+    /// ```
+    /// use sampler_api::SeriesId;
+    /// let (a, b) = (SeriesId::next(), SeriesId::next());
+    /// assert!(b > a);
+    /// ```
     pub fn next() -> Self {
         static LAST: AtomicU64 = AtomicU64::new(0);
         let now = unix_nanos(SystemTime::now());

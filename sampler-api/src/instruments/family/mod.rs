@@ -45,6 +45,8 @@ pub(crate) struct FamilyInner {
     overflow_labels: Labels,
     options: FamilyOptions,
     valid: bool,
+    /// The hash of label values, here for lookups outside the table's lock; the table keeps a
+    /// copy for what it hashes under the lock (`Table::hash_values` is the one function).
     hasher: foldhash::fast::RandomState,
     /// Bumped whenever an entry is removed, so per-thread caches drop what they hold.
     epoch: AtomicU32,
@@ -190,8 +192,8 @@ impl FamilyInner {
     }
 
     /// Finds or creates the entry for `values` (whose hash is `hash`): `(entry, slot,
-    /// created)`. Values of
-    /// the wrong count find no entry: `WRONG_COUNT` and the sink, which no harvest reads.
+    /// created)`. Values of the wrong count find no entry: `WRONG_COUNT` and the sink, which
+    /// no harvest reads.
     /// `found` runs while the table's lock is still held when the entry is a label set's (so
     /// that no removal can come between the lookup and what `found` does: take a handle, or a
     /// lease); for the overflow series and the wrong count, after.

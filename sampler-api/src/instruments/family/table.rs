@@ -52,7 +52,8 @@ pub(super) struct Table {
 struct Values {
     index: HashTable<u32>,
     texts: Vec<Option<Text>>,
-    /// Where each text is (stale for a free number).
+    /// Where each text is (stale for a free number), beside `texts` so that a harvest copies
+    /// them all at once (`Table::labels`).
     ptrs: Vec<TextPtr>,
     refs: Vec<u32>,
     free: Vec<u32>,
@@ -94,11 +95,7 @@ impl Table {
     /// Entry `e`'s value numbers.
     #[inline]
     pub(super) fn ids(&self, e: u32) -> &[u32] {
-        let at = e as usize % ENTRY_CHUNK * self.width;
-        match self.ids.get(e as usize / ENTRY_CHUNK) {
-            Some(chunk) => &chunk[at..at + self.width],
-            None => &[],
-        }
+        entry_ids(&self.ids, self.width, e)
     }
 
     /// Every entry's value numbers and where each numbered value is, for a snapshot's block
@@ -216,8 +213,7 @@ impl Table {
             ..
         } = self;
         index.insert_unique(hash, e, |&x| {
-            let at = x as usize % ENTRY_CHUNK * *width;
-            let of = &ids[x as usize / ENTRY_CHUNK][at..at + *width];
+            let of = entry_ids(ids, *width, x);
             Self::hash_values(hasher, of.iter().map(|&id| values.str(id)))
         });
         self.live += 1;
@@ -232,15 +228,12 @@ impl Table {
         if let Ok(found) = self.index.find_entry(hash, |&x| x == e) {
             found.remove();
         }
-        let (c, i) = (e as usize / ENTRY_CHUNK, e as usize % ENTRY_CHUNK);
-        let entry = &mut self.chunks[c][i];
+        let entry = &mut self.chunks[e as usize / ENTRY_CHUNK][e as usize % ENTRY_CHUNK];
         entry.born = 0;
         let slot = entry.slot;
-        if let Some(chunk) = self.ids.get(c) {
-            for &id in &chunk[i * self.width..(i + 1) * self.width] {
-                if let Some(text) = self.values.release(&self.hasher, id) {
-                    bury(text);
-                }
+        for &id in entry_ids(&self.ids, self.width, e) {
+            if let Some(text) = self.values.release(&self.hasher, id) {
+                bury(text);
             }
         }
         self.free.push(e);
@@ -255,9 +248,21 @@ impl Table {
     }
 }
 
+/// Entry `e`'s value numbers in `ids`, the chunks of a table of label sets `width` long.
+fn entry_ids(ids: &[Vec<u32>], width: usize, e: u32) -> &[u32] {
+    let at = e as usize % ENTRY_CHUNK * width;
+    ids.get(e as usize / ENTRY_CHUNK)
+        .map_or(&[], |chunk| &chunk[at..at + width])
+}
+
+/// The value numbered `id` in `texts` (`""` for a free number).
+fn text_of(texts: &[Option<Text>], id: u32) -> &str {
+    texts[id as usize].as_ref().map_or("", Text::as_str)
+}
+
 impl Values {
     fn str(&self, id: u32) -> &str {
-        self.texts[id as usize].as_ref().map_or("", |t| t.as_str())
+        text_of(&self.texts, id)
     }
 
     fn hash(hasher: &RandomState, v: &str) -> u64 {
@@ -274,8 +279,7 @@ impl Values {
             refs,
             free,
         } = self;
-        let text = |id: u32| texts[id as usize].as_ref().map_or("", |t| t.as_str());
-        if let Some(&id) = index.find(hash, |&id| text(id) == v) {
+        if let Some(&id) = index.find(hash, |&id| text_of(texts, id) == v) {
             refs[id as usize] += 1;
             return id;
         }
@@ -293,12 +297,7 @@ impl Values {
                 (texts.len() - 1) as u32
             }
         };
-        index.insert_unique(hash, id, |&x| {
-            Self::hash(
-                hasher,
-                texts[x as usize].as_ref().map_or("", |t| t.as_str()),
-            )
-        });
+        index.insert_unique(hash, id, |&x| Self::hash(hasher, text_of(texts, x)));
         id
     }
 
