@@ -18,7 +18,8 @@ use sampler_benches::report::{HANDLE_FLOOR, PLAIN_FLOOR, TIMING_FLOOR};
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
     criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, timing_values,
-    wait_for_idle_cpus, with_runner, LOOKUP_KEYS, LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
+    wait_for_idle_cpus, with_runner, FastLookupLabels, LOOKUP_KEYS, LOOKUP_ORDER_LEN,
+    LOOKUP_SET_COUNTS,
 };
 
 static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
@@ -353,28 +354,6 @@ fn timing_record(c: &mut Criterion) {
         });
 
         g.finish();
-    }
-}
-
-/// `fastmetrics`' label set for the lookup benchmark: borrowed values, its cheapest key.
-#[derive(Clone, Hash, PartialEq, Eq)]
-struct FastLookupLabels([&'static str; 3]);
-
-impl fastmetrics::raw::LabelSetSchema for FastLookupLabels {
-    fn names() -> Option<&'static [&'static str]> {
-        Some(&LOOKUP_KEYS)
-    }
-}
-
-impl fastmetrics::encoder::EncodeLabelSet for FastLookupLabels {
-    fn encode(
-        &self,
-        encoder: &mut dyn fastmetrics::encoder::LabelSetEncoder,
-    ) -> fastmetrics::error::Result<()> {
-        for (k, v) in LOOKUP_KEYS.iter().zip(self.0) {
-            encoder.encode(&(*k, v))?;
-        }
-        Ok(())
     }
 }
 

@@ -520,3 +520,30 @@ pub fn criterion() -> criterion::Criterion {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Padded<T>(pub T);
+
+/// `fastmetrics`' label set for the lookup benchmark: borrowed values, its cheapest key.
+///
+/// ```
+/// let set = sampler_benches::FastLookupLabels(sampler_benches::LOOKUP_VALUES);
+/// assert_eq!(set.0[1], "/api/v1/items");
+/// ```
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct FastLookupLabels(pub [&'static str; 3]);
+
+impl fastmetrics::raw::LabelSetSchema for FastLookupLabels {
+    fn names() -> Option<&'static [&'static str]> {
+        Some(&LOOKUP_KEYS)
+    }
+}
+
+impl fastmetrics::encoder::EncodeLabelSet for FastLookupLabels {
+    fn encode(
+        &self,
+        encoder: &mut dyn fastmetrics::encoder::LabelSetEncoder,
+    ) -> fastmetrics::error::Result<()> {
+        for (k, v) in LOOKUP_KEYS.iter().zip(self.0) {
+            encoder.encode(&(*k, v))?;
+        }
+        Ok(())
+    }
+}

@@ -121,12 +121,29 @@ impl LineValues {
 
 /// A line keyed by where the caller's strings are (and the family), linking to a content line.
 /// It needs no epoch, and a key shared by two families misleads nothing: the content line it
-/// links to is always confirmed (family, epoch and values).
+/// links to is always confirmed (family, epoch and values). So it keeps only 32 bits of its
+/// key (8 bytes a line, which keeps a large cache's where-lines at a quarter of its content
+/// lines' memory): two keys alike in those bits cost a confirmation that fails, never a
+/// wrong series.
 #[derive(Clone, Copy)]
 struct WhereLine {
-    /// `where_hash`, never 0; 0 is an empty line.
-    key: u64,
+    /// `tag(key)`, never 0; 0 is an empty line.
+    tag: u32,
     link: u32,
+}
+
+/// The bits of a `where_hash` that a where-line keeps (the high half, never 0); the low half
+/// chooses its first place.
+#[inline(always)]
+fn tag(key: u64) -> u32 {
+    (key >> 32) as u32 | 1
+}
+
+/// How a where-line's two places differ: its other place is either one `^` this (masked), so
+/// the other place of a line can be found from where it is and its tag alone.
+#[inline(always)]
+fn swing(tag: u32) -> usize {
+    (tag.wrapping_mul(0x9E37_79B1) >> 7) as usize
 }
 
 struct Cache {
@@ -150,7 +167,7 @@ impl Cache {
     fn new(lines: usize) -> Self {
         Cache {
             lines: (0..lines).map(|_| EMPTY_LINE).collect(),
-            wheres: vec![WhereLine { key: 0, link: 0 }; 2 * lines].into(),
+            wheres: vec![WhereLine { tag: 0, link: 0 }; 2 * lines].into(),
             leases: board().take_table(lines),
             mask: lines / WAYS - 1,
             misses: 0,
@@ -205,11 +222,19 @@ impl Cache {
             .find_map(|i| Some((i, self.confirm(i, family, epoch, values)?)))
     }
 
-    /// The two places where the where-line for `key` may be.
+    /// The two places where the where-line for `key` may be: the low bits of the key choose
+    /// the first, and the second differs from it by `swing` of the tag.
     #[inline(always)]
     fn places(&self, key: u64) -> (usize, usize) {
         let mask = self.wheres.len() - 1;
-        ((key >> 40) as usize & mask, (key >> 16) as usize & mask)
+        let first = key as usize & mask;
+        (first, self.other_place(first, tag(key)))
+    }
+
+    /// The place of a where-line with this tag other than `place`.
+    #[inline(always)]
+    fn other_place(&self, place: usize, tag: u32) -> usize {
+        (place ^ swing(tag)) & (self.wheres.len() - 1)
     }
 
     /// The content line the where-line for `key` links to, if there is one; `u32::MAX` if not.
@@ -221,10 +246,11 @@ impl Cache {
     #[inline(always)]
     fn linked(&self, key: u64) -> u32 {
         let (first, second) = self.places(key);
+        let tag = tag(key);
         match self.wheres.get(first) {
-            Some(w) if w.key == key => w.link,
+            Some(w) if w.tag == tag => w.link,
             _ => match self.wheres.get(second) {
-                Some(w) if w.key == key => w.link,
+                Some(w) if w.tag == tag => w.link,
                 _ => u32::MAX,
             },
         }
@@ -235,20 +261,19 @@ impl Cache {
     /// and the line there moves to its own other place.
     fn link(&mut self, key: u64, link: usize) {
         let line = WhereLine {
-            key,
+            tag: tag(key),
             link: link as u32,
         };
         let (first, second) = self.places(key);
         for place in [first, second] {
             let w = self.wheres[place];
-            if w.key == key || w.key == 0 {
+            if w.tag == line.tag || w.tag == 0 {
                 self.wheres[place] = line;
                 return;
             }
         }
         let moved = std::mem::replace(&mut self.wheres[first], line);
-        let (a, b) = self.places(moved.key);
-        let other = if a == first { b } else { a };
+        let other = self.other_place(first, moved.tag);
         if other != first {
             self.wheres[other] = moved;
         }
@@ -297,7 +322,7 @@ thread_local! {
 }
 
 /// A hash of where the strings are, not what they hold (see the module docs), and of the
-/// family; never 0 (an empty where-line).
+/// family.
 #[inline(always)]
 fn where_hash(family: u32, values: &[&str]) -> u64 {
     let mut h = 0x243F_6A88_85A3_08D3u64 ^ u64::from(family);
@@ -305,10 +330,10 @@ fn where_hash(family: u32, values: &[&str]) -> u64 {
         h = (h ^ v.as_ptr() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h = (h ^ v.len() as u64).rotate_left(23);
     }
-    // Both halves of the result choose a place (`Cache::places`): fold the high bits of the
-    // product into the low ones, which a product alone leaves weak.
+    // The low bits choose a place and the high ones are the tag (`Cache::places`): fold the
+    // high bits of the product into the low ones, which a product alone leaves weak.
     let h = (h ^ (h >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (h ^ (h >> 29)) | 1
+    h ^ (h >> 29)
 }
 
 impl FamilyInner {
