@@ -13,6 +13,7 @@
 //! one shared slab updated with atomic read-modify-write instead.
 //!
 //! - `storage`: arrays of cells that never move;
+//! - `flat`: a thread's flat array of one kind, kept at hand as one word;
 //! - `slab`: a thread's slab, the pool, reaching this thread's own, resetting a slot in all;
 //! - `record`: the counter and timing record paths;
 //! - `hist`: a thread's histogram of one timing slot;
@@ -21,6 +22,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+mod flat;
 mod gauges;
 mod hist;
 mod read;
@@ -131,7 +133,8 @@ mod tests {
             // its flat arrays, which were sized when it was made.
             let first = alloc(Kind::Counter);
             counter_add(first, 1);
-            let (c_len, h_len) = slab::LOCAL.with(|l| (l.counters_len.get(), l.hists_len.get()));
+            let (c_len, h_len) =
+                slab::LOCAL.with(|l| (l.counters.get().len(), l.hists.get().len()));
             // At least one slot after `first`: a slab taken from the pool keeps the flat arrays
             // it was made with, so `first` itself may already lie past them, and its record
             // must not be counted in the slot checked below.

@@ -3,7 +3,7 @@
 //!
 //! The caller can reach `slot` (`lifecycle`): through a handle, a leased cache line or a pin.
 
-use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::hist::Position;
 use super::slab::{slab, LOCAL};
@@ -12,22 +12,27 @@ use crate::distribution::IndexTable;
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    let (flat, len, slab) = LOCAL.with(|l| (l.counters.get(), l.counters_len.get(), l.slab.get()));
-    let cell = if slot < len {
-        // SAFETY: `flat` and `len` were installed together from the slab's flat array, which
-        // lives for ever (slabs are leaked), and `slot < len`.
-        unsafe { &*flat.add(slot as usize) }
-    } else {
-        // A slot made after this thread's slab: in the two-level array, when its chunk exists.
-        // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
-        match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
-            Some(cell) => cell,
-            None => return counter_add_slow(slot, n),
-        }
-    };
-    // Only this slab's owner thread writes here (besides zeroing of freed slots, which nothing
-    // can reach), so a plain load and store cannot lose an update and no locked instruction is
-    // needed.
+    let (flat, slab) = LOCAL.with(|l| (l.counters.get(), l.slab.get()));
+    if flat.holds(slot) {
+        // SAFETY: checked just above.
+        return add(unsafe { flat.cell(slot) }, n);
+    }
+    // A slot made after this thread's slab: in the two-level array, when its chunk exists.
+    // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
+    match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
+        Some(cell) => add(cell, n),
+        None => counter_add_slow(slot, n),
+    }
+}
+
+/// Adds `n` to a cell of this thread's own slab.
+///
+/// Only this slab's owner thread writes here (besides zeroing of freed slots, which nothing
+/// can reach), so a plain load and store cannot lose an update and no locked instruction is
+/// needed. (Each path that found its cell adds on its own: with one add after both, the
+/// compiler joined them and the usual one paid a jump.)
+#[inline(always)]
+fn add(cell: &AtomicU64, n: u64) {
     cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
@@ -61,10 +66,10 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
     // The bucket's position depends only on the value and the scale, so it is found while the
     // loads that reach this thread's histogram are still on their way.
     let pos = Position::of(table, value, scale);
-    let (flat, len, slab) = LOCAL.with(|l| (l.hists.get(), l.hists_len.get(), l.slab.get()));
-    let cell = if slot < len {
-        // SAFETY: as in `counter_add`.
-        unsafe { &*flat.add(slot as usize) }
+    let (flat, slab) = LOCAL.with(|l| (l.hists.get(), l.slab.get()));
+    let cell = if flat.holds(slot) {
+        // SAFETY: checked just above.
+        unsafe { flat.cell(slot) }
     } else {
         // SAFETY: as in `counter_add`.
         match unsafe { slab.as_ref() }.and_then(|s| s.hists.rest.get(slot)) {

@@ -7,6 +7,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::Mutex;
 
+use super::flat::Flat;
 use super::hist::LocalHist;
 use super::lock;
 use super::read::timing_lock;
@@ -91,39 +92,29 @@ fn shared_slab() -> &'static Slab {
 /// paths need no other check than the slot against the length.
 pub(super) struct Local {
     pub(super) slab: Cell<*const Slab>,
-    pub(super) counters: Cell<*const AtomicU64>,
-    pub(super) counters_len: Cell<u32>,
-    pub(super) hists: Cell<*const AtomicPtr<LocalHist>>,
-    pub(super) hists_len: Cell<u32>,
+    pub(super) counters: Cell<Flat<AtomicU64>>,
+    pub(super) hists: Cell<Flat<AtomicPtr<LocalHist>>>,
 }
 
 impl Local {
     const fn empty() -> Self {
         Local {
             slab: Cell::new(ptr::null()),
-            counters: Cell::new(ptr::null()),
-            counters_len: Cell::new(0),
-            hists: Cell::new(ptr::null()),
-            hists_len: Cell::new(0),
+            counters: Cell::new(Flat::NONE),
+            hists: Cell::new(Flat::NONE),
         }
     }
 
     fn install(&self, slab: &'static Slab) {
-        let (c, c_len) = slab.counters.flat_parts();
-        let (h, h_len) = slab.hists.flat_parts();
         self.slab.set(slab);
-        self.counters.set(c);
-        self.counters_len.set(c_len);
-        self.hists.set(h);
-        self.hists_len.set(h_len);
+        self.counters.set(Flat::new(slab.counters.flat()));
+        self.hists.set(Flat::new(slab.hists.flat()));
     }
 
     /// Forgets the slab and returns it.
     fn clear(&self) -> *const Slab {
-        self.counters_len.set(0);
-        self.hists_len.set(0);
-        self.counters.set(ptr::null());
-        self.hists.set(ptr::null());
+        self.counters.set(Flat::NONE);
+        self.hists.set(Flat::NONE);
         self.slab.replace(ptr::null())
     }
 }

@@ -104,9 +104,9 @@ impl<T: Default + ZeroIsValid> Cells<T> {
         }
     }
 
-    /// The flat array's start and length, for the thread's `Local`.
-    pub(super) fn flat_parts(&self) -> (*const T, u32) {
-        (self.flat.as_ptr(), self.flat.len() as u32)
+    /// The flat array, for the thread's `Local`.
+    pub(super) fn flat(&self) -> &[T] {
+        &self.flat
     }
 }
 
