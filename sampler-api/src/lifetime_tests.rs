@@ -515,3 +515,40 @@ fn s1_a_record_by_values_from_an_exiting_thread_is_pinned() {
     h.harvest_now();
     assert_eq!(a.retired(), 0);
 }
+
+#[test]
+fn i6_a_dropped_family_leaves_no_lease_on_its_slots() {
+    let _serial = serial();
+    // A thread that looked x up keeps a cache line leasing x's slot; the family is then
+    // dropped, which frees the slot while the thread lives on. Its line never hits again, and
+    // its lease must not stay to name the series that gets the number next (whose removal it
+    // would hold up for as long as the line stays in that cache).
+    let registry = Registry::new();
+    let a = registry.counter_family(&A, &["k"]);
+    let (report, reports) = channel::<Vec<u32>>();
+    let (go, go_rx) = channel::<()>();
+    let a2 = a.clone();
+    let thread = std::thread::spawn(move || {
+        a2.inc(&["x"]);
+        drop(a2);
+        report
+            .send(crate::instruments::leased_here(crate::Kind::Counter))
+            .unwrap();
+        go_rx.recv().unwrap();
+        report
+            .send(crate::instruments::leased_here(crate::Kind::Counter))
+            .unwrap();
+    });
+    let before = reports.recv().unwrap();
+    assert_eq!(before.len(), 1, "the thread's line for x leases its slot");
+    drop(a);
+    drop(registry);
+    go.send(()).unwrap();
+    let after = reports.recv().unwrap();
+    thread.join().unwrap();
+    assert_eq!(
+        after,
+        Vec::<u32>::new(),
+        "a lease of the dropped family's slot {before:?} outlived the family"
+    );
+}

@@ -8,6 +8,8 @@
 
 mod counter;
 mod family;
+#[cfg(test)]
+pub(crate) use family::leased_here;
 mod gauge;
 mod timing;
 

@@ -50,6 +50,18 @@ impl LeaseTable {
         self.lines[line].store(0, Release);
     }
 
+    /// The slots of `kind` this table's leases name.
+    #[cfg(test)]
+    pub(crate) fn named(&self, kind: Kind) -> Vec<u32> {
+        let code = kind_code(kind);
+        self.lines
+            .iter()
+            .map(|l| l.load(Acquire))
+            .filter(|v| v >> 32 == code)
+            .map(|v| v as u32)
+            .collect()
+    }
+
     fn clear_all(&self) {
         for l in self.lines.iter() {
             l.store(0, Release);
@@ -129,6 +141,28 @@ impl Board {
     pub(crate) fn pin(&self) -> Pin<'_> {
         self.in_flight.fetch_add(1, Relaxed);
         Pin(self)
+    }
+
+    /// Clears every lease that names one of `slots` (sorted) of `kind`: the slots of a family
+    /// being dropped, whose cache lines no lookup can hit again (family ids are not reused).
+    /// Left alone, such a lease would outlive the slot's free and name the series that gets
+    /// the number next, whose own retirement it would then hold up for as long as that line
+    /// stays in its thread's cache.
+    ///
+    /// A lease is cleared only if it still names such a slot (compare and swap): its thread
+    /// may be writing that entry for another line at the same moment, and no thread can be
+    /// writing a lease that names a slot of a family being dropped.
+    pub(crate) fn clear_leases_of(&self, kind: Kind, slots: &[u32]) {
+        let code = kind_code(kind);
+        let tables = lock(&self.tables).all.clone();
+        for t in tables {
+            for l in t.lines.iter() {
+                let v = l.load(Relaxed);
+                if v >> 32 == code && slots.binary_search(&(v as u32)).is_ok() {
+                    let _ = l.compare_exchange(v, 0, Release, Relaxed);
+                }
+            }
+        }
     }
 
     /// The slots of `kind` some lease names, sorted; `None` while an uncached lookup is in

@@ -321,6 +321,12 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::new(MIN_LINES));
 }
 
+/// The slots of `kind` this thread's cache leases.
+#[cfg(test)]
+pub(crate) fn leased_here(kind: crate::descriptor::Kind) -> Vec<u32> {
+    CACHE.with(|c| c.borrow().leases.named(kind))
+}
+
 /// A hash of where the strings are, not what they hold (see the module docs), and of the
 /// family.
 #[inline(always)]

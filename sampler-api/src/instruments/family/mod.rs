@@ -25,6 +25,8 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+#[cfg(test)]
+pub(crate) use cache::leased_here;
 pub use options::{FamilyOptions, DEFAULT_LIMIT};
 use table::{Entry, Table, OVERFLOW};
 use wrong_count::WRONG_COUNT;
@@ -33,7 +35,7 @@ use crate::descriptor::{Descriptor, Kind};
 use crate::event::{emit, Event};
 use crate::family_error::{FamilyError, LabelError};
 use crate::labels::{LabelKeys, Labels};
-use crate::lifecycle::{free_slot, slots, Retired, SINK};
+use crate::lifecycle::{board, free_slot, slots, Retired, SINK};
 use crate::registry::Registry;
 use crate::snapshot::{Keeper, SeriesId};
 
@@ -302,7 +304,7 @@ impl Drop for FamilyInner {
         let kind = self.kind();
         let t = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
         // Live label sets and the overflow series (removed entries' slots were retired).
-        let slots: Vec<u32> = t
+        let mut slots: Vec<u32> = t
             .entries()
             .filter(|(_, entry)| entry.born != 0)
             .map(|(_, entry)| entry.slot)
@@ -312,6 +314,12 @@ impl Drop for FamilyInner {
         for text in t.take_texts() {
             self.keeper.bury(text);
         }
+        // Lines of other threads' caches may still lease these slots; they never hit again,
+        // and their leases must not name the series that take these numbers next.
+        slots.sort_unstable();
+        slots.dedup();
+        slots.retain(|&s| s != SINK);
+        board().clear_leases_of(kind, &slots);
         for slot in slots {
             free_slot(kind, slot);
         }
