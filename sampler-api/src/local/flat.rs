@@ -11,8 +11,9 @@
 
 use std::ptr;
 
-/// Bits of the word that hold the address.
-const ADDR_BITS: u32 = 48;
+/// Bits of the word that hold the address: 48 on 64-bit targets (on a 32-bit one, 16, which no
+/// array's address fits in: no array, every record the slow way).
+const ADDR_BITS: u32 = usize::BITS - 16;
 /// Cells in one unit of the length.
 const UNIT: u32 = 64;
 
