@@ -62,6 +62,10 @@ impl Block {
             // `texts` has where each of its values was then; `kept` keeps them alive as long
             // as this block (`keep`: K1 to K3), and `&self` outlives `'a`.
             Some(_) => unsafe {
+                debug_assert!(
+                    row.labels + keys.len() <= self.ids.len(),
+                    "a row names an entry the block's copy of the table lacks"
+                );
                 let ids = self
                     .ids
                     .get(row.labels..row.labels + keys.len())
