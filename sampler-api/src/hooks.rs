@@ -14,6 +14,9 @@ pub(crate) enum Point {
     HandleAfterLookup,
     /// A timing record has loaded this thread's histogram and is about to write into it.
     TimingAfterHistLoad,
+    /// A family being dropped has read a lease that names one of its slots and is about to
+    /// clear it (`Board::clear_leases_of`).
+    LeaseClearBeforeSwap,
 }
 
 #[cfg(test)]

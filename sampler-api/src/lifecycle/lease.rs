@@ -159,6 +159,7 @@ impl Board {
             for l in t.lines.iter() {
                 let v = l.load(Relaxed);
                 if v >> 32 == code && slots.binary_search(&(v as u32)).is_ok() {
+                    crate::hooks::at(crate::hooks::Point::LeaseClearBeforeSwap);
                     let _ = l.compare_exchange(v, 0, Release, Relaxed);
                 }
             }
@@ -199,4 +200,45 @@ loom::lazy_static! {
 /// The process's board.
 pub(crate) fn board() -> &'static Board {
     &BOARD
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Board, Kind};
+    use crate::hooks::{self, Point};
+
+    /// Clearing a dropped family's leases leaves every other lease alone, and one rewritten
+    /// between the clear's read and its write (by the table's thread, for a line that now
+    /// holds another series) too. Loom cannot check this race: it lets the compare-and-swap
+    /// read a value older than a store ordered before it (tokio-rs/loom#282), so the window is
+    /// staged here through the hook point between the read and the swap.
+    #[test]
+    fn clearing_a_dropped_familys_leases_leaves_newer_ones() {
+        let board: &'static Board = Box::leak(Box::new(Board::new()));
+        let t = board.take_table(3);
+        t.set(0, Kind::Counter, 5); // the dropped family's: cleared
+        t.set(1, Kind::Counter, 6); // another family's: left
+        t.set(2, Kind::Timing, 5); // slot 5 of another kind: left
+        board.clear_leases_of(Kind::Counter, &[5]);
+        assert_eq!(t.named(Kind::Counter), vec![6]);
+        assert_eq!(t.named(Kind::Timing), vec![5]);
+
+        // Line 0 names slot 5 again; its thread gives the line to slot 7 of a live family just
+        // after the clear read it.
+        t.set(0, Kind::Counter, 5);
+        hooks::set(move |p| {
+            if p == Point::LeaseClearBeforeSwap {
+                t.set(0, Kind::Counter, 7);
+            }
+        });
+        board.clear_leases_of(Kind::Counter, &[5]);
+        hooks::clear();
+        let mut named = t.named(Kind::Counter);
+        named.sort_unstable();
+        assert_eq!(
+            named,
+            vec![6, 7],
+            "the lease rewritten meanwhile was cleared"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! A loom model of the slot lifecycle: lookup (through a cache line and its lease, or pinned),
-//! handles (get, clone, release), remove, expiry, harvest (reclaim) and free, with the
-//! protocol's own `Board`, `LeaseTable`, `Retired` and `Slots`.
+//! handles (get, clone, release), remove, expiry, harvest (reclaim), free and a family's drop,
+//! with the protocol's own `Board`, `LeaseTable`, `Retired` and `Slots`.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p sampler-api --release --lib loom`.
 //!
@@ -45,29 +45,86 @@ impl Table {
     }
 }
 
-struct Family {
-    table: RwLock<Table>,
-    epoch: AtomicU32,
-    retired: Retired,
-    board: &'static Board,
+/// What the families of a process share: the board of leases and pins, the slot numbers and
+/// the threads' cells.
+struct World {
+    board: Board,
     slots: Slots,
     /// Each thread's cells, by slot (the model of a slab: a thread's counter cells, or its
     /// histograms).
     memory: Vec<Vec<UnsafeCell<u64>>>,
 }
 
-impl Family {
-    fn new() -> Arc<Self> {
-        Arc::new(Family {
-            table: RwLock::new(Table::default()),
-            epoch: AtomicU32::new(0),
-            retired: Retired::new(),
-            board: Box::leak(Box::new(Board::new())),
+impl World {
+    fn new() -> &'static Self {
+        Box::leak(Box::new(World {
+            board: Board::new(),
             slots: Slots::new(),
             memory: (0..SLABS)
                 .map(|_| (0..SLOTS).map(|_| UnsafeCell::new(0)).collect())
                 .collect(),
+        }))
+    }
+
+    /// `free_slot`: the slot's cells reset in every slab, its number handed out again.
+    fn free(&self, slot: u32) {
+        for slab in &self.memory {
+            // SAFETY: loom checks that nothing else accesses the cell meanwhile.
+            slab[slot as usize].with_mut(|v| unsafe { *v = 0 });
+        }
+        self.slots.release(slot);
+    }
+}
+
+struct Family {
+    table: RwLock<Table>,
+    epoch: AtomicU32,
+    retired: Retired,
+    world: &'static World,
+}
+
+impl Family {
+    fn new() -> Arc<Self> {
+        Self::in_world(World::new())
+    }
+
+    /// A family of `world`, beside its other families.
+    fn in_world(world: &'static World) -> Arc<Self> {
+        Arc::new(Family {
+            table: RwLock::new(Table::default()),
+            epoch: AtomicU32::new(0),
+            retired: Retired::new(),
+            world,
         })
+    }
+
+    /// `Drop for FamilyInner`, once no one else holds the family: every slot it has (live
+    /// entries' and retired ones) is freed, after the leases that still name them are cleared.
+    fn drop_last(f: Arc<Self>) {
+        let mut f = f;
+        let f = loop {
+            match Arc::try_unwrap(f) {
+                Ok(f) => break f,
+                Err(back) => {
+                    f = back;
+                    thread::yield_now();
+                }
+            }
+        };
+        let t = f.table.into_inner().unwrap();
+        let mut slots: Vec<u32> = t
+            .entries
+            .iter()
+            .filter(|e| e.values.is_some())
+            .map(|e| e.slot)
+            .chain(f.retired.take_all())
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        f.world.board.clear_leases_of(KIND, &slots);
+        for slot in slots {
+            f.world.free(slot);
+        }
     }
 
     /// `FamilyInner::find_or_insert`: `found` runs under the lock that found the entry.
@@ -90,7 +147,7 @@ impl Family {
             found(&t, e, slot);
             return (e, slot);
         }
-        let slot = self.slots.alloc().expect("a slot");
+        let slot = self.world.slots.alloc().expect("a slot");
         let entry = Entry {
             values: Some(values),
             slot,
@@ -169,24 +226,20 @@ impl Family {
 
     /// The harvest's reclaim (`FamilyInner::sample`) and `free_slot`.
     fn harvest(&self) {
-        self.retired.reclaim(self.board, KIND, |slot| {
-            for slab in &self.memory {
-                // SAFETY: loom checks that nothing else accesses the cell meanwhile.
-                slab[slot as usize].with_mut(|v| unsafe { *v = 0 });
-            }
-            self.slots.release(slot);
-        });
+        self.retired
+            .reclaim(&self.world.board, KIND, |slot| self.world.free(slot));
     }
 
     /// A record into `slot`'s cell of thread `slab`, as the owner of a cell writes it.
     fn record(&self, slab: usize, slot: u32) {
         // SAFETY: loom checks that nothing else accesses the cell meanwhile.
-        self.memory[slab][slot as usize].with_mut(|v| unsafe { *v += 1 });
+        self.world.memory[slab][slot as usize].with_mut(|v| unsafe { *v += 1 });
     }
 
     /// `slot`'s total over every thread's cell (once the recorders are joined).
     fn read(&self, slot: u32) -> u64 {
-        self.memory
+        self.world
+            .memory
             .iter()
             // SAFETY: loom checks that no write to the cell races this read.
             .map(|slab| slab[slot as usize].with(|v| unsafe { *v }))
@@ -205,8 +258,8 @@ impl Cache {
     fn new(f: &Family) -> Self {
         Cache {
             line: None,
-            leases: f.board.take_table(1),
-            board: f.board,
+            leases: f.world.board.take_table(1),
+            board: &f.world.board,
         }
     }
 
@@ -234,7 +287,7 @@ impl Drop for Cache {
 
 /// `FamilyInner::lookup` without a usable cache: pinned from before the lock.
 fn lookup_pinned(f: &Family, values: &'static str) -> (u32, Pin<'static>) {
-    let pin = f.board.pin();
+    let pin = f.world.board.pin();
     let (_, slot) = f.find_or_insert(values, |_, _, _| {});
     (slot, pin)
 }
@@ -486,6 +539,37 @@ fn loom_by_values_and_by_handle_vs_remove_expire_harvest() {
             by_handle.join().unwrap();
             assert_eq!(f.read(zs), 0, "z holds an increment made to x or y");
             f.release(ze);
+        },
+    );
+}
+
+#[test]
+fn loom_i6_a_dropped_family_leaves_no_lease_on_a_reused_slot() {
+    model(
+        "loom_i6_a_dropped_family_leaves_no_lease_on_a_reused_slot",
+        || {
+            let world = World::new();
+            let (f, g) = (Family::in_world(world), Family::in_world(world));
+            let f2 = f.clone();
+            let r = thread::spawn(move || {
+                let mut cache = Cache::new(&f2);
+                let slot = cache.lookup(&f2, "x");
+                f2.record(1, slot);
+                drop(f2);
+                std::mem::forget(cache); // the thread lives on, its line on x kept
+            });
+            Family::drop_last(f);
+            r.join().unwrap();
+            // A series of another family may take x's number; once removed, it is freed.
+            let (z, _) = g.get("z");
+            g.release(z);
+            assert!(g.remove("z"));
+            g.harvest();
+            assert_eq!(
+                g.retired.take_all(),
+                Vec::<u32>::new(),
+                "a lease of the dropped family held up the free of the series after it"
+            );
         },
     );
 }
