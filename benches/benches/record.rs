@@ -26,6 +26,13 @@ static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "reques
 static LEVEL: Descriptor = Descriptor::gauge("bench.level", "1", "a level");
 static LATENCY: Descriptor = Descriptor::timing("bench.latency", "s", "latency");
 static BY_ROUTE: Descriptor = Descriptor::counter("bench.requests.by_route", "1", "requests");
+static LATE_REQUESTS: Descriptor = Descriptor::counter("bench.requests.late", "1", "requests");
+static LATE_LATENCY: Descriptor = Descriptor::timing("bench.latency.late", "s", "latency");
+static FILLER_COUNTERS: Descriptor = Descriptor::counter("bench.filler", "1", "requests");
+static FILLER_TIMINGS: Descriptor = Descriptor::timing("bench.filler.latency", "s", "latency");
+
+/// Series made between a thread's first record and the series a "late" row records into.
+const LATE_AFTER: usize = 1000;
 
 const META: Metadata<'static> = Metadata::new("bench", Level::INFO, None);
 
@@ -165,6 +172,93 @@ fn counter_inc(c: &mut Criterion) {
 
         g.finish();
     }
+}
+
+/// A series made after the recording thread's first record, as in a service whose threads
+/// start before most of its series exist: the thread records into an early series once, then
+/// [`LATE_AFTER`] more series of the same kind are made (by label values of `filler`, a family
+/// kept alive by the caller), then the series returned by `make`.
+fn late<T>(early: impl FnOnce(), filler: impl Fn(&str), make: impl FnOnce() -> T) -> T {
+    early();
+    (0..LATE_AFTER).for_each(|i| filler(&i.to_string()));
+    make()
+}
+
+/// The counter increment into a series made after the recording thread's first record, against
+/// the same floors as `counter_inc_1t`.
+fn counter_inc_late(c: &mut Criterion) {
+    let name = "counter_inc_late_1t".to_owned();
+    let mut g = c.benchmark_group(&name);
+
+    let cell = floor_cell();
+    bench(&mut g, &name, "floor_atomic", 1, |n| {
+        for _ in 0..n {
+            black_box(&cell.0).fetch_add(1, Relaxed);
+        }
+    });
+    let cell = floor_cell();
+    bench(&mut g, &name, PLAIN_FLOOR, 1, |n| {
+        for _ in 0..n {
+            let c = black_box(&cell.0);
+            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+        }
+    });
+
+    let registry = Registry::new();
+    let early = registry.counter(&REQUESTS);
+    let filler = registry.counter_family_with(
+        &FILLER_COUNTERS,
+        &["n"],
+        sampler_api::FamilyOptions::default().limit(LATE_AFTER + 1),
+    );
+    // Made by the bench's own thread on its first run, so after that thread's first record.
+    let ours = std::sync::OnceLock::new();
+    bench(&mut g, &name, "sampler", 1, |n| {
+        let ours = ours.get_or_init(|| {
+            late(|| early.inc(), |v| filler.inc(&[v]), || registry.counter(&LATE_REQUESTS))
+        });
+        for _ in 0..n {
+            black_box(ours).inc();
+        }
+    });
+    g.finish();
+}
+
+/// The timing record into a series made after the recording thread's first record, against
+/// the same floor as `timing_record_1t`.
+fn timing_record_late(c: &mut Criterion) {
+    let values = timing_values();
+    let v = &values;
+    let name = "timing_record_late_1t".to_owned();
+    let mut g = c.benchmark_group(&name);
+    bench(&mut g, &name, TIMING_FLOOR, 1, |n| {
+        for i in 0..n {
+            black_box(&n);
+            record_local(v[i as usize & 1023]);
+        }
+    });
+
+    let registry = Registry::new();
+    let early = registry.timing(&LATENCY);
+    let filler = registry.timing_family_with(
+        &FILLER_TIMINGS,
+        &["n"],
+        sampler_api::FamilyOptions::default().limit(LATE_AFTER + 1),
+    );
+    let ours = std::sync::OnceLock::new();
+    bench(&mut g, &name, "sampler", 1, |n| {
+        let ours = ours.get_or_init(|| {
+            late(
+                || early.record(0.001),
+                |l| filler.record(&[l], 0.001),
+                || registry.timing(&LATE_LATENCY),
+            )
+        });
+        for i in 0..n {
+            black_box(ours).record(v[i as usize & 1023]);
+        }
+    });
+    g.finish();
 }
 
 /// A handle shaped as ours: two words of family and slot, then the cell's address.
@@ -523,7 +617,7 @@ fn lookup(c: &mut Criterion) {
 criterion_group! {
     name = record;
     config = sampler_benches::criterion();
-    targets = counter_inc, gauge_set, timing_record, lookup
+    targets = counter_inc, counter_inc_late, gauge_set, timing_record, timing_record_late, lookup
 }
 
 fn main() {

@@ -35,15 +35,23 @@ pub const PEERS: [&str; 6] = [
 pub const ENCODE_ONLY: &str = "sampler_encode_only";
 
 /// The benchmark groups, in table order, with the operation each times.
-pub const GROUPS: [(&str, &str); 17] = [
+pub const GROUPS: [(&str, &str); 19] = [
     ("counter_inc_1t", "counter increment, 1 thread"),
     (
         "counter_inc_2t",
         "counter increment, 2 threads on one counter",
     ),
+    (
+        "counter_inc_late_1t",
+        "counter increment, a series made after the thread's first record",
+    ),
     ("gauge_set_1t", "gauge set"),
     ("timing_record_1t", "timing record, 1 thread"),
     ("timing_record_2t", "timing record, 2 threads on one timing"),
+    (
+        "timing_record_late_1t",
+        "timing record, a series made after the thread's first record",
+    ),
     ("lookup_1_1t", "lookup + inc, 1 label set, 1 thread"),
     ("lookup_1_2t", "lookup + inc, 1 label set, 2 threads"),
     (
@@ -356,8 +364,20 @@ pub fn targets(dir: &Path) -> Vec<Target> {
         1.5,
     );
     floor(
+        "counter increment, a series made after the thread's first record",
+        "counter_inc_late_1t",
+        PLAIN_FLOOR,
+        1.5,
+    );
+    floor(
         "timing record, 1 thread",
         "timing_record_1t",
+        TIMING_FLOOR,
+        2.0,
+    );
+    floor(
+        "timing record, a series made after the thread's first record",
+        "timing_record_late_1t",
         TIMING_FLOOR,
         2.0,
     );
