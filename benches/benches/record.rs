@@ -215,7 +215,11 @@ fn counter_inc_late(c: &mut Criterion) {
     let ours = std::sync::OnceLock::new();
     bench(&mut g, &name, "sampler", 1, |n| {
         let ours = ours.get_or_init(|| {
-            late(|| early.inc(), |v| filler.inc(&[v]), || registry.counter(&LATE_REQUESTS))
+            late(
+                || early.inc(),
+                |v| filler.inc(&[v]),
+                || registry.counter(&LATE_REQUESTS),
+            )
         });
         for _ in 0..n {
             black_box(ours).inc();

@@ -17,6 +17,11 @@ pub(crate) enum Point {
     /// A family being dropped has read a lease that names one of its slots and is about to
     /// clear it (`Board::clear_leases_of`).
     LeaseClearBeforeSwap,
+    /// A reader has loaded a slab's flat-array word and is about to read a cell through it.
+    ReadAfterFlatLoad,
+    /// A thread growing its flat array has copied the cells into the new one and is about to
+    /// make it current.
+    GrowAfterCopy,
 }
 
 #[cfg(test)]

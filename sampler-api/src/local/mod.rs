@@ -3,9 +3,12 @@
 //! lifecycle's business (`crate::lifecycle`); this module only keeps the memory.
 //!
 //! Every counter and timing series owns a *slot* number. Each recording thread owns a slab with
-//! one cell per slot: the slots that existed when the slab was made sit in flat arrays whose
-//! start and length the thread keeps in a thread-local, so a counter add is a compare and an add
-//! into the cell; later slots sit in lazily filled two-level arrays. A thread adds into its own
+//! one cell per slot, in flat arrays whose start and length the thread keeps in a thread-local,
+//! so a counter add is a compare and an add into the cell. A slot made after the array was
+//! sized is past it: the thread's first record into it grows the array (a longer one with the
+//! same values replaces it; the old one is freed once no reader can hold it). Where an array
+//! cannot be described by the thread-local's word, later slots sit in lazily filled two-level
+//! arrays instead. A thread adds into its own
 //! cell with a plain load and store (no locked instruction, no cache line shared with another
 //! thread); the harvest sums the cells of all slabs. A slab never goes away: when its thread exits it goes
 //! back to a pool and the next new thread takes it over, values and all, so totals stay exact.
@@ -14,6 +17,7 @@
 //!
 //! - `storage`: arrays of cells that never move;
 //! - `flat`: a thread's flat array of one kind, kept at hand as one word;
+//! - `retire`: flat arrays a slab outgrew, freed once no reader can hold them;
 //! - `slab`: a thread's slab, the pool, reaching this thread's own, resetting a slot in all;
 //! - `record`: the counter and timing record paths;
 //! - `hist`: a thread's histogram of one timing slot;
@@ -27,6 +31,7 @@ mod gauges;
 mod hist;
 mod read;
 mod record;
+mod retire;
 mod slab;
 mod storage;
 
@@ -127,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_past_the_flat_arrays_are_counted() {
+    fn slots_past_the_flat_arrays_grow_them() {
         std::thread::spawn(|| {
             // The first record makes this thread's slab; then take slots until some lie past
             // its flat arrays, which were sized when it was made.
@@ -151,6 +156,17 @@ mod tests {
             counter_add(c, 4);
             timing_record(t, index_table(3), 2.0);
             timing_record(t, index_table(3), 0.0);
+            // The first record past them grew the flat arrays, which now hold the slots (on a
+            // platform where the word can describe them), and kept what was recorded before.
+            let holds = slab::LOCAL.with(|l| (l.counters.get().holds(c), l.hists.get().holds(t)));
+            if cfg!(target_pointer_width = "64") {
+                assert_eq!(
+                    holds,
+                    (true, true),
+                    "flat arrays grown past {c_len}, {h_len}"
+                );
+            }
+            assert_eq!(Reader::new().counter(first), 1);
             assert_eq!(Reader::new().counter(c), 7);
             let g = timing_lock();
             let d = Reader::new().timing(t, 3, &g);

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::{Mutex, MutexGuard};
 
 use super::lock;
+use super::retire::ReadGuard;
 use super::slab::{slabs, Slab};
 use crate::distribution::Distribution;
 
@@ -18,20 +19,30 @@ pub(crate) fn timing_lock() -> TimingGuard<'static> {
     TimingGuard(lock(&TIMING_LOCK))
 }
 
-/// Every slab, for reading many slots at once.
+/// Every slab, for reading many slots at once; while it lives, no outgrown flat array is
+/// freed (`retire`).
 pub(crate) struct Reader {
     slabs: Vec<&'static Slab>,
+    guard: ReadGuard,
 }
 
 impl Reader {
     pub(crate) fn new() -> Self {
-        Reader { slabs: slabs() }
+        let guard = ReadGuard::new();
+        Reader {
+            slabs: slabs(),
+            guard,
+        }
     }
 
     /// The exact total of counter slot `slot` over all threads.
     pub(crate) fn counter(&self, slot: u32) -> u64 {
         self.slabs.iter().fold(0u64, |acc, s| {
-            acc.wrapping_add(s.counters.get(slot).map_or(0, |c| c.load(Relaxed)))
+            acc.wrapping_add(
+                s.counters
+                    .get(slot, &self.guard)
+                    .map_or(0, |c| c.load(Relaxed)),
+            )
         })
     }
 
@@ -40,7 +51,7 @@ impl Reader {
         let mut d = Distribution::new(scale);
         let (mut sum, mut min, mut max, mut zero) = (0.0, f64::INFINITY, f64::NEG_INFINITY, 0);
         for s in &self.slabs {
-            let Some(cell) = s.hists.get(slot) else {
+            let Some(cell) = s.hists.get(slot, &self.guard) else {
                 continue;
             };
             let h = cell.load(Acquire);

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::hist::Position;
-use super::slab::{slab, LOCAL};
+use super::slab::{own_hist, with_counter_cell, LOCAL};
 use crate::distribution::IndexTable;
 
 /// Adds `n` to counter slot `slot` in this thread's cell.
@@ -17,7 +17,8 @@ pub(crate) fn counter_add(slot: u32, n: u64) {
         // SAFETY: checked just above.
         return add(unsafe { flat.cell(slot) }, n);
     }
-    // A slot made after this thread's slab: in the two-level array, when its chunk exists.
+    // A slot past the flat array, which has not grown to hold it yet (the slow path grows it),
+    // or in the two-level array where the array cannot grow, when its chunk exists.
     // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
     match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
         Some(cell) => add(cell, n),
@@ -39,13 +40,13 @@ fn add(cell: &AtomicU64, n: u64) {
 #[cold]
 #[inline(never)]
 fn counter_add_slow(slot: u32, n: u64) {
-    let slab = slab();
-    let cell = slab.counters.get_or_alloc(slot);
-    if slab.shared {
-        cell.fetch_add(n, Relaxed);
-    } else {
-        cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
-    }
+    with_counter_cell(slot, |cell, shared| {
+        if shared {
+            cell.fetch_add(n, Relaxed);
+        } else {
+            add(cell, n);
+        }
+    });
 }
 
 /// Records `value` into timing slot `slot` in this thread's histogram at `table`'s scale.
@@ -95,13 +96,12 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
 #[cold]
 #[inline(never)]
 fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {
-    let slab = slab();
-    let h = slab.hist(slot, table.scale());
+    let (h, shared) = own_hist(slot, table.scale());
     if value.is_nan() || value <= 0.0 {
-        return h.record_zero(value, slab.shared);
+        return h.record_zero(value, shared);
     }
     let pos = Position::of(table, value, table.scale());
-    if slab.shared {
+    if shared {
         h.bump_atomic(h.bucket(pos), value);
     } else {
         h.record_positive(pos, value);

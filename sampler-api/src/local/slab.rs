@@ -35,22 +35,10 @@ impl Slab {
         // The shared slab is rarely used: everything goes to its two-level arrays.
         let flat = |slots| if shared { 0 } else { flat_len(slots) };
         Slab {
-            counters: Cells::new(flat(slots(Kind::Counter))),
-            hists: Cells::new(flat(slots(Kind::Timing))),
+            counters: Cells::new(flat(slots(Kind::Counter)), !shared),
+            hists: Cells::new(flat(slots(Kind::Timing)), !shared),
             shared,
         }
-    }
-
-    /// This slab's histogram of timing `slot`, made at `scale` if it has none yet.
-    pub(super) fn hist(&self, slot: u32, scale: i8) -> &LocalHist {
-        let cell = self.hists.get_or_alloc(slot);
-        let mut h = cell.load(Acquire);
-        if h.is_null() {
-            h = self.alloc_hist(cell, scale);
-        }
-        // SAFETY: a LocalHist pointer is freed only by `drop_hists`, under the timing lock, for
-        // a slot nothing can reach any more (`lifecycle`); the caller can reach `slot`.
-        unsafe { &*h }
     }
 
     #[cold]
@@ -65,6 +53,39 @@ impl Slab {
             }
         }
     }
+}
+
+/// Runs `f` on this thread's cell of counter `slot` (growing its flat array to hold the slot,
+/// or making the cell's chunk), with whether the cell is in the shared slab (then others write
+/// it too). `f` must not record: a record could grow the array the cell lies in.
+pub(super) fn with_counter_cell(slot: u32, f: impl FnOnce(&AtomicU64, bool)) {
+    let slab = slab();
+    // SAFETY: `slab()` is this thread's own slab, or the shared one, whose cells never grow;
+    // the cell is used only within this call, before this thread can grow the array again.
+    let (cell, grew) = unsafe { slab.counters.reach(slot, slots(Kind::Counter).high_water()) };
+    if let Some(flat) = grew {
+        let _ = LOCAL.try_with(|l| l.counters.set(flat));
+    }
+    f(cell, slab.shared)
+}
+
+/// This thread's histogram of timing `slot`, made at `scale` if it has none yet (growing the
+/// flat array to hold the slot, or making the cell's chunk), with whether it is in the shared
+/// slab (then others write it too).
+pub(super) fn own_hist(slot: u32, scale: i8) -> (&'static LocalHist, bool) {
+    let slab = slab();
+    // SAFETY: as in `with_counter_cell`; the cell is used only here.
+    let (cell, grew) = unsafe { slab.hists.reach(slot, slots(Kind::Timing).high_water()) };
+    if let Some(flat) = grew {
+        let _ = LOCAL.try_with(|l| l.hists.set(flat));
+    }
+    let mut h = cell.load(Acquire);
+    if h.is_null() {
+        h = slab.alloc_hist(cell, scale);
+    }
+    // SAFETY: a LocalHist pointer is freed only by `drop_hists`, under the timing lock, for
+    // a slot nothing can reach any more (`lifecycle`); the caller can reach `slot`.
+    (unsafe { &*h }, slab.shared)
 }
 
 /// The pool of slabs: every slab ever made, and the ones whose thread has exited.
@@ -89,7 +110,8 @@ fn shared_slab() -> &'static Slab {
 
 /// What a thread keeps at hand: its slab and the flat arrays in it. All null and zero until
 /// the thread's first record and again once the thread is being torn down, so that the fast
-/// paths need no other check than the slot against the length.
+/// paths need no other check than the slot against the length. The flat arrays are the slab's
+/// current ones: only this thread grows them, and sets them here when it does.
 pub(super) struct Local {
     pub(super) slab: Cell<*const Slab>,
     pub(super) counters: Cell<Flat<AtomicU64>>,
@@ -107,8 +129,8 @@ impl Local {
 
     fn install(&self, slab: &'static Slab) {
         self.slab.set(slab);
-        self.counters.set(Flat::new(slab.counters.flat()));
-        self.hists.set(Flat::new(slab.hists.flat()));
+        self.counters.set(slab.counters.flat());
+        self.hists.set(slab.hists.flat());
     }
 
     /// Forgets the slab and returns it.
@@ -164,7 +186,7 @@ fn take() -> &'static Slab {
 }
 
 /// This thread's slab: its own, or the shared one while the thread is being torn down.
-pub(super) fn slab() -> &'static Slab {
+fn slab() -> &'static Slab {
     let p = LOCAL.with(|l| l.slab.get());
     if p.is_null() {
         return take();
@@ -182,9 +204,7 @@ pub(super) fn slabs() -> Vec<&'static Slab> {
 /// (`lifecycle::free_slot`): no thread writes its cell meanwhile.
 pub(crate) fn zero_counter(slot: u32) {
     for s in slabs() {
-        if let Some(c) = s.counters.get(slot) {
-            c.store(0, Relaxed);
-        }
+        s.counters.exclusive(slot, |c| c.store(0, Relaxed));
     }
 }
 
@@ -193,13 +213,13 @@ pub(crate) fn zero_counter(slot: u32) {
 pub(crate) fn drop_hists(slot: u32) {
     let _g = timing_lock();
     for s in slabs() {
-        if let Some(c) = s.hists.get(slot) {
+        s.hists.exclusive(slot, |c| {
             let p = c.swap(ptr::null_mut(), AcqRel);
             if !p.is_null() {
                 // SAFETY: allocated by `alloc_hist`; swapped out under the timing lock, so no
                 // reader holds it, and nothing can record into this slot any more.
                 drop(unsafe { Box::from_raw(p) });
             }
-        }
+        });
     }
 }
