@@ -9,6 +9,7 @@
 //! stored it before retiring the old one, and the free happens under the write lock that the
 //! reader's guard then waits behind.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use super::lock;
@@ -18,6 +19,11 @@ static READERS: RwLock<()> = RwLock::new(());
 
 /// Arrays outgrown and not freed yet, with their addresses.
 static RETIRED: Mutex<Vec<(usize, Box<dyn Send>)>> = Mutex::new(Vec::new());
+
+/// Whether `RETIRED` may hold an array: set and cleared under its lock, read without it, so
+/// that dropping a guard costs no lock when nothing waits (a stale `false` only delays a free
+/// to the next guard or retirement).
+static PENDING: AtomicBool = AtomicBool::new(false);
 
 /// Proof that outgrown arrays are not freed: held while cells of other threads' slabs are read.
 pub(crate) struct ReadGuard(Option<RwLockReadGuard<'static, ()>>);
@@ -38,20 +44,28 @@ impl Drop for ReadGuard {
 /// Puts an outgrown array (at `addr`) on the list, and frees the list if no reader holds a
 /// guard.
 pub(super) fn retire(addr: usize, array: Box<dyn Send>) {
-    lock(&RETIRED).push((addr, array));
+    {
+        let mut retired = lock(&RETIRED);
+        retired.push((addr, array));
+        PENDING.store(true, Relaxed);
+    }
     free_retired();
 }
 
 /// Frees every retired array if no reader holds a guard; otherwise leaves them for the last
 /// guard to be dropped.
 fn free_retired() {
-    if lock(&RETIRED).is_empty() {
+    if !PENDING.load(Relaxed) {
         return;
     }
     let Ok(_no_reader) = READERS.try_write() else {
         return;
     };
-    let freed = std::mem::take(&mut *lock(&RETIRED));
+    let freed = {
+        let mut retired = lock(&RETIRED);
+        PENDING.store(false, Relaxed);
+        std::mem::take(&mut *retired)
+    };
     drop(freed);
 }
 
