@@ -12,18 +12,12 @@ use crate::distribution::IndexTable;
 /// Adds `n` to counter slot `slot` in this thread's cell.
 #[inline(always)]
 pub(crate) fn counter_add(slot: u32, n: u64) {
-    let (flat, slab) = LOCAL.with(|l| (l.counters.get(), l.slab.get()));
+    let flat = LOCAL.with(|l| l.counters.get());
     if flat.holds(slot) {
-        // SAFETY: checked just above.
+        // SAFETY: checked just above; this thread's current array.
         return add(unsafe { flat.cell(slot) }, n);
     }
-    // A slot past the flat array, which has not grown to hold it yet (the slow path grows it),
-    // or in the two-level array where the array cannot grow, when its chunk exists.
-    // SAFETY: a non-null `slab` was installed from a leaked `&'static Slab`.
-    match unsafe { slab.as_ref() }.and_then(|s| s.counters.rest.get(slot)) {
-        Some(cell) => add(cell, n),
-        None => counter_add_slow(slot, n),
-    }
+    counter_add_slow(slot, n)
 }
 
 /// Adds `n` to a cell of this thread's own slab.
@@ -37,6 +31,9 @@ fn add(cell: &AtomicU64, n: u64) {
     cell.store(cell.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// A record the flat array does not hold: the thread's first (no slab yet) or its first into
+/// a slot made since its array was sized (the array grows), a thread being torn down (the
+/// shared slab), or a slab whose array cannot grow (the two-level array).
 #[cold]
 #[inline(never)]
 fn counter_add_slow(slot: u32, n: u64) {
@@ -67,18 +64,12 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
     // The bucket's position depends only on the value and the scale, so it is found while the
     // loads that reach this thread's histogram are still on their way.
     let pos = Position::of(table, value, scale);
-    let (flat, slab) = LOCAL.with(|l| (l.hists.get(), l.slab.get()));
-    let cell = if flat.holds(slot) {
-        // SAFETY: checked just above.
-        unsafe { flat.cell(slot) }
-    } else {
-        // SAFETY: as in `counter_add`.
-        match unsafe { slab.as_ref() }.and_then(|s| s.hists.rest.get(slot)) {
-            Some(cell) => cell,
-            None => return timing_record_slow(slot, table, value),
-        }
-    };
-    let h = cell.load(Acquire);
+    let flat = LOCAL.with(|l| l.hists.get());
+    if !flat.holds(slot) {
+        return timing_record_slow(slot, table, value);
+    }
+    // SAFETY: checked just above; this thread's current array.
+    let h = unsafe { flat.cell(slot) }.load(Acquire);
     if h.is_null() {
         return timing_record_slow(slot, table, value);
     }
@@ -93,6 +84,8 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
     }
 }
 
+/// A record the flat array does not hold (see `counter_add_slow`), or the slot's first in
+/// this thread (no histogram yet).
 #[cold]
 #[inline(never)]
 fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {

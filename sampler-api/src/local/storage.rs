@@ -174,6 +174,10 @@ impl<T: CellValue> Cells<T> {
         let mut grew = None;
         let old = self.flat.load();
         if !old.holds(slot) {
+            // Cells whose array cannot grow keep later slots here (and only those have any).
+            if let Some(cell) = self.rest.get(slot) {
+                return (cell, None);
+            }
             let mut growable = lock(&self.grow);
             if *growable {
                 let want = (high_water.max(slot + 1).max(64) as usize).next_power_of_two();
@@ -357,6 +361,28 @@ mod tests {
         }
         let guard = ReadGuard::new();
         assert_eq!(cells.get(7, &guard).map(|c| c.load(Relaxed)), Some(0));
+    }
+
+    /// Cells whose array cannot grow keep slots past it in the two-level array, found there by
+    /// the record's and the reader's path alike, and their flat array stays as it was.
+    #[test]
+    fn cells_that_cannot_grow_keep_later_slots_in_the_two_level_array() {
+        let cells: &'static Cells<AtomicU64> = Box::leak(Box::new(Cells::new(64, false)));
+        let before = addr(cells.flat());
+        let (cell, grew) = reach(cells, 100);
+        assert!(grew.is_none());
+        cell.store(9, Relaxed);
+        let (again, _) = reach(cells, 100);
+        assert!(std::ptr::eq(cell, again));
+        assert!(std::ptr::eq(
+            cell,
+            cells.rest.get(100).expect("in the two-level array")
+        ));
+        assert_eq!(addr(cells.flat()), before);
+        let guard = ReadGuard::new();
+        assert_eq!(cells.get(100, &guard).map(|c| c.load(Relaxed)), Some(9));
+        cells.exclusive(100, |c| c.store(0, Relaxed));
+        assert_eq!(cells.get(100, &guard).map(|c| c.load(Relaxed)), Some(0));
     }
 
     /// Values survive every grow; a slot's cell is the same cell however it is reached.
