@@ -91,29 +91,33 @@ fn note_parallel(group: &str, id: &str, retried: u64, unclean: u64) {
     }
 }
 
+/// The counter floors: a relaxed `fetch_add`, and on one thread a plain load and store.
+fn counter_floors(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, threads: usize) {
+    let cell = floor_cell();
+    bench(g, name, "floor_atomic", threads, |n| {
+        for _ in 0..n {
+            black_box(&cell.0).fetch_add(1, Relaxed);
+        }
+    });
+    if threads == 1 {
+        // What any increment that writes memory costs at least in this loop: a plain load
+        // and store to one cell (not atomic as a whole, so only meaningful on one thread).
+        let cell = floor_cell();
+        bench(g, name, PLAIN_FLOOR, threads, |n| {
+            for _ in 0..n {
+                let c = black_box(&cell.0);
+                c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            }
+        });
+    }
+}
+
 fn counter_inc(c: &mut Criterion) {
     for threads in [1, 2] {
         let name = format!("counter_inc_{threads}t");
         let mut g = c.benchmark_group(&name);
 
-        let cell = floor_cell();
-        bench(&mut g, &name, "floor_atomic", threads, |n| {
-            for _ in 0..n {
-                black_box(&cell.0).fetch_add(1, Relaxed);
-            }
-        });
-
-        if threads == 1 {
-            // What any increment that writes memory costs at least in this loop: a plain load
-            // and store to one cell (not atomic as a whole, so only meaningful on one thread).
-            let cell = floor_cell();
-            bench(&mut g, &name, PLAIN_FLOOR, threads, |n| {
-                for _ in 0..n {
-                    let c = black_box(&cell.0);
-                    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-                }
-            });
-        }
+        counter_floors(&mut g, &name, threads);
 
         let registry = Registry::new();
         let ours = registry.counter(&REQUESTS);
@@ -174,14 +178,32 @@ fn counter_inc(c: &mut Criterion) {
     }
 }
 
-/// A series made after the recording thread's first record, as in a service whose threads
-/// start before most of its series exist: the thread records into an early series once, then
-/// [`LATE_AFTER`] more series of the same kind are made (by label values of `filler`, a family
-/// kept alive by the caller), then the series returned by `make`.
-fn late<T>(early: impl FnOnce(), filler: impl Fn(&str), make: impl FnOnce() -> T) -> T {
-    early();
-    (0..LATE_AFTER).for_each(|i| filler(&i.to_string()));
-    make()
+/// Times `record(handle, n)` on the bench's own thread for a handle of a series made after that
+/// thread's first record, as in a service whose threads start before most of its series exist:
+/// on its first run the thread records once (`early`), then [`LATE_AFTER`] more series of the
+/// same kind are made (`filler`, by label values), then the handle (`make`).
+fn bench_late<T: Send + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    early: impl Fn() + Sync,
+    filler: impl Fn(&str) + Sync,
+    make: impl Fn() -> T + Sync,
+    record: impl Fn(&T, u64) + Sync,
+) {
+    let handle = std::sync::OnceLock::new();
+    bench(g, name, "sampler", 1, |n| {
+        let h = handle.get_or_init(|| {
+            early();
+            (0..LATE_AFTER).for_each(|i| filler(&i.to_string()));
+            make()
+        });
+        record(h, n);
+    });
+}
+
+/// Options for the family of series made between a thread's first record and a late series.
+fn filler_options() -> sampler_api::FamilyOptions {
+    sampler_api::FamilyOptions::default().limit(LATE_AFTER + 1)
 }
 
 /// The counter increment into a series made after the recording thread's first record, against
@@ -189,42 +211,22 @@ fn late<T>(early: impl FnOnce(), filler: impl Fn(&str), make: impl FnOnce() -> T
 fn counter_inc_late(c: &mut Criterion) {
     let name = "counter_inc_late_1t".to_owned();
     let mut g = c.benchmark_group(&name);
-
-    let cell = floor_cell();
-    bench(&mut g, &name, "floor_atomic", 1, |n| {
-        for _ in 0..n {
-            black_box(&cell.0).fetch_add(1, Relaxed);
-        }
-    });
-    let cell = floor_cell();
-    bench(&mut g, &name, PLAIN_FLOOR, 1, |n| {
-        for _ in 0..n {
-            let c = black_box(&cell.0);
-            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-        }
-    });
-
+    counter_floors(&mut g, &name, 1);
     let registry = Registry::new();
     let early = registry.counter(&REQUESTS);
-    let filler = registry.counter_family_with(
-        &FILLER_COUNTERS,
-        &["n"],
-        sampler_api::FamilyOptions::default().limit(LATE_AFTER + 1),
+    let filler = registry.counter_family_with(&FILLER_COUNTERS, &["n"], filler_options());
+    bench_late(
+        &mut g,
+        &name,
+        || early.inc(),
+        |v| filler.inc(&[v]),
+        || registry.counter(&LATE_REQUESTS),
+        |ours, n| {
+            for _ in 0..n {
+                black_box(ours).inc();
+            }
+        },
     );
-    // Made by the bench's own thread on its first run, so after that thread's first record.
-    let ours = std::sync::OnceLock::new();
-    bench(&mut g, &name, "sampler", 1, |n| {
-        let ours = ours.get_or_init(|| {
-            late(
-                || early.inc(),
-                |v| filler.inc(&[v]),
-                || registry.counter(&LATE_REQUESTS),
-            )
-        });
-        for _ in 0..n {
-            black_box(ours).inc();
-        }
-    });
     g.finish();
 }
 
@@ -235,33 +237,22 @@ fn timing_record_late(c: &mut Criterion) {
     let v = &values;
     let name = "timing_record_late_1t".to_owned();
     let mut g = c.benchmark_group(&name);
-    bench(&mut g, &name, TIMING_FLOOR, 1, |n| {
-        for i in 0..n {
-            black_box(&n);
-            record_local(v[i as usize & 1023]);
-        }
-    });
-
+    timing_floor(&mut g, &name, v);
     let registry = Registry::new();
     let early = registry.timing(&LATENCY);
-    let filler = registry.timing_family_with(
-        &FILLER_TIMINGS,
-        &["n"],
-        sampler_api::FamilyOptions::default().limit(LATE_AFTER + 1),
+    let filler = registry.timing_family_with(&FILLER_TIMINGS, &["n"], filler_options());
+    bench_late(
+        &mut g,
+        &name,
+        || early.record(0.001),
+        |l| filler.record(&[l], 0.001),
+        || registry.timing(&LATE_LATENCY),
+        |ours, n| {
+            for i in 0..n {
+                black_box(ours).record(v[i as usize & 1023]);
+            }
+        },
     );
-    let ours = std::sync::OnceLock::new();
-    bench(&mut g, &name, "sampler", 1, |n| {
-        let ours = ours.get_or_init(|| {
-            late(
-                || early.record(0.001),
-                |l| filler.record(&[l], 0.001),
-                || registry.timing(&LATE_LATENCY),
-            )
-        });
-        for i in 0..n {
-            black_box(ours).record(v[i as usize & 1023]);
-        }
-    });
     g.finish();
 }
 
@@ -353,6 +344,18 @@ fn gauge_set(c: &mut Criterion) {
     g.finish();
 }
 
+/// The timing floor, on one thread: a thread-local histogram with every bucket in place,
+/// found with no lookup (see `sampler_benches::floor`).
+fn timing_floor(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, v: &[f64]) {
+    bench(g, name, TIMING_FLOOR, 1, |n| {
+        for i in 0..n {
+            // Hides a reference from the optimiser as the others' `black_box(&handle)`.
+            black_box(&n);
+            record_local(v[i as usize & 1023]);
+        }
+    });
+}
+
 fn timing_record(c: &mut Criterion) {
     let values = timing_values();
     let v = &values;
@@ -363,15 +366,7 @@ fn timing_record(c: &mut Criterion) {
         let mut g = c.benchmark_group(&name);
 
         if threads == 1 {
-            // The least a record can cost: a thread-local histogram with every bucket in
-            // place, found with no lookup (see `sampler_benches::floor`).
-            bench(&mut g, &name, TIMING_FLOOR, threads, |n| {
-                for i in 0..n {
-                    // Hides a reference from the optimiser as the others' `black_box(&handle)`.
-                    black_box(&n);
-                    record_local(v[i as usize & 1023]);
-                }
-            });
+            timing_floor(&mut g, &name, v);
         }
 
         let registry = Registry::new();
