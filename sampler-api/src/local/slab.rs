@@ -62,7 +62,10 @@ pub(super) fn with_counter_cell(slot: u32, f: impl FnOnce(&AtomicU64, bool)) {
     let slab = slab();
     // SAFETY: `slab()` is this thread's own slab, or the shared one, whose cells never grow;
     // the cell is used only within this call, before this thread can grow the array again.
-    let (cell, grew) = unsafe { slab.counters.reach(slot, slots(Kind::Counter).high_water()) };
+    let (cell, grew) = unsafe {
+        slab.counters
+            .reach(slot, || slots(Kind::Counter).high_water())
+    };
     if let Some(flat) = grew {
         let _ = LOCAL.try_with(|l| l.counters.set(flat));
     }
@@ -75,7 +78,7 @@ pub(super) fn with_counter_cell(slot: u32, f: impl FnOnce(&AtomicU64, bool)) {
 pub(super) fn own_hist(slot: u32, scale: i8) -> (&'static LocalHist, bool) {
     let slab = slab();
     // SAFETY: as in `with_counter_cell`; the cell is used only here.
-    let (cell, grew) = unsafe { slab.hists.reach(slot, slots(Kind::Timing).high_water()) };
+    let (cell, grew) = unsafe { slab.hists.reach(slot, || slots(Kind::Timing).high_water()) };
     if let Some(flat) = grew {
         let _ = LOCAL.try_with(|l| l.hists.set(flat));
     }

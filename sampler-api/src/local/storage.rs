@@ -162,15 +162,19 @@ impl<T: CellValue> Cells<T> {
         }
     }
 
-    /// The cell of `slot`, growing the flat array to hold it (to room for `high_water` slots,
-    /// rounded up to a power of two) or making its chunk of the two-level array. Returns the
-    /// new flat array, if it grew, for the owner thread's `Local`.
+    /// The cell of `slot`, growing the flat array to hold it (to room for `high_water()` slots,
+    /// asked only then, rounded up to a power of two) or making its chunk of the two-level
+    /// array. Returns the new flat array, if it grew, for the owner thread's `Local`.
     ///
     /// # Safety
     /// Called by the thread that owns this slab, or for cells made not to grow: only that
     /// thread replaces the flat array, so the cell stays allocated until its next call here.
     #[cold]
-    pub(super) unsafe fn reach(&self, slot: u32, high_water: u32) -> (&T, Option<Flat<T>>) {
+    pub(super) unsafe fn reach(
+        &self,
+        slot: u32,
+        high_water: impl FnOnce() -> u32,
+    ) -> (&T, Option<Flat<T>>) {
         let mut grew = None;
         let old = self.flat.load();
         if !old.holds(slot) {
@@ -180,7 +184,7 @@ impl<T: CellValue> Cells<T> {
             }
             let mut growable = lock(&self.grow);
             if *growable {
-                let want = (high_water.max(slot + 1).max(64) as usize).next_power_of_two();
+                let want = (high_water().max(slot + 1).max(64) as usize).next_power_of_two();
                 match flat_array::<T>(want) {
                     Some(new) if new.holds(slot) => {
                         for i in 0..old.len() {
@@ -282,7 +286,7 @@ mod tests {
     fn reach(cells: &Cells<AtomicU64>, slot: u32) -> (&AtomicU64, Option<Flat<AtomicU64>>) {
         // SAFETY: in each test only one thread calls this on its cells, and it uses the cell
         // before its next call.
-        unsafe { cells.reach(slot, 0) }
+        unsafe { cells.reach(slot, || 0) }
     }
 
     /// The address of the array a flat word describes, as `retire` knows it.
