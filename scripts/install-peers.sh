@@ -10,6 +10,8 @@
 # - tmux (Debian) for the `sampler top` terminal tests.
 # - chromium (Debian) for the live page's browser tests.
 # - wrk (Debian) for the web service's overhead benchmark.
+# - the i686 Rust target and gcc-multilib (Debian), for sampler-api's tests on a 32-bit target
+#   (where a thread's cells live in the two-level array), when rustup is there to add it.
 # Usage: bash scripts/install-peers.sh (from anywhere; apt-get needs root or sudo).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +35,18 @@ if ! command -v valgrind >/dev/null 2>&1; then
   echo "installing valgrind (Debian package valgrind)" >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed | grep -qx i686-unknown-linux-gnu; then
+    echo "adding the Rust target i686-unknown-linux-gnu" >&2
+    rustup target add i686-unknown-linux-gnu >/dev/null
+  fi
+  if [ ! -e /usr/lib32/crtn.o ]; then
+    echo "installing gcc-multilib (Debian), to link for i686" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-multilib >/dev/null
+  fi
 fi
 
 if ! command -v tmux >/dev/null 2>&1; then

@@ -130,7 +130,19 @@ impl<T> AtomicFlat<T> {
 mod tests {
     use super::Flat;
 
+    /// On a 32-bit target the word has no room for an address: every array is refused, and
+    /// its slab keeps its cells in the two-level array.
+    #[test]
+    #[cfg(not(target_pointer_width = "64"))]
+    fn refuses_every_array_on_a_32_bit_target() {
+        let cells = Box::into_raw(vec![0u32; 64].into_boxed_slice());
+        assert!(Flat::new(cells).is_none());
+        // SAFETY: made by `Box::into_raw` just above, never shared.
+        drop(unsafe { Box::from_raw(cells) });
+    }
+
     /// The cell of `slot`, from an array the test leaks or frees only after its last call.
+    #[cfg(target_pointer_width = "64")]
     fn get<T>(flat: Flat<T>, slot: u32) -> Option<&'static T> {
         // SAFETY: the tests keep each array allocated while they read it.
         unsafe { flat.get(slot) }
@@ -139,6 +151,7 @@ mod tests {
     /// Every slot of the array is reached, in its own cell, and none past it; the whole array
     /// comes back as it was given; an array the word cannot describe is refused.
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn reaches_exactly_the_cells_of_its_array() {
         let none = Flat::<u32>::NONE;
         assert!(get(none, 0).is_none());

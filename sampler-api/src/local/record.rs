@@ -90,6 +90,7 @@ fn timing_record_at(slot: u32, table: &'static IndexTable, value: f64, scale: i8
 #[inline(never)]
 fn timing_record_slow(slot: u32, table: &'static IndexTable, value: f64) {
     let (h, shared) = own_hist(slot, table.scale());
+    crate::hooks::at(crate::hooks::Point::TimingAfterHistLoad);
     if value.is_nan() || value <= 0.0 {
         return h.record_zero(value, shared);
     }

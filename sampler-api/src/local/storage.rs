@@ -269,18 +269,10 @@ fn zeroed_slice<T: ZeroIsValid>(len: usize) -> Box<[T]> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-    use std::sync::mpsc;
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicU64, Ordering::*};
 
     use super::{Cells, Flat};
-    use crate::hooks::{self, Point};
-    use crate::local::retire::{is_retired, ReadGuard};
-
-    /// Cells shared by the test's threads, which take turns: only one of them ever grows them.
-    fn cells() -> &'static Cells<AtomicU64> {
-        Box::leak(Box::new(Cells::new(64, true)))
-    }
+    use crate::local::retire::ReadGuard;
 
     /// `Cells::reach`, by the one thread of a test that grows its cells.
     fn reach(cells: &Cells<AtomicU64>, slot: u32) -> (&AtomicU64, Option<Flat<AtomicU64>>) {
@@ -292,79 +284,6 @@ mod tests {
     /// The address of the array a flat word describes, as `retire` knows it.
     fn addr(flat: Flat<AtomicU64>) -> usize {
         flat.array().cast::<u8>() as usize
-    }
-
-    /// A reader that loaded the word of an array which another thread then outgrows reads the
-    /// old array's cell, still allocated and holding the value it had, and the array is freed
-    /// only after the reader's guard is gone.
-    #[test]
-    fn an_outgrown_array_outlives_the_reader_that_loaded_it() {
-        let cells = cells();
-        // The grower thread below is the only one to grow the cells after this.
-        reach(cells, 5).0.store(41, Relaxed);
-        let old = cells.flat();
-        let (go, orders) = mpsc::channel::<()>();
-        let (grown, done) = mpsc::channel::<()>();
-        let grower = std::thread::spawn(move || {
-            orders.recv().unwrap();
-            let (_, new) = reach(cells, 100);
-            assert!(
-                new.is_some(),
-                "slot 100 lies past 64 cells: the array grows"
-            );
-            // The owner goes on recording into the new array.
-            reach(cells, 5).0.store(42, Relaxed);
-            grown.send(()).unwrap();
-        });
-        let mut once = true;
-        hooks::set(move |p| {
-            if p == Point::ReadAfterFlatLoad && std::mem::take(&mut once) {
-                go.send(()).unwrap();
-                done.recv().unwrap();
-            }
-        });
-        let guard = ReadGuard::new();
-        let read = cells.get(5, &guard).map(|c| c.load(Relaxed));
-        hooks::clear();
-        grower.join().unwrap();
-        assert_eq!(read, Some(41), "the old array's cell, as the grow found it");
-        assert_ne!(addr(cells.flat()), addr(old), "the array was replaced");
-        assert!(
-            is_retired(addr(old)),
-            "the outgrown array was freed while a reader held a guard"
-        );
-        let fresh = ReadGuard::new();
-        assert_eq!(cells.get(5, &fresh).map(|c| c.load(Relaxed)), Some(42));
-        assert_eq!(cells.get(100, &fresh).map(|c| c.load(Relaxed)), Some(0));
-        drop((guard, fresh));
-    }
-
-    /// Resetting a cell waits for a grow under way, so the reset lands in the array that stays:
-    /// without the lock it would land in the outgrown one, and the copy would keep the value.
-    #[test]
-    fn a_reset_during_a_grow_lands_in_the_new_array() {
-        let cells = cells();
-        reach(cells, 7).0.store(41, Relaxed);
-        let reset_done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        let mut resetter = None;
-        hooks::set(move |p| {
-            if p == Point::GrowAfterCopy && resetter.is_none() {
-                resetter = Some(std::thread::spawn(move || {
-                    cells.exclusive(7, |c| c.store(0, Relaxed));
-                    reset_done.store(true, Release);
-                }));
-                std::thread::sleep(Duration::from_millis(50));
-                assert!(!reset_done.load(Acquire), "the reset ran during the grow");
-            }
-        });
-        let (_, new) = reach(cells, 200);
-        hooks::clear();
-        assert!(new.is_some());
-        while !reset_done.load(Acquire) {
-            std::thread::yield_now();
-        }
-        let guard = ReadGuard::new();
-        assert_eq!(cells.get(7, &guard).map(|c| c.load(Relaxed)), Some(0));
     }
 
     /// Cells whose array cannot grow keep slots past it in the two-level array, found there by
@@ -389,24 +308,115 @@ mod tests {
         assert_eq!(cells.get(100, &guard).map(|c| c.load(Relaxed)), Some(0));
     }
 
-    /// Values survive every grow; a slot's cell is the same cell however it is reached.
-    #[test]
-    fn grows_keep_every_value() {
-        let cells = cells();
-        let mut grows = 0;
-        for slot in 0..5000u32 {
-            let (cell, grew) = reach(cells, slot);
-            grows += usize::from(grew.is_some());
-            cell.store(u64::from(slot) + 1, Relaxed);
+    /// Growing, where the word can describe the arrays (64-bit targets).
+    #[cfg(target_pointer_width = "64")]
+    mod grow {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use super::super::Cells;
+        use super::{addr, reach};
+        use crate::hooks::{self, Point};
+        use crate::local::retire::{is_retired, ReadGuard};
+
+        /// Cells shared by the test's threads, which take turns: only one of them grows them.
+        fn cells() -> &'static Cells<AtomicU64> {
+            Box::leak(Box::new(Cells::new(64, true)))
         }
-        // 64 → 128 → … → 8192.
-        assert_eq!(grows, 7);
-        assert_eq!(cells.flat().len(), 8192);
-        let guard = ReadGuard::new();
-        for slot in 0..5000u32 {
-            let v = cells.get(slot, &guard).map(|c| c.load(Relaxed));
-            assert_eq!(v, Some(u64::from(slot) + 1), "slot {slot}");
+
+        /// A reader that loaded the word of an array which another thread then outgrows reads the
+        /// old array's cell, still allocated and holding the value it had, and the array is freed
+        /// only after the reader's guard is gone.
+        #[test]
+        fn an_outgrown_array_outlives_the_reader_that_loaded_it() {
+            let cells = cells();
+            // The grower thread below is the only one to grow the cells after this.
+            reach(cells, 5).0.store(41, Relaxed);
+            let old = cells.flat();
+            let (go, orders) = mpsc::channel::<()>();
+            let (grown, done) = mpsc::channel::<()>();
+            let grower = std::thread::spawn(move || {
+                orders.recv().unwrap();
+                let (_, new) = reach(cells, 100);
+                assert!(
+                    new.is_some(),
+                    "slot 100 lies past 64 cells: the array grows"
+                );
+                // The owner goes on recording into the new array.
+                reach(cells, 5).0.store(42, Relaxed);
+                grown.send(()).unwrap();
+            });
+            let mut once = true;
+            hooks::set(move |p| {
+                if p == Point::ReadAfterFlatLoad && std::mem::take(&mut once) {
+                    go.send(()).unwrap();
+                    done.recv().unwrap();
+                }
+            });
+            let guard = ReadGuard::new();
+            let read = cells.get(5, &guard).map(|c| c.load(Relaxed));
+            hooks::clear();
+            grower.join().unwrap();
+            assert_eq!(read, Some(41), "the old array's cell, as the grow found it");
+            assert_ne!(addr(cells.flat()), addr(old), "the array was replaced");
+            assert!(
+                is_retired(addr(old)),
+                "the outgrown array was freed while a reader held a guard"
+            );
+            let fresh = ReadGuard::new();
+            assert_eq!(cells.get(5, &fresh).map(|c| c.load(Relaxed)), Some(42));
+            assert_eq!(cells.get(100, &fresh).map(|c| c.load(Relaxed)), Some(0));
+            drop((guard, fresh));
         }
-        assert!(cells.get(8192, &guard).is_none());
+
+        /// Resetting a cell waits for a grow under way, so the reset lands in the array that stays:
+        /// without the lock it would land in the outgrown one, and the copy would keep the value.
+        #[test]
+        fn a_reset_during_a_grow_lands_in_the_new_array() {
+            let cells = cells();
+            reach(cells, 7).0.store(41, Relaxed);
+            let reset_done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+            let mut resetter = None;
+            hooks::set(move |p| {
+                if p == Point::GrowAfterCopy && resetter.is_none() {
+                    resetter = Some(std::thread::spawn(move || {
+                        cells.exclusive(7, |c| c.store(0, Relaxed));
+                        reset_done.store(true, Release);
+                    }));
+                    std::thread::sleep(Duration::from_millis(50));
+                    assert!(!reset_done.load(Acquire), "the reset ran during the grow");
+                }
+            });
+            let (_, new) = reach(cells, 200);
+            hooks::clear();
+            assert!(new.is_some());
+            while !reset_done.load(Acquire) {
+                std::thread::yield_now();
+            }
+            let guard = ReadGuard::new();
+            assert_eq!(cells.get(7, &guard).map(|c| c.load(Relaxed)), Some(0));
+        }
+
+        /// Values survive every grow; a slot's cell is the same cell however it is reached.
+        #[test]
+        fn grows_keep_every_value() {
+            let cells = cells();
+            let mut grows = 0;
+            for slot in 0..5000u32 {
+                let (cell, grew) = reach(cells, slot);
+                grows += usize::from(grew.is_some());
+                cell.store(u64::from(slot) + 1, Relaxed);
+            }
+            // 64 → 128 → … → 8192.
+            assert_eq!(grows, 7);
+            assert_eq!(cells.flat().len(), 8192);
+            let guard = ReadGuard::new();
+            for slot in 0..5000u32 {
+                let v = cells.get(slot, &guard).map(|c| c.load(Relaxed));
+                assert_eq!(v, Some(u64::from(slot) + 1), "slot {slot}");
+            }
+            assert!(cells.get(8192, &guard).is_none());
+        }
     }
 }
