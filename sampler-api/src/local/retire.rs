@@ -3,74 +3,93 @@
 //! A thread replaces its slab's flat array by a longer one (`storage::Cells::reach`) while
 //! readers on other threads (the harvest, a counter's `value`) may have loaded the old array's
 //! word and be about to read a cell of it. A reader holds a [`ReadGuard`] for as long as it
-//! reads cells; an outgrown array goes on a list and is freed only when no guard is held
-//! (tried without waiting when an array is retired and when a guard is dropped). A reader that
-//! takes its guard after the array was taken off the list loads the new word: the replacement
-//! stored it before retiring the old one, and the free happens under the write lock that the
-//! reader's guard then waits behind.
+//! reads cells: the guard counts it, under one lock with the list of outgrown arrays. An
+//! outgrown array goes on the list and the list is freed only when the count is zero (checked
+//! when an array is retired and when a guard is dropped). A reader counted after the list was
+//! taken loads the new word: the replacement stored it before retiring the old array, and the
+//! reader's count comes after the retirement through the lock.
+//!
+//! (A count under a mutex rather than a reader-writer lock: a thread may hold two guards at
+//! once, and a reader-writer lock may panic or deadlock when its holder reads again.)
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::Mutex;
 
 use super::lock;
 
-/// Held shared by readers; taken exclusively, without waiting, to free what was retired.
-static READERS: RwLock<()> = RwLock::new(());
+/// Readers that hold a guard, and the arrays outgrown and not freed yet (with their addresses).
+struct State {
+    readers: usize,
+    retired: Vec<(usize, Box<dyn Send>)>,
+}
 
-/// Arrays outgrown and not freed yet, with their addresses.
-static RETIRED: Mutex<Vec<(usize, Box<dyn Send>)>> = Mutex::new(Vec::new());
-
-/// Whether `RETIRED` may hold an array: set and cleared under its lock, read without it, so
-/// that dropping a guard costs no lock when nothing waits (a stale `false` only delays a free
-/// to the next guard or retirement).
-static PENDING: AtomicBool = AtomicBool::new(false);
+static STATE: Mutex<State> = Mutex::new(State {
+    readers: 0,
+    retired: Vec::new(),
+});
 
 /// Proof that outgrown arrays are not freed: held while cells of other threads' slabs are read.
-pub(crate) struct ReadGuard(Option<RwLockReadGuard<'static, ()>>);
+pub(crate) struct ReadGuard(());
 
 impl ReadGuard {
     pub(super) fn new() -> Self {
-        ReadGuard(Some(READERS.read().unwrap_or_else(|e| e.into_inner())))
+        lock(&STATE).readers += 1;
+        ReadGuard(())
     }
 }
 
 impl Drop for ReadGuard {
     fn drop(&mut self) {
-        drop(self.0.take());
-        free_retired();
+        let freed = {
+            let mut state = lock(&STATE);
+            state.readers -= 1;
+            take_if_unread(&mut state)
+        };
+        drop(freed);
     }
 }
 
 /// Puts an outgrown array (at `addr`) on the list, and frees the list if no reader holds a
 /// guard.
 pub(super) fn retire(addr: usize, array: Box<dyn Send>) {
-    {
-        let mut retired = lock(&RETIRED);
-        retired.push((addr, array));
-        PENDING.store(true, Relaxed);
-    }
-    free_retired();
-}
-
-/// Frees every retired array if no reader holds a guard; otherwise leaves them for the last
-/// guard to be dropped.
-fn free_retired() {
-    if !PENDING.load(Relaxed) {
-        return;
-    }
-    let Ok(_no_reader) = READERS.try_write() else {
-        return;
-    };
     let freed = {
-        let mut retired = lock(&RETIRED);
-        PENDING.store(false, Relaxed);
-        std::mem::take(&mut *retired)
+        let mut state = lock(&STATE);
+        state.retired.push((addr, array));
+        take_if_unread(&mut state)
     };
     drop(freed);
 }
 
-/// Whether the outgrown array at `addr` waits to be freed (arrays grow on 64-bit targets).
-#[cfg(all(test, target_pointer_width = "64"))]
+/// The retired arrays, taken off the list, if no reader holds a guard (then none can reach
+/// them: a reader counted later loads the current words); nothing otherwise.
+fn take_if_unread(state: &mut State) -> Vec<(usize, Box<dyn Send>)> {
+    if state.readers == 0 {
+        std::mem::take(&mut state.retired)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Whether the outgrown array at `addr` waits to be freed.
+#[cfg(test)]
 pub(super) fn is_retired(addr: usize) -> bool {
-    lock(&RETIRED).iter().any(|(a, _)| *a == addr)
+    lock(&STATE).retired.iter().any(|(a, _)| *a == addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_retired, retire, ReadGuard};
+
+    /// A thread may hold two guards at once (a reader inside a reader); an array retired
+    /// meanwhile waits until the last of them is dropped.
+    #[test]
+    fn an_array_retired_under_nested_guards_waits_for_the_outer_one() {
+        let outer = ReadGuard::new();
+        let inner = ReadGuard::new();
+        let array: Box<[u64]> = vec![7; 64].into_boxed_slice();
+        let addr = array.as_ptr() as usize;
+        retire(addr, Box::new(array));
+        drop(inner);
+        assert!(is_retired(addr), "freed while the outer guard was held");
+        drop(outer);
+    }
 }
