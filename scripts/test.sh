@@ -16,7 +16,7 @@ cargo test --workspace "$@"
 
 # sampler-api on a 32-bit target, where a thread's cells cannot be described by one word and
 # every record takes the two-level array's path (install-peers.sh adds the target with rustup).
-if rustup target list --installed 2>/dev/null | grep -qx i686-unknown-linux-gnu; then
+if rustup target list --installed 2>/dev/null | grep -x i686-unknown-linux-gnu >/dev/null; then
   echo "sampler-api on i686-unknown-linux-gnu" >&2
   cargo test -p sampler-api --target i686-unknown-linux-gnu
 else
