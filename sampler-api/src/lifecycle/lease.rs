@@ -12,6 +12,12 @@ fn tag(kind: Kind, slot: u32) -> u64 {
     (kind_code(kind) << 32) | slot as u64
 }
 
+/// The slot a lease holding `v` names, if it is one of the kind with code `code`: `tag` read
+/// back.
+fn slot_of(v: u64, code: u64) -> Option<u32> {
+    (v >> 32 == code).then_some(v as u32)
+}
+
 fn kind_code(kind: Kind) -> u64 {
     match kind {
         Kind::Counter => 1,
@@ -50,16 +56,18 @@ impl LeaseTable {
         self.lines[line].store(0, Release);
     }
 
+    /// The slots of the kind with code `code` this table's leases name (Acquire: the records
+    /// through a lease's previous slot happen before a reader that sees it rewritten).
+    fn names(&self, code: u64) -> impl Iterator<Item = u32> + '_ {
+        self.lines
+            .iter()
+            .filter_map(move |l| slot_of(l.load(Acquire), code))
+    }
+
     /// The slots of `kind` this table's leases name.
     #[cfg(test)]
     pub(crate) fn named(&self, kind: Kind) -> Vec<u32> {
-        let code = kind_code(kind);
-        self.lines
-            .iter()
-            .map(|l| l.load(Acquire))
-            .filter(|v| v >> 32 == code)
-            .map(|v| v as u32)
-            .collect()
+        self.names(kind_code(kind)).collect()
     }
 
     fn clear_all(&self) {
@@ -158,7 +166,7 @@ impl Board {
         for t in tables {
             for l in t.lines.iter() {
                 let v = l.load(Relaxed);
-                if v >> 32 == code && slots.binary_search(&(v as u32)).is_ok() {
+                if slot_of(v, code).is_some_and(|slot| slots.binary_search(&slot).is_ok()) {
                     crate::hooks::at(crate::hooks::Point::LeaseClearBeforeSwap);
                     let _ = l.compare_exchange(v, 0, Release, Relaxed);
                 }
@@ -174,15 +182,7 @@ impl Board {
         }
         let code = kind_code(kind);
         let tables = lock(&self.tables).all.clone();
-        let mut leased = Vec::new();
-        for t in tables {
-            for l in t.lines.iter() {
-                let v = l.load(Acquire);
-                if v >> 32 == code {
-                    leased.push(v as u32);
-                }
-            }
-        }
+        let mut leased: Vec<u32> = tables.iter().flat_map(|t| t.names(code)).collect();
         leased.sort_unstable();
         leased.dedup();
         Some(leased)
