@@ -34,12 +34,12 @@ SAMPLER_STRESS_SECS="${SAMPLER_STRESS_SECS:-30}" valgrind --fair-sched=yes --err
 
 # The snapshot's tests (label values read in place, where the family keeps them after a series
 # is removed or expires, or its family dropped), the labels' (a value behind a thin pointer), the
-# family table's (values kept once, numbered, and let go) and a thread's flat arrays' (address
-# and length in one word), the same way.
+# family table's (values kept once, numbered, and let go) and a thread's cells' (the flat-array
+# word, arrays that grow while readers hold the old ones, their retirement), the same way.
 api_lib="$(cargo test -p sampler-api --lib --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 [ -x "$api_lib" ] || { echo "test.sh: the sampler-api unit test binary was not found" >&2; exit 1; }
-echo "valgrind: snapshot, label, family table and flat array tests" >&2
+echo "valgrind: snapshot, label, family table and thread cell tests" >&2
 valgrind --error-exitcode=1 --leak-check=no "$api_lib" snapshot:: labels:: instruments::family::table:: \
   local::
 

@@ -15,7 +15,8 @@
 //! Recording that happens while a thread is being torn down (its slab already returned) goes to
 //! one shared slab updated with atomic read-modify-write instead.
 //!
-//! - `storage`: arrays of cells that never move;
+//! - `storage`: a thread's cells of one kind: a flat array that grows, and a two-level array
+//!   whose cells never move;
 //! - `flat`: a thread's flat array of one kind, kept at hand as one word;
 //! - `retire`: flat arrays a slab outgrew, freed once no reader can hold them;
 //! - `slab`: a thread's slab, the pool, reaching this thread's own, resetting a slot in all;

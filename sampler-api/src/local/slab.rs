@@ -11,7 +11,7 @@ use super::flat::Flat;
 use super::hist::LocalHist;
 use super::lock;
 use super::read::timing_lock;
-use super::storage::Cells;
+use super::storage::{CellValue, Cells};
 use crate::descriptor::Kind;
 use crate::lifecycle::{slots, Slots};
 
@@ -55,40 +55,58 @@ impl Slab {
     }
 }
 
-/// Runs `f` on this thread's cell of counter `slot` (growing its flat array to hold the slot,
-/// or making the cell's chunk), with whether the cell is in the shared slab (then others write
-/// it too). `f` must not record: a record could grow the array the cell lies in.
-pub(super) fn with_counter_cell(slot: u32, f: impl FnOnce(&AtomicU64, bool)) {
+/// This thread's slab and its cell of `slot` among the slab's `cells` (of `kind`), growing
+/// that flat array to hold the slot (and setting the thread's word for it, `local`) or making
+/// the cell's chunk; `f` gets the slab and the cell, and must not record: a record could grow
+/// the array the cell lies in.
+fn with_own_cell<T: CellValue, R>(
+    slot: u32,
+    kind: Kind,
+    cells: fn(&Slab) -> &Cells<T>,
+    local: fn(&Local) -> &Cell<Flat<T>>,
+    f: impl FnOnce(&'static Slab, &T) -> R,
+) -> R {
     let slab = slab();
     // SAFETY: `slab()` is this thread's own slab, or the shared one, whose cells never grow;
     // the cell is used only within this call, before this thread can grow the array again.
-    let (cell, grew) = unsafe {
-        slab.counters
-            .reach(slot, || slots(Kind::Counter).high_water())
-    };
+    let (cell, grew) = unsafe { cells(slab).reach(slot, || slots(kind).high_water()) };
     if let Some(flat) = grew {
-        let _ = LOCAL.try_with(|l| l.counters.set(flat));
+        let _ = LOCAL.try_with(|l| local(l).set(flat));
     }
-    f(cell, slab.shared)
+    f(slab, cell)
 }
 
-/// This thread's histogram of timing `slot`, made at `scale` if it has none yet (growing the
-/// flat array to hold the slot, or making the cell's chunk), with whether it is in the shared
-/// slab (then others write it too).
+/// Runs `f` on this thread's cell of counter `slot` (see `with_own_cell`), with whether the
+/// cell is in the shared slab (then others write it too).
+pub(super) fn with_counter_cell(slot: u32, f: impl FnOnce(&AtomicU64, bool)) {
+    with_own_cell(
+        slot,
+        Kind::Counter,
+        |s| &s.counters,
+        |l| &l.counters,
+        |slab, cell| f(cell, slab.shared),
+    )
+}
+
+/// This thread's histogram of timing `slot`, made at `scale` if it has none yet (its cell
+/// reached as in `with_own_cell`), with whether it is in the shared slab (then others write it
+/// too).
 pub(super) fn own_hist(slot: u32, scale: i8) -> (&'static LocalHist, bool) {
-    let slab = slab();
-    // SAFETY: as in `with_counter_cell`; the cell is used only here.
-    let (cell, grew) = unsafe { slab.hists.reach(slot, || slots(Kind::Timing).high_water()) };
-    if let Some(flat) = grew {
-        let _ = LOCAL.try_with(|l| l.hists.set(flat));
-    }
-    let mut h = cell.load(Acquire);
-    if h.is_null() {
-        h = slab.alloc_hist(cell, scale);
-    }
-    // SAFETY: a LocalHist pointer is freed only by `drop_hists`, under the timing lock, for
-    // a slot nothing can reach any more (`lifecycle`); the caller can reach `slot`.
-    (unsafe { &*h }, slab.shared)
+    with_own_cell(
+        slot,
+        Kind::Timing,
+        |s| &s.hists,
+        |l| &l.hists,
+        |slab, cell| {
+            let mut h = cell.load(Acquire);
+            if h.is_null() {
+                h = slab.alloc_hist(cell, scale);
+            }
+            // SAFETY: a LocalHist pointer is freed only by `drop_hists`, under the timing lock,
+            // for a slot nothing can reach any more (`lifecycle`); the caller can reach `slot`.
+            (unsafe { &*h }, slab.shared)
+        },
+    )
 }
 
 /// The pool of slabs: every slab ever made, and the ones whose thread has exited.
