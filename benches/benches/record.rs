@@ -18,8 +18,8 @@ use sampler_benches::report::{HANDLE_FLOOR, PLAIN_FLOOR, TIMING_FLOOR};
 use sampler_benches::series::{floor_cell, otel_provider, MetricsRecorder};
 use sampler_benches::{
     criterion_dir_of_exe, lookup_order, lookup_sets, parallel_stats, timing_values,
-    wait_for_idle_cpus, with_runner, FastLookupLabels, LOOKUP_KEYS, LOOKUP_ORDER_LEN,
-    LOOKUP_SET_COUNTS,
+    wait_for_idle_cpus, with_runner, FastLookupFamily, FastLookupLabels, LOOKUP_KEYS,
+    LOOKUP_ORDER_LEN, LOOKUP_SET_COUNTS,
 };
 
 static REQUESTS: Descriptor = Descriptor::counter("bench.requests", "1", "requests");
@@ -577,12 +577,8 @@ fn lookup(c: &mut Criterion) {
             drop(otel);
             drop(provider);
 
-            let fast = fastmetrics::metrics::family::Family::<
-                FastLookupLabels,
-                fastmetrics::metrics::counter::Counter,
-            >::default();
-            let fast_labels: Vec<FastLookupLabels> =
-                values.iter().map(|v| FastLookupLabels(*v)).collect();
+            let fast = FastLookupFamily::default();
+            let fast_labels = FastLookupLabels::all(values);
             fast_labels
                 .iter()
                 .for_each(|l| fast.with_or_new(l, |c| c.inc()));

@@ -14,7 +14,9 @@
 //! ```
 
 use sampler_api::{Descriptor, FamilyOptions, Registry};
-use sampler_benches::{lookup_order, lookup_sets, FastLookupLabels, LOOKUP_KEYS, LOOKUP_ORDER_LEN};
+use sampler_benches::{
+    lookup_order, lookup_sets, FastLookupFamily, FastLookupLabels, LOOKUP_KEYS, LOOKUP_ORDER_LEN,
+};
 
 static BY_ROUTE: Descriptor = Descriptor::counter("profile.requests", "1", "requests");
 
@@ -36,12 +38,8 @@ fn main() {
             run(&values, &order, n, threads, |v| family.inc(v));
         }
         "fastmetrics" => {
-            let family = fastmetrics::metrics::family::Family::<
-                FastLookupLabels,
-                fastmetrics::metrics::counter::Counter,
-            >::default();
-            let labels: Vec<FastLookupLabels> =
-                values.iter().map(|v| FastLookupLabels(*v)).collect();
+            let family = FastLookupFamily::default();
+            let labels = FastLookupLabels::all(&values);
             run(&labels, &order, n, threads, |l| {
                 family.with_or_new(l, |c| c.inc())
             });

@@ -530,6 +530,17 @@ pub struct Padded<T>(pub T);
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct FastLookupLabels(pub [&'static str; 3]);
 
+impl FastLookupLabels {
+    /// One label set for each of `sets` ([`lookup_sets`]), in order.
+    pub fn all(sets: &[[&'static str; 3]]) -> Vec<Self> {
+        sets.iter().map(|v| FastLookupLabels(*v)).collect()
+    }
+}
+
+/// `fastmetrics`' counter family keyed by [`FastLookupLabels`].
+pub type FastLookupFamily =
+    fastmetrics::metrics::family::Family<FastLookupLabels, fastmetrics::metrics::counter::Counter>;
+
 impl fastmetrics::raw::LabelSetSchema for FastLookupLabels {
     fn names() -> Option<&'static [&'static str]> {
         Some(&LOOKUP_KEYS)
