@@ -1,8 +1,10 @@
 //! A driver for profilers: looks up SETS three-label sets of one counter family in random
 //! order (the sets and order of the `lookup_*` benches), N times on each of THREADS threads,
 //! after a warm-up that looks each set up eight times, and prints each thread's time per
-//! lookup + increment. LIBRARY is `sampler` (the default) or `fastmetrics`, to set the two
-//! side by side under a profiler.
+//! lookup + increment. LIBRARY is `sampler` (the default), `fastmetrics`, or `thread-map`: each
+//! thread's own `std` `HashMap` from the label values to a count, which shares nothing between
+//! threads (what a service can write for itself, and a control for how the 2-thread time of a
+//! lookup that shares nothing moves on this machine).
 //!
 //! ```sh
 //! cargo build --release -p sampler-benches --example lookup_profile
@@ -11,7 +13,12 @@
 //! valgrind --tool=callgrind target/release/examples/lookup_profile 100 100000 1
 //! # the same lookups through fastmetrics
 //! target/release/examples/lookup_profile 10000 10000000 1 fastmetrics
+//! # and through each thread's own map
+//! target/release/examples/lookup_profile 10000 10000000 2 thread-map
 //! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use sampler_api::{Descriptor, FamilyOptions, Registry};
 use sampler_benches::{
@@ -44,7 +51,24 @@ fn main() {
                 family.with_or_new(l, |c| c.inc())
             });
         }
-        other => panic!("LIBRARY is sampler or fastmetrics, not {other:?}"),
+        "thread-map" => {
+            type Counts = HashMap<[&'static str; 3], u64>;
+            thread_local! {
+                static COUNTS: RefCell<Counts> = RefCell::new(HashMap::new());
+            }
+            run(&values, &order, n, threads, |v| {
+                COUNTS.with(|counts| {
+                    let mut counts = counts.borrow_mut();
+                    match counts.get_mut(v) {
+                        Some(count) => *count += 1,
+                        None => {
+                            counts.insert(*v, 1);
+                        }
+                    }
+                })
+            });
+        }
+        other => panic!("LIBRARY is sampler, fastmetrics or thread-map, not {other:?}"),
     }
 }
 
