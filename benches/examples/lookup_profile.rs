@@ -57,15 +57,7 @@ fn main() {
                 static COUNTS: RefCell<Counts> = RefCell::new(HashMap::new());
             }
             run(&values, &order, n, threads, |v| {
-                COUNTS.with(|counts| {
-                    let mut counts = counts.borrow_mut();
-                    match counts.get_mut(v) {
-                        Some(count) => *count += 1,
-                        None => {
-                            counts.insert(*v, 1);
-                        }
-                    }
-                })
+                COUNTS.with(|counts| *counts.borrow_mut().entry(*v).or_insert(0) += 1)
             });
         }
         other => panic!("LIBRARY is sampler, fastmetrics or thread-map, not {other:?}"),
